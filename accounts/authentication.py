@@ -1,0 +1,73 @@
+"""JWT authentication with scopes: expired/forged tokens are 401, disabled players are 403."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rest_framework.permissions import BasePermission
+from rest_framework_simplejwt.authentication import JWTAuthentication
+from rest_framework_simplejwt.exceptions import AuthenticationFailed
+from rest_framework_simplejwt.settings import api_settings
+from rest_framework_simplejwt.tokens import Token
+
+from accounts.models import User
+from scoreboard.errors import Forbidden
+
+if TYPE_CHECKING:
+    from rest_framework.request import Request
+    from rest_framework.views import APIView
+
+SCOPE_READ = "read:scores"
+SCOPE_UPDATE = "update:scores"
+PLAYER_SCOPES = (SCOPE_READ, SCOPE_UPDATE)
+
+
+class ScopedJWTAuthentication(JWTAuthentication):
+    """simplejwt's authentication, but a disabled (banned) player is refused with 403, not 401."""
+
+    def get_user(self, validated_token: Token) -> User:
+        try:
+            user_id = validated_token[api_settings.USER_ID_CLAIM]
+        except KeyError as exc:
+            raise AuthenticationFailed("The token carries no subject.", code="token_not_valid") from exc
+        try:
+            user = User.objects.get(pk=user_id)
+        except (User.DoesNotExist, ValueError) as exc:
+            raise AuthenticationFailed("The token's player does not exist.", code="user_not_found") from exc
+        if not user.is_active:
+            raise Forbidden("This account is disabled.", code="account_disabled")
+        return user
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="scoreboard"'
+
+
+def token_scopes(token: Any) -> set[str]:
+    if token is None:
+        return set()
+    scope = token.get("scope", [])
+    if isinstance(scope, str):
+        return set(scope.split())
+    return {s for s in scope if isinstance(s, str)}
+
+
+class HasScope(BasePermission):
+    """Requires an authenticated request whose JWT grants ``required_scope``."""
+
+    required_scope = SCOPE_UPDATE
+    message = "The token does not grant the required scope."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        if request.user is None:
+            return False
+        return self.required_scope in token_scopes(request.auth)
+
+
+class CanUpdateScores(HasScope):
+    required_scope = SCOPE_UPDATE
+    message = "The token does not grant update:scores."
+
+
+class CanReadScores(HasScope):
+    required_scope = SCOPE_READ
+    message = "The token does not grant read:scores."

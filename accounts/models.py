@@ -1,0 +1,57 @@
+"""Players and the game servers that mint action tokens for them."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+from django.db.models.functions import Lower
+
+
+class User(AbstractUser):
+    """A player. ``current_score`` is the all-time global score (the SPEC's users.current_score).
+
+    ``score_reached_at`` is when the player reached ``current_score``: the tie-breaker of the one
+    ordering rule (score desc, then earliest time reached, then id). It is null until the first
+    score, and players with no score are not on the board. ``score_version`` grows by one on every
+    change of the score, so the Redis index can ignore stale writes that arrive out of order.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    email = models.EmailField("email address", unique=True)
+    current_score = models.BigIntegerField(default=0)
+    score_reached_at = models.DateTimeField(null=True, blank=True)
+    score_version = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "users"
+        indexes = [
+            models.Index(models.F("current_score").desc(), "score_reached_at", "id", name="idx_users_score"),
+        ]
+        constraints = [
+            models.UniqueConstraint(Lower("username"), name="uniq_users_username_ci"),
+            models.UniqueConstraint(Lower("email"), name="uniq_users_email_ci"),
+        ]
+
+    def __str__(self) -> str:
+        return self.username
+
+
+class GameServerKey(models.Model):
+    """A trusted game server's credential for POST /v1/actions. Only a hash of the key is stored."""
+
+    name = models.CharField(max_length=100, unique=True)
+    prefix = models.CharField(max_length=12, unique=True, help_text="Public prefix that identifies the key.")
+    key_hash = models.CharField(max_length=128)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "game_server_keys"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

@@ -1,0 +1,59 @@
+"""Shared pieces of the DRF layer: the success envelope and strict input serializers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiResponse, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.response import Response
+
+
+def ok(data: Any, *, status_code: int = status.HTTP_200_OK, headers: dict[str, str] | None = None) -> Response:
+    return Response({"success": True, "data": data}, status=status_code, headers=headers)
+
+
+class StrictSerializer(serializers.Serializer):
+    """Rejects unknown fields instead of silently ignoring them."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError({"non_field_errors": ["Expected a JSON object."]})
+        unknown = sorted(set(data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+def envelope(name: str, data: serializers.Serializer) -> Any:
+    """OpenAPI: the success envelope around ``data``."""
+    return inline_serializer(name=name, fields={"success": serializers.BooleanField(), "data": data})
+
+
+_ErrorDetail = inline_serializer(
+    name="ErrorDetail",
+    fields={
+        "code": serializers.CharField(),
+        "message": serializers.CharField(),
+        "details": serializers.JSONField(allow_null=True),
+    },
+)
+ErrorEnvelope = inline_serializer(
+    name="ErrorEnvelope", fields={"success": serializers.BooleanField(default=False), "error": _ErrorDetail}
+)
+
+
+def errors(*codes: int) -> dict[int, OpenApiResponse]:
+    """OpenAPI: the error envelope for each status code listed."""
+    descriptions = {
+        400: "Invalid request body or parameters.",
+        401: "Missing, expired or forged credentials.",
+        403: "Authenticated but not allowed (scope, disabled account, another player's token).",
+        404: "Not found.",
+        409: "Conflict (already exists, or a replayed action token).",
+        413: "Request body over 64 KB.",
+        415: "Content type is not application/json.",
+        429: "Rate limited or blocked by the fraud engine; see Retry-After.",
+        503: "A backing service is unavailable; nothing was applied.",
+    }
+    return {code: OpenApiResponse(ErrorEnvelope, description=descriptions[code]) for code in codes}

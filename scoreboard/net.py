@@ -1,0 +1,51 @@
+"""The client's address: REMOTE_ADDR, unless the peer is a trusted proxy."""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from django.conf import settings
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@functools.cache
+def _networks(proxies: tuple[str, ...]) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(p.strip(), strict=False) for p in proxies if p.strip())
+
+
+def _parse(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(value.strip())
+    except ValueError:
+        return None
+
+
+def resolve_client_ip(remote_addr: str | None, forwarded_for: str | None, trusted: Sequence[str]) -> str | None:
+    """Walk X-Forwarded-For right to left past trusted hops; the first untrusted hop is the client.
+
+    A client cannot buy a fresh identity by sending its own X-Forwarded-For: only hops appended by
+    trusted proxies are skipped, and the untrusted peer's own value ends the walk.
+    """
+    peer = _parse(remote_addr or "")
+    if peer is None:
+        return None
+    networks = _networks(tuple(trusted))
+    if not networks or not any(peer in n for n in networks):
+        return str(peer)
+    client = peer
+    for hop in reversed([h for h in (forwarded_for or "").split(",") if h.strip()]):
+        address = _parse(hop)
+        if address is None:
+            break
+        client = address
+        if not any(address in n for n in networks):
+            break
+    return str(client)
+
+
+def client_ip(meta: Mapping[str, Any]) -> str | None:
+    return resolve_client_ip(meta.get("REMOTE_ADDR"), meta.get("HTTP_X_FORWARDED_FOR"), settings.TRUSTED_PROXIES)

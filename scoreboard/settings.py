@@ -1,0 +1,284 @@
+"""Scoreboard settings: one module, every value from the environment, a working default for each.
+
+With nothing set this is the *embedded default*: SQLite, in-memory channel layer, local-memory
+cache, Celery tasks run eagerly, development secrets. With ``DATABASE_URL`` and ``REDIS_URL`` set
+it is the production topology: PostgreSQL is the source of truth and Redis holds the ranking
+index, rate-limit counters, fraud windows, the channel layer and the Celery broker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+
+logger = logging.getLogger("scoreboard.settings")
+
+# --------------------------------------------------------------------------------------------
+# Core Django
+# --------------------------------------------------------------------------------------------
+DEBUG = env.bool("DJANGO_DEBUG", default=True)
+
+_DEV_SECRET_PREFIX = "dev-insecure-"
+_DEV_SECRETS = {
+    "DJANGO_SECRET_KEY": _DEV_SECRET_PREFIX + "django-secret-key-change-me-0123456789abcdef",
+    "JWT_SECRET": _DEV_SECRET_PREFIX + "jwt-secret-change-me-0123456789abcdef0123456789",
+    "ACTION_TOKEN_SECRET": _DEV_SECRET_PREFIX + "action-token-secret-change-me-0123456789abcdef",
+}
+MIN_SECRET_LENGTH = 32
+
+
+def _secret(name: str) -> str:
+    """Read a secret; in DEBUG fall back to a labelled development value, otherwise refuse."""
+    value = env.str(name, default="")
+    if value and not value.startswith(_DEV_SECRET_PREFIX):
+        if len(value) < MIN_SECRET_LENGTH and not DEBUG:
+            raise ImproperlyConfigured(f"{name} must be at least {MIN_SECRET_LENGTH} characters.")
+        return value
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            f"{name} is missing or a development default; set it in the environment "
+            "(DJANGO_DEBUG is off, so development secrets are refused)."
+        )
+    _USING_DEV_SECRETS.append(name)
+    return value or _DEV_SECRETS[name]
+
+
+_USING_DEV_SECRETS: list[str] = []
+SECRET_KEY = _secret("DJANGO_SECRET_KEY")
+JWT_SECRET = _secret("JWT_SECRET")
+ACTION_TOKEN_SECRET = _secret("ACTION_TOKEN_SECRET")
+# During a rotation the previous action-token secret is still accepted (never used to sign).
+ACTION_TOKEN_SECRET_PREVIOUS = env.str("ACTION_TOKEN_SECRET_PREVIOUS", default="")
+USING_DEV_SECRETS = tuple(_USING_DEV_SECRETS)
+
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework_simplejwt.token_blacklist",
+    "drf_spectacular",
+    "channels",
+    "accounts",
+    "scores",
+    "fraud",
+    "realtime",
+]
+
+MIDDLEWARE = [
+    "scoreboard.middleware.BodySizeLimitMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "scoreboard.middleware.ApiExceptionMiddleware",
+]
+
+ROOT_URLCONF = "scoreboard.urls"
+WSGI_APPLICATION = "scoreboard.wsgi.application"
+ASGI_APPLICATION = "scoreboard.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --------------------------------------------------------------------------------------------
+# Data stores
+# --------------------------------------------------------------------------------------------
+DATABASES = {
+    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+}
+IS_POSTGRES = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+if IS_POSTGRES:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env.int("DB_CONNECT_TIMEOUT", default=5)
+else:
+    # SQLite: wait for the write lock instead of failing at once when requests overlap.
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "accounts.User"
+
+REDIS_URL = env.str("REDIS_URL", default="")
+# Socket timeouts keep a dead Redis from hanging a request: the update path degrades instead.
+REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=0.5)
+
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "sb",
+            "OPTIONS": {
+                "SOCKET_CONNECT_TIMEOUT": REDIS_SOCKET_TIMEOUT,
+                "SOCKET_TIMEOUT": REDIS_SOCKET_TIMEOUT,
+            },
+        }
+    }
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": "sb:layer"},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --------------------------------------------------------------------------------------------
+# Auth
+# --------------------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+JWT_ACCESS_LIFETIME = timedelta(minutes=env.int("JWT_ACCESS_MINUTES", default=15))
+JWT_REFRESH_LIFETIME = timedelta(days=env.int("JWT_REFRESH_DAYS", default=7))
+
+SIMPLE_JWT = {
+    "ALGORITHM": "HS256",
+    "SIGNING_KEY": JWT_SECRET,
+    "AUDIENCE": env.str("JWT_AUDIENCE", default="scoreboard"),
+    "ISSUER": env.str("JWT_ISSUER", default="scoreboard"),
+    "LEEWAY": env.int("JWT_LEEWAY_SECONDS", default=10),
+    "ACCESS_TOKEN_LIFETIME": JWT_ACCESS_LIFETIME,
+    "REFRESH_TOKEN_LIFETIME": JWT_REFRESH_LIFETIME,
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "UPDATE_LAST_LOGIN": False,
+    "USER_ID_FIELD": "id",
+    "USER_ID_CLAIM": "sub",
+    "AUTH_HEADER_TYPES": ("Bearer",),
+}
+
+REST_FRAMEWORK = {
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.ScopedJWTAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "EXCEPTION_HANDLER": "scoreboard.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Scoreboard API",
+    "DESCRIPTION": (
+        "Real-time leaderboard: authenticated, cryptographically validated score increments "
+        "and a live top 10. Every error uses the envelope "
+        '`{"success": false, "error": {"code", "message", "details"}}`.'
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --------------------------------------------------------------------------------------------
+# Game rules
+# --------------------------------------------------------------------------------------------
+# action type -> allowed increment range and the minimum play time between two actions.
+DEFAULT_ACTION_TYPES = {
+    "LEVEL_COMPLETION": {"min_increment": 1, "max_increment": 1000, "min_play_seconds": 3},
+    "ACHIEVEMENT_UNLOCK": {"min_increment": 1, "max_increment": 1000, "min_play_seconds": 3},
+}
+ACTION_TYPES: dict[str, dict[str, int]] = (
+    json.loads(env.str("ACTION_TYPES")) if env.str("ACTION_TYPES", default="") else DEFAULT_ACTION_TYPES
+)
+ACTION_TOKEN_MAX_AGE_SECONDS = env.int("ACTION_TOKEN_MAX_AGE_SECONDS", default=300)
+ACTION_TOKEN_MAX_FUTURE_SECONDS = env.int("ACTION_TOKEN_MAX_FUTURE_SECONDS", default=30)
+ACTION_TOKEN_MAX_LENGTH = 1000
+LEVEL_ID_MAX_LENGTH = 50
+# Used nonces are kept this long past the token window before the cleanup job removes them.
+NONCE_RETENTION_MARGIN_SECONDS = env.int("NONCE_RETENTION_MARGIN_SECONDS", default=600)
+
+LEADERBOARD_DEFAULT_LIMIT = 10
+LEADERBOARD_MAX_LIMIT = 100
+# When true, the board (REST, WebSocket, SSE, page) needs a JWT carrying read:scores.
+LEADERBOARD_REQUIRE_AUTH = env.bool("LEADERBOARD_REQUIRE_AUTH", default=False)
+
+# Request bodies larger than this are refused with 413 before they are read.
+MAX_REQUEST_BODY_BYTES = 64 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
+
+# Anti-cheat
+RATE_LIMIT_USER_PER_MINUTE = env.int("RATE_LIMIT_USER_PER_MINUTE", default=10)
+RATE_LIMIT_IP_PER_MINUTE = env.int("RATE_LIMIT_IP_PER_MINUTE", default=100)
+RATE_LIMIT_GLOBAL_PER_MINUTE = env.int("RATE_LIMIT_GLOBAL_PER_MINUTE", default=10_000)
+RATE_LIMIT_ENABLED = env.bool("RATE_LIMIT_ENABLED", default=True)
+FRAUD_FLAG_THRESHOLD = env.float("FRAUD_FLAG_THRESHOLD", default=0.5)
+FRAUD_BLOCK_THRESHOLD = env.float("FRAUD_BLOCK_THRESHOLD", default=0.8)
+# Peers whose X-Forwarded-For is believed (comma-separated addresses or CIDRs).
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+
+# Game servers authenticate to POST /v1/actions with this header.
+API_KEY_HEADER = "HTTP_X_API_KEY"
+
+# --------------------------------------------------------------------------------------------
+# Celery
+# --------------------------------------------------------------------------------------------
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+
+# --------------------------------------------------------------------------------------------
+# i18n, static, logging
+# --------------------------------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").exists() else []
+
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "stream": sys.stderr, "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.request": {"level": "ERROR"}},
+}
