@@ -25,7 +25,7 @@ PLAYER_SCOPES = (SCOPE_READ, SCOPE_UPDATE)
 class ScopedJWTAuthentication(JWTAuthentication):
     """simplejwt's authentication, but a disabled (banned) player is refused with 403, not 401."""
 
-    def get_user(self, validated_token: Token) -> User:
+    def get_user(self, validated_token: Token) -> User:  # type: ignore[override]
         try:
             user_id = validated_token[api_settings.USER_ID_CLAIM]
         except KeyError as exc:

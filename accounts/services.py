@@ -82,7 +82,7 @@ def user_login(*, username: str, password: str) -> TokenPair:
 
 def _refresh_token_load(raw: str) -> RefreshToken:
     try:
-        return RefreshToken(raw)  # verifies signature, expiry, audience, issuer, blacklist
+        return RefreshToken(raw)  # type: ignore[arg-type]  # verifies signature, expiry, audience, issuer, blacklist
     except TokenError as exc:
         raise Unauthorized("The refresh token is invalid, expired or revoked.", code="token_not_valid") from exc
 

@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 class ApiError(exceptions.APIException):
     """An error a service raises with its HTTP status, a stable code and optional details."""
 
-    status_code = status.HTTP_400_BAD_REQUEST
+    status_code: int = status.HTTP_400_BAD_REQUEST
     default_code = "bad_request"
     default_detail = "Bad request."
 
@@ -38,25 +38,25 @@ class ApiError(exceptions.APIException):
 
 
 class Conflict(ApiError):
-    status_code = status.HTTP_409_CONFLICT
+    status_code: int = status.HTTP_409_CONFLICT
     default_code = "conflict"
     default_detail = "Conflict."
 
 
 class Unauthorized(ApiError):
-    status_code = status.HTTP_401_UNAUTHORIZED
+    status_code: int = status.HTTP_401_UNAUTHORIZED
     default_code = "unauthorized"
     default_detail = "Authentication failed."
 
 
 class Forbidden(ApiError):
-    status_code = status.HTTP_403_FORBIDDEN
+    status_code: int = status.HTTP_403_FORBIDDEN
     default_code = "forbidden"
     default_detail = "Forbidden."
 
 
 class TooManyRequests(ApiError):
-    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    status_code: int = status.HTTP_429_TOO_MANY_REQUESTS
     default_code = "rate_limited"
     default_detail = "Too many requests."
 
@@ -68,7 +68,7 @@ class TooManyRequests(ApiError):
 
 
 class ServiceUnavailable(ApiError):
-    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    status_code: int = status.HTTP_503_SERVICE_UNAVAILABLE
     default_code = "service_unavailable"
     default_detail = "The service is temporarily unavailable; nothing was applied. Retry later."
 
@@ -148,5 +148,5 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if isinstance(exc, TooManyRequests):
         response["Retry-After"] = str(exc.retry_after)
     elif isinstance(exc, exceptions.Throttled):
-        response["Retry-After"] = str(int(exc.wait or 60))
+        response["Retry-After"] = str(int(getattr(exc, "wait", None) or 60))
     return response

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -13,6 +15,7 @@ from rest_framework.views import APIView
 
 from accounts import services as account_services
 from accounts.authentication import CanReadScores, CanUpdateScores
+from accounts.models import User
 from scoreboard.api import StrictSerializer, envelope, errors, ok
 from scoreboard.errors import ApiError, Unauthorized
 from scoreboard.net import client_ip
@@ -26,9 +29,11 @@ class MetadataSerializer(StrictSerializer):
     action_type = serializers.ChoiceField(choices=[], required=False)
     level_id = serializers.CharField(max_length=settings.LEVEL_ID_MAX_LENGTH, required=False)
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["action_type"].choices = sorted(settings.ACTION_TYPES)
+        action_type = self.fields["action_type"]
+        assert isinstance(action_type, serializers.ChoiceField)
+        action_type.choices = sorted(settings.ACTION_TYPES)
 
 
 class ScoreSubmitApi(APIView):
@@ -59,6 +64,7 @@ class ScoreSubmitApi(APIView):
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        assert isinstance(request.user, User)  # guaranteed by CanUpdateScores
         result = services.score_submit(
             user=request.user,
             action_token=data.validated_data["action_token"],

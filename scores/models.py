@@ -23,7 +23,7 @@ class ScoreHistory(models.Model):
     new_score = models.BigIntegerField()
     action_type = models.CharField(max_length=50)
     action_id = models.CharField(max_length=128, null=True, blank=True, unique=True)
-    nonce = models.CharField(max_length=256, null=True, blank=True)
+    nonce = models.CharField(max_length=256, null=True, blank=True)  # noqa: DJ001 (null = no token)
     action_token_hash = models.CharField(max_length=256)
     action_timestamp = models.DateTimeField(null=True, blank=True)
     ip_address = models.GenericIPAddressField(null=True, blank=True)

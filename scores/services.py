@@ -7,6 +7,7 @@ the nonce and never hold the player row; two tokens of one player queue on the p
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 from dataclasses import asdict, dataclass
@@ -105,10 +106,8 @@ def _prefilter_release(claims: ActionClaims) -> None:
     client = get_redis()
     if client is None:
         return
-    try:
+    with contextlib.suppress(*REDIS_ERRORS):
         client.delete(*_prefilter_keys(claims))
-    except REDIS_ERRORS:
-        pass
 
 
 def original_result(claims: ActionClaims) -> dict[str, Any] | None:
@@ -171,7 +170,7 @@ def _player_row_increment(*, user_id: str, increment: int, now: dt.datetime) -> 
             cursor.execute(_PG_UPDATE, {"inc": increment, "now": now, "id": user_id})
             return cursor.fetchone()
         # SQLite (embedded default): the IMMEDIATE transaction already holds the write lock.
-        params = {"inc": increment, "now": now, "id": user_id.replace("-", "")}
+        params: dict[str, Any] = {"inc": increment, "now": now, "id": user_id.replace("-", "")}
         cursor.execute(_SQLITE_SELECT, params)
         old = cursor.fetchone()
         if old is None:

@@ -26,7 +26,7 @@ class Command(BaseCommand):
             "",
             "  Submit a score (in another terminal):",
             f"    ACCESS=$(curl -s -X POST {base}/v1/auth/login -H 'Content-Type: application/json' \\",
-            f'      -d \'{{"username": "{DEMO_PLAYER}", "password": "{DEMO_PASSWORD}"}}\' | python3 -c \'import json,sys; print(json.load(sys.stdin)["data"]["access"])\')',
+            f'      -d \'{{"username": "{DEMO_PLAYER}", "password": "{DEMO_PASSWORD}"}}\' | python3 -c \'import json,sys; print(json.load(sys.stdin)["data"]["access"])\')',  # noqa: E501
             f"    TOKEN=$(.venv/bin/python manage.py mint_action_token {DEMO_PLAYER} --increment 500)",
             f'    curl -s -X POST {base}/v1/scores/update -H "Authorization: Bearer $ACCESS" \\',
             '      -H \'Content-Type: application/json\' -d "{\\"action_token\\": \\"$TOKEN\\"}"',
