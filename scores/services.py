@@ -1,14 +1,15 @@
 """Score writes: submitting an action, reversing it, and keeping the Redis index derived from PostgreSQL.
 
-Lock order inside a score transaction is always: the nonce/action-id unique index entry first
-(``used_nonces``), then the player's ``users`` row. Two submissions of one token therefore queue on
-the nonce and never hold the player row; two tokens of one player queue on the player row.
+Lock order inside a score transaction is always: the player's ``users`` row first, then the
+nonce/action-id unique entries (``used_nonces``, ``score_history``). Two submissions of one token
+queue on the player row and the second fails the unique constraint (a replay).
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import logging
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -32,6 +33,7 @@ security_log = logging.getLogger("scoreboard.security")
 
 # The Redis replay pre-filter remembers a claimed nonce for the token window plus this margin.
 NONCE_PREFILTER_MARGIN_SECONDS = 60
+USER_AGENT_MAX_LENGTH = 1000
 
 
 @dataclass(frozen=True)
@@ -140,77 +142,82 @@ def _replay_conflict(claims: ActionClaims, original: dict[str, Any] | None) -> C
 # ---------------------------------------------------------------------------------------------
 # Applying a score change
 # ---------------------------------------------------------------------------------------------
-_PG_UPDATE = """
-UPDATE users AS u
-   SET current_score = u.current_score + %(inc)s,
-       score_reached_at = %(now)s,
-       score_version = u.score_version + 1,
-       updated_at = %(now)s
-  FROM (SELECT id, current_score, score_reached_at FROM users
-         WHERE id = %(id)s AND is_active FOR UPDATE) AS old
- WHERE u.id = old.id
-RETURNING old.current_score, old.score_reached_at, u.current_score, u.score_version, u.username
+# PostgreSQL: the whole submission is ONE statement (one round trip, one commit in autocommit mode).
+# Lock order: the player row (FOR UPDATE), then the nonce/action-id unique entries. Two uses of one
+# token queue on the player row; the second then fails the unique constraint -> replay (409).
+# A disabled player matches no row, so nothing is claimed or written and the statement returns no row.
+_PG_SUBMIT = """
+WITH player AS (
+    SELECT id, current_score, score_reached_at FROM users
+     WHERE id = %(user_id)s AND is_active
+       FOR UPDATE
+), claim AS (
+    INSERT INTO used_nonces (nonce, action_id, user_id, created_at)
+    SELECT %(nonce)s, %(action_id)s, id, %(now)s FROM player
+    RETURNING user_id
+), updated AS (
+    UPDATE users AS u
+       SET current_score = u.current_score + %(inc)s, score_reached_at = %(now)s,
+           score_version = u.score_version + 1, updated_at = %(now)s
+      FROM player, claim
+     WHERE u.id = player.id
+    RETURNING u.id, player.current_score AS old_score, player.score_reached_at AS old_reached_at,
+              u.current_score AS new_score, u.score_version, u.username
+), history AS (
+    INSERT INTO score_history (id, user_id, kind, score_increment, old_score, new_score, action_type,
+                               action_id, nonce, action_token_hash, action_timestamp, ip_address,
+                               user_agent, metadata, created_at)
+    SELECT gen_random_uuid(), id, %(kind)s, %(inc)s, old_score, new_score, %(action_type)s,
+           %(action_id)s, %(nonce)s, %(token_hash)s, %(action_ts)s, %(ip)s::inet,
+           %(user_agent)s, %(metadata)s::jsonb, %(now)s
+      FROM updated
+    RETURNING id
+)
+SELECT updated.old_score, updated.old_reached_at, updated.new_score, updated.score_version,
+       updated.username, history.id
+  FROM updated, history
 """
-_SQLITE_SELECT = "SELECT current_score, score_reached_at FROM users WHERE id = %(id)s AND is_active"
-_SQLITE_UPDATE = """
-UPDATE users SET current_score = current_score + %(inc)s, score_reached_at = %(now)s,
-       score_version = score_version + 1, updated_at = %(now)s
- WHERE id = %(id)s AND is_active
-RETURNING current_score, score_version, username
-"""
 
 
-def _player_row_increment(*, user_id: str, increment: int, now: dt.datetime) -> tuple[Any, ...] | None:
-    """Atomically add ``increment``; returns (old_score, old_reached_at, new_score, version, username).
+def _apply_postgres(
+    *,
+    user: User,
+    claims: ActionClaims,
+    token_hash: str,
+    metadata: dict[str, Any],
+    context: RequestContext,
+    now: dt.datetime,
+) -> _Applied | None:
+    params: dict[str, Any] = {
+        "user_id": user.pk,
+        "nonce": claims.nonce,
+        "action_id": claims.action_id,
+        "now": now,
+        "inc": claims.score_increment,
+        "kind": ScoreHistory.Kind.ACTION.value,
+        "action_type": claims.action_type,
+        "token_hash": token_hash,
+        "action_ts": claims.occurred_at,
+        "ip": context.ip_address,
+        "user_agent": context.user_agent[:USER_AGENT_MAX_LENGTH],
+        "metadata": json.dumps(metadata),
+    }
 
-    None when the player does not exist or is disabled. Must run inside a transaction.
-    """
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(_PG_UPDATE, {"inc": increment, "now": now, "id": user_id})
+    def run() -> tuple[Any, ...] | None:
+        with connection.cursor() as cursor:
+            cursor.execute(_PG_SUBMIT, params)
             return cursor.fetchone()
-        # SQLite (embedded default): the IMMEDIATE transaction already holds the write lock.
-        params: dict[str, Any] = {"inc": increment, "now": now, "id": user_id.replace("-", "")}
-        cursor.execute(_SQLITE_SELECT, params)
-        old = cursor.fetchone()
-        if old is None:
-            return None
-        cursor.execute(_SQLITE_UPDATE, params)
-        new = cursor.fetchone()
-        old_reached = old[1]
-        if isinstance(old_reached, str):
-            old_reached = dt.datetime.fromisoformat(old_reached).replace(tzinfo=dt.UTC)
-        return (old[0], old_reached, new[0], new[1], new[2])
 
-
-def _apply(
-    *, user: User, claims: ActionClaims, token_hash: str, metadata: dict[str, Any], context: RequestContext
-) -> _Applied:
-    """The one transaction of a submission: claim the token, add the increment, write history."""
-    now = timezone.now()
-    with transaction.atomic():
-        UsedNonce.objects.create(nonce=claims.nonce, action_id=claims.action_id, user_id=user.pk, created_at=now)
-        row = _player_row_increment(user_id=str(user.pk), increment=claims.score_increment, now=now)
-        if row is None:
-            raise Forbidden("This account is disabled.", code="account_disabled")
-        old_score, old_reached_at, new_score, version, username = row
-        history = ScoreHistory.objects.create(
-            user_id=user.pk,
-            kind=ScoreHistory.Kind.ACTION,
-            score_increment=claims.score_increment,
-            old_score=old_score,
-            new_score=new_score,
-            action_type=claims.action_type,
-            action_id=claims.action_id,
-            nonce=claims.nonce,
-            action_token_hash=token_hash,
-            action_timestamp=claims.occurred_at,
-            ip_address=context.ip_address,
-            user_agent=context.user_agent[:1000],
-            metadata=metadata,
-        )
+    if transaction.get_autocommit():
+        row = run()  # a single statement is its own transaction
+    else:
+        with transaction.atomic():  # inside a caller's transaction: a savepoint keeps it usable on conflict
+            row = run()
+    if row is None:
+        return None
+    old_score, old_reached_at, new_score, version, username, history_id = row
     return _Applied(
-        history_id=str(history.pk),
+        history_id=str(history_id),
         old_score=old_score,
         new_score=new_score,
         old_reached_at=old_reached_at,
@@ -218,6 +225,72 @@ def _apply(
         version=version,
         username=username,
     )
+
+
+def _apply_orm(
+    *,
+    user: User,
+    claims: ActionClaims,
+    token_hash: str,
+    metadata: dict[str, Any],
+    context: RequestContext,
+    now: dt.datetime,
+) -> _Applied | None:
+    """The same transaction for other databases (SQLite in the embedded default)."""
+    with transaction.atomic():
+        player = User.objects.select_for_update().filter(pk=user.pk, is_active=True).first()
+        if player is None:
+            return None
+        UsedNonce.objects.create(nonce=claims.nonce, action_id=claims.action_id, user_id=user.pk, created_at=now)
+        old_score, old_reached_at = player.current_score, player.score_reached_at
+        User.objects.filter(pk=user.pk).update(
+            current_score=F("current_score") + claims.score_increment,
+            score_reached_at=now,
+            score_version=F("score_version") + 1,
+            updated_at=now,
+        )
+        player.refresh_from_db(fields=["current_score", "score_version", "username"])
+        history = ScoreHistory.objects.create(
+            user_id=user.pk,
+            kind=ScoreHistory.Kind.ACTION,
+            score_increment=claims.score_increment,
+            old_score=old_score,
+            new_score=player.current_score,
+            action_type=claims.action_type,
+            action_id=claims.action_id,
+            nonce=claims.nonce,
+            action_token_hash=token_hash,
+            action_timestamp=claims.occurred_at,
+            ip_address=context.ip_address,
+            user_agent=context.user_agent[:USER_AGENT_MAX_LENGTH],
+            metadata=metadata,
+        )
+    return _Applied(
+        history_id=str(history.pk),
+        old_score=old_score,
+        new_score=player.current_score,
+        old_reached_at=old_reached_at,
+        reached_at=now,
+        version=player.score_version,
+        username=player.username,
+    )
+
+
+def _apply(
+    *, user: User, claims: ActionClaims, token_hash: str, metadata: dict[str, Any], context: RequestContext
+) -> _Applied:
+    """Claim the token, add the increment and write history — all or nothing.
+
+    Raises IntegrityError when the nonce or action id was already claimed (a replay), 403 when the
+    player is disabled.
+    """
+    apply = _apply_postgres if connection.vendor == "postgresql" else _apply_orm
+    applied = apply(
+        user=user, claims=claims, token_hash=token_hash, metadata=metadata, context=context, now=timezone.now()
+    )
+    if applied is None:
+        raise Forbidden("This account is disabled.", code="account_disabled")
+    return applied
 
 
 def _index_after_commit(*, user_id: str, applied: _Applied, board: Board) -> RankChange:
