@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
+from drf_spectacular.plumbing import build_bearer_security_scheme_object
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
+
+JWT_SCHEME_NAME = "jwtAuth"
 
 
 def ok(data: Any, *, status_code: int = status.HTTP_200_OK, headers: dict[str, str] | None = None) -> Response:
@@ -57,3 +62,34 @@ def errors(*codes: int) -> dict[int, OpenApiResponse]:
         503: "A backing service is unavailable; nothing was applied.",
     }
     return {code: OpenApiResponse(ErrorEnvelope, description=descriptions[code]) for code in codes}
+
+
+class AutoSchema(SpectacularAutoSchema):
+    """Names components after their view: every view nests ``InputSerializer``/``OutputSerializer``
+    (STYLE.md), so the bare class names would collide (``RegisterApi.InputSerializer`` becomes
+    ``RegisterInput``, ``ScoreSubmitApi.OutputSerializer`` becomes ``ScoreSubmitOutput``)."""
+
+    def get_serializer_name(self, serializer: serializers.Serializer, direction: Any) -> str:
+        owner, _, name = type(serializer).__qualname__.rpartition(".")
+        if not owner or "<locals>" in owner:
+            return name
+        owner = owner.rpartition(".")[2]
+        return owner.removesuffix("Api") + name
+
+
+class ScopedJWTAuthenticationScheme(OpenApiAuthenticationExtension):
+    """OpenAPI security scheme for the players' JWT (``Authorization: Bearer <access token>``)."""
+
+    target_class = "accounts.authentication.ScopedJWTAuthentication"
+    name = JWT_SCHEME_NAME
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        definition = build_bearer_security_scheme_object(
+            header_name="HTTP_AUTHORIZATION", token_prefix="Bearer", bearer_format="JWT"
+        )
+        definition["description"] = (
+            "Access token from POST /v1/auth/login or /v1/auth/refresh. Its `scope` claim grants "
+            "`read:scores` and `update:scores`. Missing, expired or forged → 401; disabled player or "
+            "missing scope → 403."
+        )
+        return definition
