@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -46,7 +47,9 @@ def _run_in_threads(count: int, work: Callable[[int], Any]) -> list[Any]:
 
 def test_50_threads_x_20_increments_lose_no_update(player, mint, unthrottled):
     # Distinct increments per submission, so a lost or doubled update changes the sum.
-    increments = [[1 + (t * SUBMISSIONS_PER_THREAD + i) % 97 for i in range(SUBMISSIONS_PER_THREAD)] for t in range(THREADS)]
+    increments = [
+        [1 + (t * SUBMISSIONS_PER_THREAD + i) % 97 for i in range(SUBMISSIONS_PER_THREAD)] for t in range(THREADS)
+    ]
     tokens = [[mint(player, increment=inc) for inc in row] for row in increments]
 
     def work(t: int) -> list[int]:
@@ -69,7 +72,7 @@ def test_50_threads_x_20_increments_lose_no_update(player, mint, unthrottled):
     assert len(set(new_scores)) == len(new_scores) and new_scores[-1] == expected
     chain = list(ScoreHistory.objects.filter(user=player).order_by("new_score").values_list("old_score", "new_score"))
     assert chain[0][0] == 0
-    assert all(prev[1] == nxt[0] for prev, nxt in zip(chain, chain[1:], strict=False))
+    assert all(prev[1] == nxt[0] for prev, nxt in itertools.pairwise(chain))
     # The Redis index holds the final absolute score, whatever order the writes arrived in.
     index = redis_index()
     assert index is not None
