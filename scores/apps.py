@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class ScoresConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "scores"
+
+    def ready(self) -> None:
+        from scoreboard import checks  # noqa: F401  (registers the system checks)
