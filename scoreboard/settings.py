@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from datetime import timedelta
 from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+
+from scoreboard import logging as sb_logging
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -83,6 +84,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every later line (and the 413 below) carries the request id; every request is timed.
+    "scoreboard.request_id.RequestIdMiddleware",
+    "scoreboard.metrics.MetricsMiddleware",
     "scoreboard.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -258,6 +262,8 @@ CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = "UTC"
+# Keep Django's LOGGING (JSON, request ids) in the worker instead of Celery's own root handler.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
 
 # --------------------------------------------------------------------------------------------
@@ -271,13 +277,15 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").exists() else []
+# Collected static files (admin CSS) are served by the app processes themselves (make serve and the
+# image run collectstatic), so containers need no shared volume; runserver serves them in DEBUG.
+if STATIC_ROOT.is_dir():
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+        "whitenoise.middleware.WhiteNoiseMiddleware",
+    )
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "stream": sys.stderr, "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.request": {"level": "ERROR"}},
-}
+# Structured JSON lines with the request id on each (LOG_FORMAT=plain for a terminal); see scoreboard/logging.py.
+LOG_FORMAT = env.str("LOG_FORMAT", default="json")
+LOGGING = sb_logging.logging_config(level=LOG_LEVEL, fmt=LOG_FORMAT)

@@ -2,9 +2,12 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from scoreboard import views
+from scoreboard import health, metrics, views
 
 urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("v1/auth/", include("accounts.urls")),
     path("v1/", include("scores.urls")),
     path("v1/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -20,6 +20,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import User
+from scoreboard import metrics
 from scoreboard.errors import ApiError, Conflict, Forbidden
 from scoreboard.redis import REDIS_ERRORS, get_redis
 from scores import action_tokens
@@ -132,6 +133,7 @@ def original_result(claims: ActionClaims) -> dict[str, Any] | None:
 
 def _replay_conflict(claims: ActionClaims, original: dict[str, Any] | None) -> Conflict:
     security_log.warning("replayed action token action_id=%s user_id=%s", claims.action_id, claims.user_id)
+    metrics.SCORE_REPLAYS.inc()
     return Conflict(
         "This action token was already used; the score was not changed again.",
         code="action_token_replayed",
@@ -364,6 +366,7 @@ def score_submit(
         _prefilter_release(claims)
         raise
 
+    metrics.SCORE_UPDATES.inc()
     change = _index_after_commit(user_id=str(user.pk), applied=applied, board=board)
     result = ScoreResult(
         user_id=str(user.pk),

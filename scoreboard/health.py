@@ -1,0 +1,103 @@
+"""Health endpoints for load balancers, compose and Kubernetes.
+
+- ``/healthz``: the process is alive and serving (touches nothing else) — a liveness probe.
+- ``/readyz``: the database answers, every migration is applied and Redis (when configured)
+  answers — a readiness probe. 503 with the failing checks otherwise, so a balancer stops
+  sending traffic to a process that cannot do useful work, and sends it again once it can.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import DatabaseError, connection
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+
+from scoreboard.errors import error_response
+from scoreboard.redis import REDIS_ERRORS, get_redis
+
+logger = logging.getLogger(__name__)
+
+# Once every migration is applied it stays so for the life of the process (new migrations come
+# with new code, hence a new process), so the migration graph is loaded only until it passes.
+_migrations_applied = False
+
+
+def _database_check() -> tuple[bool, str]:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except DatabaseError as exc:
+        connection.close_if_unusable_or_obsolete()
+        return False, f"unreachable: {type(exc).__name__}"
+    return True, "ok"
+
+
+def _migrations_check() -> tuple[bool, str]:
+    global _migrations_applied
+    if _migrations_applied:
+        return True, "ok"
+    from django.db.migrations.executor import MigrationExecutor
+
+    try:
+        executor = MigrationExecutor(connection)
+        pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    except DatabaseError as exc:
+        return False, f"unknown: {type(exc).__name__}"
+    if pending:
+        return False, f"{len(pending)} pending"
+    _migrations_applied = True
+    return True, "ok"
+
+
+def _redis_check() -> tuple[bool, str] | None:
+    client = get_redis()
+    if client is None:
+        return None  # the embedded default has no Redis to wait for
+    try:
+        client.ping()
+    except REDIS_ERRORS as exc:
+        return False, f"unreachable: {type(exc).__name__}"
+    return True, "ok"
+
+
+def readiness() -> tuple[bool, dict[str, str]]:
+    """Run the checks; returns (ready, {check: "ok" | reason})."""
+    results: dict[str, tuple[bool, str]] = {"database": _database_check()}
+    if results["database"][0]:
+        results["migrations"] = _migrations_check()
+    else:
+        results["migrations"] = (False, "unknown: database unreachable")
+    redis_result = _redis_check()
+    if redis_result is not None:
+        results["redis"] = redis_result
+    ready = all(ok for ok, _ in results.values())
+    return ready, {name: detail for name, (_, detail) in results.items()}
+
+
+def _method_not_allowed(request: HttpRequest) -> JsonResponse | None:
+    if request.method in ("GET", "HEAD"):
+        return None
+    return error_response(405, "method_not_allowed", f"Method {request.method} not allowed.", headers={"Allow": "GET"})
+
+
+@never_cache
+def healthz(request: HttpRequest) -> JsonResponse:
+    if refused := _method_not_allowed(request):
+        return refused
+    return JsonResponse({"success": True, "data": {"status": "alive"}})
+
+
+@never_cache
+def readyz(request: HttpRequest) -> JsonResponse:
+    if refused := _method_not_allowed(request):
+        return refused
+    ready, checks = readiness()
+    if ready:
+        return JsonResponse({"success": True, "data": {"status": "ready", "checks": checks}})
+    logger.warning("not ready", extra={"checks": checks})
+    details: dict[str, Any] = {"checks": checks}
+    return error_response(503, "not_ready", "A dependency is unavailable.", details)

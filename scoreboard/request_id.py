@@ -1,0 +1,94 @@
+"""Request ids: one per HTTP request or WebSocket connection, on every log line and every response.
+
+nginx generates ``X-Request-ID`` (``$request_id``) and passes it upstream, so nginx's access log,
+the application's lines and the client's response header all carry the same id. Without nginx a
+fresh id is made here. Refused requests (401/403/429) are logged once as security events.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+
+from scoreboard import logging as sb_logging
+from scoreboard.net import client_ip
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_META_HEADER = "HTTP_" + sb_logging.REQUEST_ID_HEADER.upper().replace("-", "_")
+_SCOPE_HEADER = sb_logging.REQUEST_ID_HEADER.lower().encode("latin-1")
+
+# Statuses that mean "we refused this client" and are worth a security line.
+_SECURITY_EVENTS = {401: "failed_auth", 403: "forbidden", 429: "request_blocked"}
+
+
+def _error_code(response: HttpResponse) -> str | None:
+    """The envelope's ``error.code`` of a small JSON error response (never reads a stream)."""
+    if getattr(response, "streaming", False) or "json" not in response.get("Content-Type", ""):
+        return None
+    data = getattr(response, "data", None)  # DRF's Response keeps the parsed body
+    if isinstance(data, dict) and isinstance(data.get("error"), dict):
+        code = data["error"].get("code")
+        return str(code) if code is not None else None
+    try:
+        body = json.loads(response.content[:4096])
+    except ValueError:
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    return str(error.get("code")) if isinstance(error, dict) and error.get("code") else None
+
+
+class RequestIdMiddleware:
+    """Binds the request id for the request, echoes it in ``X-Request-ID``, logs refusals."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request_id = sb_logging.clean_request_id(request.META.get(_META_HEADER))
+        request.request_id = request_id  # type: ignore[attr-defined]
+        token = sb_logging.set_request_id(request_id)
+        try:
+            response = self.get_response(request)
+            response[sb_logging.REQUEST_ID_HEADER] = request_id
+            event = _SECURITY_EVENTS.get(response.status_code)
+            if event is not None:
+                sb_logging.security_event(
+                    event,
+                    f"refused {request.method} {request.path} with {response.status_code}",
+                    status=response.status_code,
+                    code=_error_code(response),
+                    method=request.method,
+                    path=request.path,
+                    client_ip=client_ip(request.META),
+                )
+            return response
+        finally:
+            sb_logging.reset_request_id(token)
+
+
+class RequestIdASGIMiddleware:
+    """ASGI wrapper for WebSocket connections: binds the id for the whole connection.
+
+    Every line a consumer logs while serving the connection carries it; ``scope["request_id"]``
+    holds it for consumers that want to send it to the client.
+    """
+
+    def __init__(self, inner: ASGIApp) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") != "websocket":
+            await self.inner(scope, receive, send)
+            return
+        supplied = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == _SCOPE_HEADER), None)
+        with sb_logging.bound_request_id(supplied) as request_id:
+            scope = dict(scope, request_id=request_id)
+            await self.inner(scope, receive, send)
