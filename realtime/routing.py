@@ -1,3 +1,7 @@
-from django.urls import URLPattern
+from django.urls import URLPattern, path
 
-websocket_urlpatterns: list[URLPattern] = []
+from realtime.consumers import LiveBoardConsumer
+
+websocket_urlpatterns: list[URLPattern] = [
+    path("v1/realtime", LiveBoardConsumer.as_asgi()),
+]

@@ -1,16 +1,268 @@
-"""Broadcast entry points used by the score service.
+"""Broadcast of the live board: called by the score service after a committed change.
 
-Placeholder until the live-board issue lands: nothing is pushed yet.
+A change is published only when the board's top 10 (order, scores or names) differs from the
+last published one. The snapshot is read and serialised once per change; the seq is global and
+monotonic across processes (Redis), and the frame travels through Redis pub/sub to every server
+process, each of which fans it out to its own sockets (``realtime.hub``).
+
+Concurrent publishers coalesce: whoever holds the board's short publish lock re-reads the board
+until no change arrived while it was publishing, so the last frame sent always shows the
+latest state, and a burst of updates costs one snapshot per round, not one per update.
 """
 
 from __future__ import annotations
 
-from scores.ranking import Board
+import hashlib
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from django.conf import settings
+
+from realtime import frames
+from realtime.frames import Frame
+from realtime.hub import BOARD_CHANNEL, PLAYER_CHANNEL, get_hub
+from scoreboard.redis import REDIS_ERRORS, get_redis
+from scores import selectors
+from scores.ranking import GLOBAL, Board
+
+logger = logging.getLogger(__name__)
+
+TOP_SIZE = settings.LEADERBOARD_DEFAULT_LIMIT
+PUBLISH_LOCK_MS = 2000
+# Bounds the coalescing loop if updates never stop arriving while one publisher holds the lock.
+MAX_PUBLISH_ROUNDS = 50
 
 
+def _key(board: Board, part: str) -> str:
+    return board.key(f"rt:{part}")
+
+
+def _seq_floor() -> int:
+    """Where a fresh seq counter starts: microseconds since the epoch.
+
+    Redis is derived and may be flushed (and an embedded process restarts); starting from the
+    clock keeps seq increasing across both, so a client's Last-Event-ID never looks newer than
+    the server's.
+    """
+    return time.time_ns() // 1000
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    rows: list[dict[str, object]]
+    total_players: int
+    last_updated: str | None
+
+    @property
+    def fingerprint(self) -> str:
+        """What makes the top 10 "change": order, ids, names and scores (not counts or times)."""
+        key = [(r["user_id"], r["username"], r["score"]) for r in self.rows]
+        return hashlib.blake2b(orjson.dumps(key), digest_size=16).hexdigest()
+
+    def tail(self, board: Board) -> bytes:
+        return frames.board_tail(
+            board=board.name, rows=self.rows, total_players=self.total_players, last_updated=self.last_updated
+        )
+
+
+def _snapshot_read(board: Board) -> Snapshot:
+    page = selectors.leaderboard_top(limit=TOP_SIZE, board=board)
+    return Snapshot(
+        rows=[
+            {
+                "rank": r.rank,
+                "user_id": r.user_id,
+                "username": r.username,
+                "score": r.score,
+                "last_updated": r.last_updated,
+            }
+            for r in page.rows
+        ],
+        total_players=page.total_players,
+        last_updated=page.last_updated,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Publishing through Redis
+# ---------------------------------------------------------------------------------------------
+# KEYS: dirty, lock. ARGV: token, lock ms. Marks the board dirty; returns the dirty counter when
+# this caller now holds the publish lock, 0 when another publisher does (it will see the mark).
+_ENTER = """
+local dirty = redis.call('INCR', KEYS[1])
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return dirty end
+return 0
+"""
+
+# KEYS: fingerprint, seq, lock, dirty. ARGV: token, dirty seen, fingerprint, board, tail, seq floor,
+# lock ms, channel, frame head. Publishes when the fingerprint changed, then releases the lock unless the board
+# was marked dirty meanwhile. Returns {seq published or 0, released 1/0}.
+_PUBLISH = """
+local seq = 0
+if redis.call('GET', KEYS[1]) ~= ARGV[3] then
+  if redis.call('EXISTS', KEYS[2]) == 0 then redis.call('SET', KEYS[2], ARGV[6]) end
+  seq = redis.call('INCR', KEYS[2])
+  redis.call('SET', KEYS[1], ARGV[3])
+  redis.call('PUBLISH', ARGV[8], ARGV[4] .. '\\n' .. seq .. '\\n' .. ARGV[9] .. seq .. ARGV[5])
+end
+if redis.call('GET', KEYS[4]) == ARGV[2] then
+  if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
+  return {seq, 1}
+end
+redis.call('PEXPIRE', KEYS[3], ARGV[7])
+return {seq, 0}
+"""
+
+
+class _RedisPublisher:
+    def __init__(self) -> None:
+        self._scripts: dict[int, tuple[Any, Any]] = {}
+
+    def _registered(self, client: Any) -> tuple[Any, Any]:
+        scripts = self._scripts.get(id(client))
+        if scripts is None:
+            scripts = (client.register_script(_ENTER), client.register_script(_PUBLISH))
+            self._scripts[id(client)] = scripts
+        return scripts
+
+    def publish_board(self, board: Board) -> int:
+        """Publish the board if its top changed; returns the last seq published (0 for none)."""
+        client = get_redis()
+        assert client is not None
+        enter, publish = self._registered(client)
+        token = secrets.token_hex(8)
+        dirty = enter(keys=[_key(board, "dirty"), _key(board, "lock")], args=[token, PUBLISH_LOCK_MS])
+        published = 0
+        for _ in range(MAX_PUBLISH_ROUNDS):
+            if not dirty:
+                return published  # the lock holder will publish our change
+            snapshot = _snapshot_read(board)
+            seq, released = publish(
+                keys=[_key(board, "top"), _key(board, "seq"), _key(board, "lock"), _key(board, "dirty")],
+                args=[
+                    token,
+                    dirty,
+                    snapshot.fingerprint,
+                    board.name,
+                    snapshot.tail(board),
+                    _seq_floor(),
+                    PUBLISH_LOCK_MS,
+                    BOARD_CHANNEL,
+                    frames.SEQ_HEAD,
+                ],
+            )
+            published = int(seq) or published
+            if released:
+                return published
+            dirty = int(client.get(_key(board, "dirty")) or 0)
+        client.delete(_key(board, "lock"))
+        return published
+
+    def publish_player(self, user_id: str, frame: Frame) -> None:
+        client = get_redis()
+        assert client is not None
+        client.publish(PLAYER_CHANNEL, user_id.encode() + b"\n" + frame.data)
+
+    def current_seq(self, board: Board) -> int:
+        client = get_redis()
+        assert client is not None
+        return int(client.get(_key(board, "seq")) or 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Publishing in-process (embedded default: one process, no Redis)
+# ---------------------------------------------------------------------------------------------
+class _LocalPublisher:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._fingerprints: dict[str, str] = {}
+        self._seq: dict[str, int] = {}
+
+    def publish_board(self, board: Board) -> int:
+        with self._lock:
+            snapshot = _snapshot_read(board)
+            if self._fingerprints.get(board.name) == snapshot.fingerprint:
+                return 0
+            self._fingerprints[board.name] = snapshot.fingerprint
+            seq = max(self._seq.get(board.name, 0), _seq_floor()) + 1
+            self._seq[board.name] = seq
+            frame = frames.board_frame(seq=seq, tail=snapshot.tail(board))
+        get_hub().deliver_threadsafe(board=board.name, frame=frame)
+        return seq
+
+    def publish_player(self, user_id: str, frame: Frame) -> None:
+        get_hub().deliver_threadsafe(user_id=user_id, frame=frame)
+
+    def current_seq(self, board: Board) -> int:
+        return self._seq.get(board.name, 0)
+
+
+_redis_publisher = _RedisPublisher()
+_local_publisher = _LocalPublisher()
+
+
+def _publisher() -> _RedisPublisher | _LocalPublisher:
+    return _redis_publisher if settings.REDIS_URL else _local_publisher
+
+
+def _in_top(rank: int | None) -> bool:
+    return rank is not None and rank <= TOP_SIZE
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry points (called by scores.services after the commit and the index update)
+# ---------------------------------------------------------------------------------------------
 def score_changed(*, board: Board, user_id: str, score: int, old_rank: int | None, new_rank: int | None) -> None:
-    """A committed score change: push the board if its top changed, and the player's rank_update."""
+    """A committed score change: the player's own rank_update, and the board if its top changed.
+
+    Never raises: the score is already committed, and a lost broadcast is repaired by the next one.
+    """
+    publisher = _publisher()
+    try:
+        publisher.publish_player(
+            user_id, frames.rank_frame(user_id=user_id, rank=new_rank, old_rank=old_rank, score=score)
+        )
+        # A player outside the top before and after cannot change it (ranks None = unknown: check).
+        if _in_top(old_rank) or _in_top(new_rank) or old_rank is None or new_rank is None:
+            publisher.publish_board(board)
+    except REDIS_ERRORS:
+        logger.warning("realtime: Redis unavailable; update for %s not broadcast", user_id)
 
 
 def board_corrected(*, board: Board) -> None:
-    """A moderator correction: push the board if its top changed."""
+    """A moderator correction (reversal, ban): push the board if its top changed."""
+    try:
+        _publisher().publish_board(board)
+    except REDIS_ERRORS:
+        logger.warning("realtime: Redis unavailable; correction on %s not broadcast", board.name)
+
+
+def current_seq(*, board: Board = GLOBAL) -> int:
+    """The seq of the last published change of ``board`` (0 when unknown)."""
+    try:
+        return _publisher().current_seq(board)
+    except REDIS_ERRORS:
+        return 0
+
+
+def board_snapshot(*, board: Board = GLOBAL) -> Frame:
+    """The current board as a leaderboard_update frame (sent on connect), with the current seq.
+
+    The seq is read first: the rows are then at least as new as the seq says, so a frame
+    published meanwhile (a higher seq) still reaches the socket instead of being taken as old.
+    """
+    seq = current_seq(board=board)
+    return frames.board_frame(seq=seq, tail=_snapshot_read(board).tail(board))
+
+
+def board_snapshot_by_name(*, board: str) -> Frame:
+    return board_snapshot(board=board_by_name(board))
+
+
+def board_by_name(name: str) -> Board:
+    return GLOBAL if name == GLOBAL.name else Board(name)

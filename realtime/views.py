@@ -1,14 +1,79 @@
-"""The spectator page."""
+"""The spectator page and ``GET /v1/leaderboard/stream`` (Server-Sent Events).
+
+The stream needs an ASGI server (daphne or uvicorn): it is an async generator that stays open.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+
+from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.shortcuts import render
+from django.views.decorators.http import require_GET
 
+from realtime import services
+from realtime.auth import read_allowed, token_from_request, viewer_from_token
+from realtime.hub import Mailbox, get_hub
+from scoreboard.errors import error_response
 from scores import selectors
+from scores.ranking import GLOBAL
+
+SSE_KEEPALIVE_SECONDS = 15.0
+SSE_RETRY_MS = 3000
 
 
+@require_GET
 def board_page(request: HttpRequest) -> HttpResponse:
-    page = selectors.leaderboard_top(limit=settings.LEADERBOARD_DEFAULT_LIMIT)
-    return render(request, "board.html", {"page": page})
+    viewer = viewer_from_token(token_from_request(request)) if settings.LEADERBOARD_REQUIRE_AUTH else None
+    if not read_allowed(viewer):
+        return render(request, "board_login.html", status=401)
+    page = selectors.leaderboard_top(limit=services.TOP_SIZE)
+    return render(
+        request,
+        "board.html",
+        {"page": page, "seq": services.current_seq(board=GLOBAL), "require_auth": settings.LEADERBOARD_REQUIRE_AUTH},
+    )
+
+
+async def _events(box: Mailbox) -> AsyncIterator[bytes]:
+    hub = get_hub()
+    await hub.attach(box)
+    try:
+        # Whatever Last-Event-ID the client sends, the current snapshot brings it up to date.
+        snapshot = await sync_to_async(services.board_snapshot)(board=GLOBAL)
+        box.last_seq = max(box.last_seq, snapshot.seq)
+        yield b"retry: %d\n" % SSE_RETRY_MS + snapshot.sse
+        while True:
+            try:
+                async with asyncio.timeout(SSE_KEEPALIVE_SECONDS):
+                    frames = await box.take()
+            except TimeoutError:
+                yield b": keep-alive\n\n"
+                continue
+            for frame in frames:
+                yield frame.sse
+    finally:
+        hub.detach(box)
+
+
+async def leaderboard_stream(request: HttpRequest) -> HttpResponseBase:
+    if request.method != "GET":
+        return error_response(405, "method_not_allowed", f"Method {request.method} is not allowed here.")
+    viewer = None
+    token = token_from_request(request)
+    if token:
+        viewer = await sync_to_async(viewer_from_token)(token)
+    if settings.LEADERBOARD_REQUIRE_AUTH and viewer is None:
+        return error_response(401, "not_authenticated", "This board requires a valid access token.")
+    if not read_allowed(viewer):
+        return error_response(403, "permission_denied", "The token does not grant read:scores.")
+    box = Mailbox(GLOBAL.name)
+    if viewer is not None:
+        box.user_id = viewer.user_id
+    response = StreamingHttpResponse(_events(box), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream
+    return response

@@ -7,13 +7,14 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "scoreboard.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from realtime.routing import websocket_urlpatterns  # noqa: E402
+from realtime.security import allowed_hosts_origin_validator  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
+        # Browsers must come from an allowed host; clients without an Origin header are not browsers.
+        "websocket": allowed_hosts_origin_validator(URLRouter(websocket_urlpatterns)),
     }
 )

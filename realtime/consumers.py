@@ -1,0 +1,167 @@
+"""``WS /v1/realtime``: the live board over WebSocket.
+
+On connect the current snapshot is sent (after authentication when the board is private). The
+client may send ``{"type": "auth", "token": "<jwt>"}`` (answered by ``auth_ok``, or a close with
+4401) to also receive its own ``rank_update`` messages, and ``{"type": "ping"}`` (answered by
+``pong``). Frames over 4 KB close the socket with 1009; a client sending too fast gets an error,
+then a close with 1008. Dead connections are reaped by the server's protocol pings (daphne
+``--ping-interval``/``--ping-timeout``, uvicorn ``--ws-ping-interval``/``--ws-ping-timeout``).
+
+Pushed frames do not go through channels' dispatch: the hub drops them in this socket's mailbox
+and the socket's own writer task sends them, so a slow client only ever delays itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import orjson
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from realtime import services
+from realtime.auth import Viewer, read_allowed, token_from_scope, viewer_from_token
+from realtime.frames import message
+from realtime.hub import Mailbox, get_hub
+from scores.ranking import GLOBAL
+
+logger = logging.getLogger(__name__)
+
+MAX_INBOUND_BYTES = 4096
+CLOSE_TOO_BIG = 1009
+CLOSE_POLICY = 1008
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
+# Inbound rate: a bucket of INBOUND_BURST messages refilled at INBOUND_PER_SECOND. A client that
+# keeps sending with an empty bucket is disconnected after INBOUND_STRIKES refused messages.
+INBOUND_BURST = 10
+INBOUND_PER_SECOND = 2.0
+INBOUND_STRIKES = 20
+# A private board gives an unauthenticated socket this long to send its auth message.
+AUTH_GRACE_SECONDS = 10.0
+# channels would otherwise create a channel-layer channel (and a Redis subscription) per socket.
+NO_CHANNEL_LAYER = "realtime-none"
+
+
+class LiveBoardConsumer(AsyncWebsocketConsumer):
+    channel_layer_alias = NO_CHANNEL_LAYER
+
+    async def connect(self) -> None:
+        self.box = Mailbox(GLOBAL.name)
+        self.viewer: Viewer | None = None
+        self.feeding = False
+        self.writer: asyncio.Task[None] | None = None
+        self.grace: asyncio.Task[None] | None = None
+        self.tokens = float(INBOUND_BURST)
+        self.refilled = time.monotonic()
+        self.strikes = 0
+        await self.accept()
+        cookie_token = token_from_scope(self.scope)
+        if cookie_token:
+            self.viewer = await database_sync_to_async(viewer_from_token)(cookie_token)
+            self.box.user_id = self.viewer.user_id if self.viewer else None
+        if read_allowed(self.viewer):
+            await self._start_feed()
+        else:
+            self.grace = asyncio.create_task(self._close_unless_authenticated())
+
+    async def disconnect(self, code: int) -> None:
+        get_hub().detach(self.box)
+        for task in (self.writer, self.grace):
+            if task is not None:
+                task.cancel()
+
+    # -- outbound ---------------------------------------------------------------------------
+    async def _start_feed(self) -> None:
+        """Register with the hub, send the current snapshot, then stream what the hub delivers."""
+        if self.feeding:
+            return
+        self.feeding = True
+        await get_hub().attach(self.box)
+        snapshot = await database_sync_to_async(services.board_snapshot)(board=GLOBAL)
+        self.box.last_seq = max(self.box.last_seq, snapshot.seq)
+        await self.send(text_data=snapshot.text)
+        self.writer = asyncio.create_task(self._write())
+
+    async def _write(self) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            while True:
+                for frame in await self.box.take():
+                    await self.send(text_data=frame.text)
+
+    async def _close_unless_authenticated(self) -> None:
+        await asyncio.sleep(AUTH_GRACE_SECONDS)
+        if not self.feeding:
+            await self._refuse(CLOSE_UNAUTHORIZED, "auth_required", "This board requires authentication.")
+
+    async def _error(self, code: str, text: str) -> None:
+        await self.send(text_data=message("error", code=code, message=text))
+
+    async def _refuse(self, close_code: int, code: str, text: str) -> None:
+        await self._error(code, text)
+        await self.close(code=close_code)
+
+    # -- inbound ----------------------------------------------------------------------------
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # channels' dispatch closes old DB connections (a thread hop) before every message;
+        # handlers that touch the database go through database_sync_to_async, which does it.
+        handler = getattr(self, message["type"].replace(".", "_"), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    def _take_token(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(INBOUND_BURST, self.tokens + (now - self.refilled) * INBOUND_PER_SECOND)
+        self.refilled = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        self.strikes += 1
+        return False
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        size = len(bytes_data) if bytes_data is not None else len((text_data or "").encode())
+        if size > MAX_INBOUND_BYTES:
+            await self.close(code=CLOSE_TOO_BIG)
+            return
+        if not self._take_token():
+            if self.strikes >= INBOUND_STRIKES:
+                await self._refuse(CLOSE_POLICY, "rate_limited", "Too many messages; disconnecting.")
+            elif self.strikes == 1 or self.strikes % 5 == 0:
+                await self._error("rate_limited", "Too many messages; this one was ignored.")
+            return
+        if text_data is None:
+            await self._error("invalid_message", "Send JSON text frames, not binary.")
+            return
+        try:
+            payload = orjson.loads(text_data)
+        except orjson.JSONDecodeError:
+            await self._error("invalid_json", "The message is not valid JSON.")
+            return
+        kind = payload.get("type") if isinstance(payload, dict) else None
+        if kind == "auth":
+            await self._authenticate(payload.get("token"))
+        elif kind == "ping":
+            await self.send(text_data=message("pong"))
+        elif not isinstance(kind, str):
+            await self._error("invalid_message", 'Messages are JSON objects with a "type".')
+        else:
+            await self._error("unknown_type", "Unknown message type; expected auth or ping.")
+
+    async def _authenticate(self, token: object) -> None:
+        viewer = await database_sync_to_async(viewer_from_token)(token) if isinstance(token, str) else None
+        if viewer is None:
+            await self._refuse(CLOSE_UNAUTHORIZED, "invalid_token", "The token is invalid, expired or revoked.")
+            return
+        if not read_allowed(viewer):
+            await self._refuse(CLOSE_FORBIDDEN, "insufficient_scope", "The token does not grant read:scores.")
+            return
+        self.viewer = viewer
+        get_hub().identify(self.box, viewer.user_id)
+        await self.send(text_data=message("auth_ok", user_id=viewer.user_id))
+        await self._start_feed()

@@ -1,0 +1,78 @@
+"""Wire frames of the live board, serialised once per change and shared by every socket.
+
+A ``Frame`` holds the JSON bytes of one message; the WebSocket text and the SSE encoding are
+derived lazily, once, and then reused for every client of the process.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass
+
+import orjson
+
+LEADERBOARD_UPDATE = "leaderboard_update"
+RANK_UPDATE = "rank_update"
+
+# The seq is spliced between these two parts so a publisher can serialise before it knows the
+# seq (Redis assigns it atomically with the publish).
+SEQ_HEAD = b'{"type":"leaderboard_update","seq":'
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    kind: str
+    seq: int
+    data: bytes
+
+    @functools.cached_property
+    def text(self) -> str:
+        return self.data.decode()
+
+    @functools.cached_property
+    def sse(self) -> bytes:
+        # JSON from orjson never contains a raw newline, so one data: line is enough.
+        return b"id: %d\nevent: %s\ndata: %s\n\n" % (self.seq, self.kind.encode(), self.data)
+
+
+def published_at_ms() -> float:
+    """Server publish time in epoch milliseconds; clients and benchmarks measure delivery with it."""
+    return round(time.time() * 1000, 3)
+
+
+def board_tail(*, board: str, rows: list[dict[str, object]], total_players: int, last_updated: str | None) -> bytes:
+    """Everything of a leaderboard_update after its seq: ``,"board":...}``."""
+    body = orjson.dumps(
+        {
+            "board": board,
+            "published_at": published_at_ms(),
+            "leaderboard": rows,
+            "total_players": total_players,
+            "last_updated": last_updated,
+        }
+    )
+    return b"," + body[1:]
+
+
+def board_frame(*, seq: int, tail: bytes) -> Frame:
+    return Frame(LEADERBOARD_UPDATE, seq, SEQ_HEAD + str(seq).encode() + tail)
+
+
+def rank_frame(*, user_id: str, rank: int | None, old_rank: int | None, score: int) -> Frame:
+    data = orjson.dumps(
+        {
+            "type": RANK_UPDATE,
+            "user_id": user_id,
+            "rank": rank,
+            "old_rank": old_rank,
+            "score": score,
+            "published_at": published_at_ms(),
+        }
+    )
+    return Frame(RANK_UPDATE, 0, data)
+
+
+def message(kind: str, **fields: object) -> str:
+    """A small control message (auth_ok, error, pong) for one socket."""
+    return orjson.dumps({"type": kind, **fields}).decode()

@@ -1,0 +1,253 @@
+"""The per-process fan-out: a registry of this process's live sockets and one Redis subscription.
+
+Why not ``group_send``: with channels' layers every message is copied into each consumer's
+channel and each consumer pays a task wake-up and a dispatch per message (see the measurements in
+``realtime/bench_fanout.py``). Here a published frame arrives once per *process* (one Redis
+pub/sub subscription, started lazily in the ASGI process) and is handed to each local socket's
+mailbox, which holds at most one pending snapshot: a slow client skips intermediate snapshots
+and resynchronises from the newest one, and it never delays the others because every socket has
+its own writer task.
+
+In the embedded default (no Redis) the score update runs in a worker thread of the same ASGI
+process and hands the frame over with ``loop.call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections import defaultdict, deque
+
+import redis.asyncio as aioredis
+from django.conf import settings
+
+from realtime.frames import LEADERBOARD_UPDATE, Frame
+
+logger = logging.getLogger(__name__)
+
+# Redis pub/sub channels: board frames ("<board>\n<seq>\n<json>") and per-player frames ("<user id>\n<json>").
+BOARD_CHANNEL = b"sb:rt:board"
+PLAYER_CHANNEL = b"sb:rt:player"
+# A player's own rank updates kept for a slow socket before the oldest are dropped.
+PLAYER_BACKLOG = 16
+SUBSCRIBE_WAIT_SECONDS = 5.0
+RECONNECT_MIN_SECONDS = 0.2
+RECONNECT_MAX_SECONDS = 5.0
+
+
+class Mailbox:
+    """One socket's pending frames: the newest board snapshot and a short backlog of its own updates.
+
+    Only touched from the event loop thread.
+    """
+
+    __slots__ = ("_direct", "_snapshot", "_wake", "board", "last_seq", "skipped", "user_id")
+
+    def __init__(self, board: str) -> None:
+        self.board = board
+        self.user_id: str | None = None
+        self.last_seq = 0
+        self.skipped = 0
+        self._snapshot: Frame | None = None
+        self._direct: deque[Frame] = deque(maxlen=PLAYER_BACKLOG)
+        self._wake = asyncio.Event()
+
+    def offer(self, frame: Frame) -> None:
+        if frame.kind == LEADERBOARD_UPDATE:
+            if frame.seq <= self.last_seq:
+                return
+            if self._snapshot is not None:
+                self.skipped += 1  # the client was still busy: it jumps straight to the newer snapshot
+            self._snapshot = frame
+        else:
+            if len(self._direct) == self._direct.maxlen:
+                self.skipped += 1
+            self._direct.append(frame)
+        self._wake.set()
+
+    async def take(self) -> list[Frame]:
+        """Wait for frames; returns the player's own updates, then the newest snapshot."""
+        await self._wake.wait()
+        self._wake.clear()
+        frames = list(self._direct)
+        self._direct.clear()
+        snapshot, self._snapshot = self._snapshot, None
+        if snapshot is not None and snapshot.seq > self.last_seq:
+            self.last_seq = snapshot.seq
+            frames.append(snapshot)
+        return frames
+
+
+class Hub:
+    """This process's sockets by board and by player, fed from Redis or, embedded, in-process."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._boards: dict[str, set[Mailbox]] = defaultdict(set)
+        self._players: dict[str, set[Mailbox]] = defaultdict(set)
+        self._listener: asyncio.Task[None] | None = None
+        self._subscribed: asyncio.Event | None = None
+        self.delivered = 0
+
+    # -- registry (event loop thread) -------------------------------------------------------
+    async def attach(self, box: Mailbox) -> None:
+        """Register a socket; the first one of the process starts the Redis subscription."""
+        await self._ensure_running()
+        self._boards[box.board].add(box)
+        if box.user_id:
+            self._players[box.user_id].add(box)
+
+    def identify(self, box: Mailbox, user_id: str | None) -> None:
+        """The socket authenticated (or re-authenticated) as ``user_id``."""
+        if box.user_id:
+            self._discard(self._players, box.user_id, box)
+        box.user_id = user_id
+        if user_id and box in self._boards.get(box.board, ()):
+            self._players[user_id].add(box)
+
+    def detach(self, box: Mailbox) -> None:
+        self._discard(self._boards, box.board, box)
+        if box.user_id:
+            self._discard(self._players, box.user_id, box)
+
+    @staticmethod
+    def _discard(index: dict[str, set[Mailbox]], key: str, box: Mailbox) -> None:
+        boxes = index.get(key)
+        if boxes is not None:
+            boxes.discard(box)
+            if not boxes:
+                del index[key]
+
+    def connections(self, board: str | None = None) -> int:
+        if board is not None:
+            return len(self._boards.get(board, ()))
+        return sum(len(b) for b in self._boards.values())
+
+    # -- delivery (event loop thread) -------------------------------------------------------
+    def fan_out_board(self, board: str, frame: Frame) -> None:
+        for box in self._boards.get(board, ()):
+            box.offer(frame)
+        self.delivered += 1
+
+    def fan_out_player(self, user_id: str, frame: Frame) -> None:
+        for box in self._players.get(user_id, ()):
+            box.offer(frame)
+
+    # -- embedded hand-off (any thread) -----------------------------------------------------
+    def deliver_threadsafe(self, *, board: str | None = None, user_id: str | None = None, frame: Frame) -> None:
+        """Hand a frame published in this process (embedded default) to the event loop."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return  # no socket has ever connected to this process: nobody to tell
+        callback = (
+            (lambda: self.fan_out_board(board, frame))
+            if board is not None
+            else (lambda: self.fan_out_player(user_id or "", frame))
+        )
+        if _running_loop() is loop:
+            callback()
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(callback)
+
+    # -- the Redis subscription ---------------------------------------------------------------
+    async def _ensure_running(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            # A new event loop (a restarted server, or the next test): start over on it.
+            self._loop = loop
+            self._boards.clear()
+            self._players.clear()
+            self._listener = None
+            self._subscribed = None
+        if not settings.REDIS_URL:
+            return
+        if self._listener is None or self._listener.done():
+            self._subscribed = asyncio.Event()
+            self._listener = loop.create_task(self._listen(self._subscribed), name="realtime-hub-listener")
+        assert self._subscribed is not None
+        if not self._subscribed.is_set():
+            try:
+                async with asyncio.timeout(SUBSCRIBE_WAIT_SECONDS):
+                    await self._subscribed.wait()
+            except TimeoutError:
+                logger.warning("realtime: Redis subscription not ready; serving without live updates for now")
+
+    async def _listen(self, subscribed: asyncio.Event) -> None:
+        delay = RECONNECT_MIN_SECONDS
+        resumed = False
+        while True:
+            client = aioredis.Redis.from_url(settings.REDIS_URL, health_check_interval=30)
+            pubsub = client.pubsub()
+            try:
+                await pubsub.subscribe(BOARD_CHANNEL, PLAYER_CHANNEL)
+                confirmations = 0
+                while True:
+                    message = await pubsub.get_message(timeout=None)
+                    if message is None:
+                        continue
+                    if message["type"] == "subscribe":
+                        confirmations += 1
+                        if confirmations == 2:
+                            subscribed.set()
+                            delay = RECONNECT_MIN_SECONDS
+                            if resumed:
+                                await self._resync()
+                        continue
+                    if message["type"] == "message":
+                        self._on_message(message["channel"], message["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("realtime: Redis subscription lost; retrying in %.1fs", delay, exc_info=True)
+                resumed = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECONNECT_MAX_SECONDS)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                    await client.aclose()
+
+    def _on_message(self, channel: bytes, data: bytes) -> None:
+        try:
+            if channel == BOARD_CHANNEL:
+                board, seq, payload = data.split(b"\n", 2)
+                self.fan_out_board(board.decode(), Frame(LEADERBOARD_UPDATE, int(seq), payload))
+            elif channel == PLAYER_CHANNEL:
+                user_id, payload = data.split(b"\n", 1)
+                self.fan_out_player(user_id.decode(), Frame("rank_update", 0, payload))
+        except ValueError:
+            logger.warning("realtime: ignoring a malformed frame on %r", channel)
+
+    async def _resync(self) -> None:
+        """After a lost subscription the sockets may have missed frames: send everyone a fresh snapshot."""
+        from asgiref.sync import sync_to_async
+
+        from realtime import services
+
+        for board in list(self._boards):
+            frame = await sync_to_async(services.board_snapshot_by_name)(board=board)
+            self.fan_out_board(board, frame)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+_hub: Hub | None = None
+_hub_lock = threading.Lock()
+
+
+def get_hub() -> Hub:
+    """The process-wide hub."""
+    global _hub
+    if _hub is None:
+        with _hub_lock:
+            if _hub is None:
+                _hub = Hub()
+    return _hub
