@@ -1,0 +1,100 @@
+"""Redis is derived data: when it is unreachable an update still commits in PostgreSQL and the board
+is served from PostgreSQL; once Redis is back the drift check repairs the index."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from django.test import override_settings
+
+from scoreboard import redis as scoreboard_redis
+from scores import ranking, services
+from scores.models import ScoreHistory
+from scores.selectors import ORDERING, leaderboard_top, ranked_players
+from tests.conftest import submit
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db]
+
+DEAD_REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1: connections are refused at once
+
+
+def _forget_clients() -> None:
+    scoreboard_redis._client.cache_clear()
+    ranking._index.cache_clear()
+
+
+@pytest.fixture
+def redis_down() -> Iterator[None]:
+    _forget_clients()
+    with override_settings(REDIS_URL=DEAD_REDIS_URL):
+        yield
+    _forget_clients()
+
+
+def db_order() -> list[str]:
+    return [str(pk) for pk in ranked_players().order_by(*ORDERING).values_list("id", flat=True)]
+
+
+def test_update_commits_and_board_comes_from_postgres_while_redis_is_down(
+    make_player, client_for, mint, api_client, unthrottled, redis_down
+):
+    leader, climber = make_player(), make_player()
+    assert submit(client_for(leader), mint(leader, increment=500)).status_code == 200
+
+    response = submit(client_for(climber), mint(climber, increment=300))
+
+    assert response.status_code == 200, response.json()
+    data = response.json()["data"]
+    assert (data["old_score"], data["new_score"], data["old_rank"], data["new_rank"]) == (0, 300, None, 2)
+    climber.refresh_from_db()
+    assert climber.current_score == 300
+    assert ScoreHistory.objects.filter(user=climber).count() == 1
+
+    board = api_client.get("/v1/leaderboard")
+    assert board.status_code == 200
+    rows = board.json()["data"]["leaderboard"]
+    assert [(r["user_id"], r["score"], r["rank"]) for r in rows] == [
+        (str(leader.pk), 500, 1),
+        (str(climber.pk), 300, 2),
+    ]
+    assert board.json()["data"]["total_players"] == 2
+    assert leaderboard_top(limit=10).source == "database"
+
+
+def test_drift_check_repairs_the_index_once_redis_is_back(make_player, client_for, mint, unthrottled, redis_client):
+    early, late = make_player(), make_player()
+    assert submit(client_for(early), mint(early, increment=100)).status_code == 200  # indexed
+
+    _forget_clients()
+    with override_settings(REDIS_URL=DEAD_REDIS_URL):
+        assert submit(client_for(late), mint(late, increment=200)).status_code == 200  # not indexed
+        assert submit(client_for(early), mint(early, increment=50)).status_code == 200  # index now stale
+    _forget_clients()
+
+    # Redis answers again but missed both updates: it still shows the old board.
+    stale = leaderboard_top(limit=10)
+    assert stale.source == "redis"
+    assert [(r.user_id, r.score) for r in stale.rows] == [(str(early.pk), 100)]
+
+    report = services.leaderboard_drift_check()
+    assert (report.missing, report.stale, report.extra, report.repaired) == (1, 1, 0, True)
+
+    repaired = leaderboard_top(limit=10)
+    assert repaired.source == "redis"
+    assert [r.user_id for r in repaired.rows] == db_order() == [str(late.pk), str(early.pk)]
+    assert [r.score for r in repaired.rows] == [200, 150]
+    assert services.leaderboard_drift_check().repaired is False  # nothing left to repair
+
+
+def test_rebuild_command_restores_a_flushed_index(make_player, client_for, mint, unthrottled, redis_client):
+    from django.core.management import call_command
+
+    players = [make_player() for _ in range(3)]
+    for increment, player in zip((30, 10, 20), players, strict=True):
+        assert submit(client_for(player), mint(player, increment=increment)).status_code == 200
+    redis_client.flushdb()
+
+    call_command("rebuild_leaderboard")
+
+    assert [r.user_id for r in leaderboard_top(limit=10).rows] == [str(players[i].pk) for i in (0, 2, 1)]
