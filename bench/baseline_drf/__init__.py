@@ -1,0 +1,1 @@
+"""A bare Django + DRF project: one JSON endpoint, no database, for the WSGI baseline."""

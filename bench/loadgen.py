@@ -1,0 +1,203 @@
+"""Open-loop HTTP/1.1 load generator (asyncio + uvloop), one process, many keep-alive connections.
+
+Arrivals are scheduled at a fixed rate *before* the run (t_i = start + i / rate); each request's
+latency is measured from its scheduled send time, so a slow server cannot slow the generator down
+and hide its own queueing (no coordinated omission). Requests are pre-built bytes; the client
+writes them and parses only the status line, headers and body length.
+
+Input: a JSON spec on argv[1]:
+    {"host": "127.0.0.1", "port": 8500, "duration": 5.0,
+     "streams": [{"name": "update", "rate": 1000, "connections": 256, "requests_file": "...bin"},
+                 {"name": "read", "rate": 100, "connections": 16, "request": "GET / HTTP/1.1\\r\\n..."}]}
+``requests_file`` holds length-prefixed (4 bytes, big endian) requests, used in order, once each.
+Output (argv[2]): per stream, latencies in ms of answered requests, status counts, errors, the
+number sent and the rate that was actually achieved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import struct
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+LENGTH = struct.Struct(">I")
+CONNECT_TIMEOUT = 5.0
+# A request still unanswered this long after the run ends is counted as a timeout error.
+DRAIN_SECONDS = 10.0
+
+
+def read_requests(path: str) -> list[bytes]:
+    data = Path(path).read_bytes()
+    out: list[bytes] = []
+    pos = 0
+    while pos < len(data):
+        (size,) = LENGTH.unpack_from(data, pos)
+        pos += LENGTH.size
+        out.append(data[pos : pos + size])
+        pos += size
+    return out
+
+
+def write_requests(path: str, requests: list[bytes]) -> None:
+    with open(path, "wb") as fh:
+        for request in requests:
+            fh.write(LENGTH.pack(len(request)))
+            fh.write(request)
+
+
+@dataclass
+class StreamResult:
+    name: str
+    rate: float
+    scheduled: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    statuses: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+    first_send: float = 0.0
+    last_done: float = 0.0
+
+    def status(self, code: int) -> None:
+        key = str(code)
+        self.statuses[key] = self.statuses.get(key, 0) + 1
+
+    def error(self, kind: str) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
+    """Read one response; returns (status, keep_alive)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split(b" ", 2)[1])
+    length = 0
+    chunked = False
+    keep_alive = True
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        lname = name.strip().lower()
+        if lname == b"content-length":
+            length = int(value.strip())
+        elif lname == b"transfer-encoding" and b"chunked" in value.lower():
+            chunked = True
+        elif lname == b"connection" and b"close" in value.lower():
+            keep_alive = False
+    if chunked:
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).strip().split(b";")[0], 16)
+            await reader.readexactly(size + 2)
+            if size == 0:
+                break
+    elif length:
+        await reader.readexactly(length)
+    return status, keep_alive
+
+
+async def worker(host: str, port: int, queue: asyncio.Queue[tuple[float, bytes] | None], result: StreamResult) -> None:
+    reader: asyncio.StreamReader | None = None
+    writer: asyncio.StreamWriter | None = None
+    while True:
+        item = await queue.get()
+        if item is None:
+            break
+        scheduled, request = item
+        try:
+            if writer is None or reader is None:
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), CONNECT_TIMEOUT)
+            writer.write(request)
+            status, keep_alive = await read_response(reader)
+            done = time.perf_counter()
+            result.latencies_ms.append((done - scheduled) * 1000.0)
+            result.last_done = max(result.last_done, done)
+            result.status(status)
+            if not keep_alive:
+                writer.close()
+                reader = writer = None
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError) as exc:
+            result.error(type(exc).__name__)
+            if writer is not None:
+                writer.close()
+            reader = writer = None
+    if writer is not None:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+async def dispatch(
+    start: float, rate: float, requests: list[bytes], queue: asyncio.Queue[tuple[float, bytes] | None]
+) -> None:
+    interval = 1.0 / rate
+    for i, request in enumerate(requests):
+        scheduled = start + i * interval
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        queue.put_nowait((scheduled, request))
+
+
+async def run(spec: dict[str, Any]) -> dict[str, Any]:
+    host, port, duration = spec["host"], int(spec["port"]), float(spec["duration"])
+    start = time.perf_counter() + 0.2
+    tasks: list[asyncio.Task[None]] = []
+    results: list[StreamResult] = []
+    queues: list[tuple[asyncio.Queue[tuple[float, bytes] | None], int]] = []
+    dispatchers = []
+    for stream in spec["streams"]:
+        rate = float(stream["rate"])
+        count = int(rate * duration)
+        if "requests_file" in stream:
+            requests = read_requests(stream["requests_file"])[:count]
+        else:
+            requests = [stream["request"].encode()] * count
+        result = StreamResult(name=stream["name"], rate=rate, scheduled=len(requests), first_send=start)
+        results.append(result)
+        queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
+        conns = int(stream.get("connections", 64))
+        queues.append((queue, conns))
+        tasks += [asyncio.create_task(worker(host, port, queue, result)) for _ in range(conns)]
+        dispatchers.append(asyncio.create_task(dispatch(start, rate, requests, queue)))
+    await asyncio.gather(*dispatchers)
+    for queue, conns in queues:
+        for _ in range(conns):
+            queue.put_nowait(None)
+    _, pending = await asyncio.wait(tasks, timeout=DRAIN_SECONDS)
+    for task in pending:
+        task.cancel()
+    out = []
+    for result in results:
+        answered = len(result.latencies_ms) + sum(result.errors.values())
+        if answered < result.scheduled:
+            result.errors["timeout"] = result.scheduled - answered
+        elapsed = max(result.last_done - result.first_send, 1e-9)
+        ok = sum(n for code, n in result.statuses.items() if code.startswith("2"))
+        out.append(
+            {
+                "name": result.name,
+                "rate": result.rate,
+                "scheduled": result.scheduled,
+                "ok": ok,
+                "achieved_per_s": ok / elapsed,
+                "statuses": result.statuses,
+                "errors": result.errors,
+                "latencies_ms": result.latencies_ms,
+            }
+        )
+    return {"duration": duration, "streams": out}
+
+
+def main() -> None:
+    spec = json.loads(Path(sys.argv[1]).read_text())
+    import uvloop  # comes with uvicorn[standard]
+
+    result = uvloop.run(run(spec))
+    Path(sys.argv[2]).write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,246 @@
+"""Start and stop the server processes a benchmark run needs, all on ports 8500-8599 / unix sockets.
+
+The production topology on this machine: nginx in front, gunicorn (sync workers, WSGI) for REST,
+uvicorn processes (ASGI) for WebSocket/SSE, a Celery worker; plus the baselines (the bare DRF
+project under the same gunicorn configuration, and a bare ``websockets`` broadcast server).
+Every process is started in its own session and stopped by its process group id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+NGINX_PORT = 8500  # the app, as clients see it
+NGINX_BASELINE_PORT = 8501  # the bare DRF project behind the same nginx
+WS_BASELINE_PORT = 8502  # bare websockets broadcast server (direct)
+NOFILE_WANTED = 20_000
+
+NGINX_CONF = """
+worker_processes 1;
+worker_rlimit_nofile 65000;
+user root;
+pid {run}/nginx.pid;
+error_log {run}/nginx.error.log warn;
+events {{ worker_connections 30000; multi_accept on; }}
+http {{
+    access_log off;
+    client_body_temp_path {run}/body;
+    proxy_temp_path {run}/proxy;
+    fastcgi_temp_path {run}/fastcgi;
+    uwsgi_temp_path {run}/uwsgi;
+    scgi_temp_path {run}/scgi;
+    keepalive_requests 1000000;
+    keepalive_timeout 120s;
+    map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
+    upstream wsgi {{ server unix:{run}/wsgi.sock; }}
+    upstream asgi {{ least_conn; {asgi_servers} }}
+    upstream baseline {{ server unix:{run}/baseline.sock; }}
+    server {{
+        listen 127.0.0.1:{port} backlog=8192;
+        location ~ ^/v1/(realtime|leaderboard/stream) {{
+            proxy_pass http://asgi;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_read_timeout 3600s;
+            proxy_buffering off;
+        }}
+        location / {{
+            proxy_pass http://wsgi;
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        }}
+    }}
+    server {{
+        listen 127.0.0.1:{baseline_port} backlog=8192;
+        location / {{ proxy_pass http://baseline; proxy_set_header Host $host; }}
+    }}
+}}
+"""
+
+
+def raise_nofile() -> int:
+    """Raise this process's open-file limit to the hard limit; returns the new soft limit."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else max(soft, NOFILE_WANTED)
+    if want > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    return want
+
+
+def rss_kb(pids: list[int]) -> int:
+    """Resident set size of the given processes (VmRSS, KB)."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total
+
+
+def children(pid: int) -> list[int]:
+    out: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                out += [int(p) for p in (task / "children").read_text().split()]
+    return out
+
+
+def wait_for(check: callable, what: str, timeout: float = 30.0) -> None:  # type: ignore[valid-type]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass
+class Topology:
+    run_dir: Path
+    env: dict[str, str]
+    wsgi_workers: int = 4
+    asgi_processes: int = 2
+    celery: bool = True
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        log = open(self.run_dir / f"{name}.log", "wb")  # noqa: SIM115 (lives as long as the process)
+        proc = subprocess.Popen(  # noqa: S603 (fixed argv)
+            argv, cwd=ROOT, env=env or self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.procs[name] = proc
+        return proc
+
+    def gunicorn_argv(self, app: str, sock: str) -> list[str]:
+        # One configuration for the app and the bare DRF baseline: sync workers behind nginx.
+        return [
+            str(VENV_BIN / "gunicorn"),
+            app,
+            "--workers",
+            str(self.wsgi_workers),
+            "--worker-class",
+            "sync",
+            "--bind",
+            f"unix:{self.run_dir / sock}",
+            "--backlog",
+            "4096",
+            "--log-level",
+            "warning",
+        ]
+
+    def start_app(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._spawn("gunicorn", self.gunicorn_argv("scoreboard.wsgi:application", "wsgi.sock"))
+        for i in range(self.asgi_processes):
+            self._spawn(
+                f"uvicorn{i}",
+                [
+                    str(VENV_BIN / "uvicorn"),
+                    "scoreboard.asgi:application",
+                    "--uds",
+                    str(self.run_dir / f"asgi{i}.sock"),
+                    "--loop",
+                    "uvloop",
+                    "--http",
+                    "httptools",
+                    "--no-access-log",
+                    "--log-level",
+                    "warning",
+                    "--backlog",
+                    "8192",
+                ],
+            )
+        if self.celery:
+            self._spawn(
+                "celery",
+                [str(VENV_BIN / "celery"), "-A", "scoreboard", "worker", "--beat", "-c", "1", "--loglevel", "warning"],
+            )
+        base_env = dict(self.env, DJANGO_SETTINGS_MODULE="bench.baseline_drf.settings")
+        self._spawn(
+            "baseline_drf", self.gunicorn_argv("bench.baseline_drf.wsgi:application", "baseline.sock"), base_env
+        )
+        asgi = " ".join(f"server unix:{self.run_dir / f'asgi{i}.sock'};" for i in range(self.asgi_processes))
+        conf = NGINX_CONF.format(
+            run=self.run_dir, port=NGINX_PORT, baseline_port=NGINX_BASELINE_PORT, asgi_servers=asgi
+        )
+        (self.run_dir / "nginx.conf").write_text(conf)
+        self._spawn(
+            "nginx", ["nginx", "-c", str(self.run_dir / "nginx.conf"), "-p", str(self.run_dir), "-g", "daemon off;"]
+        )
+        for name in ["wsgi.sock", "baseline.sock", *[f"asgi{i}.sock" for i in range(self.asgi_processes)]]:
+            wait_for(lambda n=name: (self.run_dir / n).exists(), name)  # type: ignore[misc]
+        wait_for(lambda: port_open(NGINX_PORT), "nginx")
+        self.check_alive()
+
+    def start_ws_baseline(self, rate: float, frame_bytes: int) -> subprocess.Popen[bytes]:
+        proc = self._spawn(
+            "ws_baseline",
+            [
+                sys.executable,
+                "-m",
+                "bench.ws_baseline",
+                "--port",
+                str(WS_BASELINE_PORT),
+                "--rate",
+                str(rate),
+                "--frame-bytes",
+                str(frame_bytes),
+            ],
+        )
+        wait_for(lambda: port_open(WS_BASELINE_PORT), "ws baseline")
+        return proc
+
+    def stop(self, name: str) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            self.stop(name)
+
+    def check_alive(self) -> None:
+        dead = [name for name, proc in self.procs.items() if proc.poll() is not None]
+        if dead:
+            logs = {n: (self.run_dir / f"{n}.log").read_text(errors="replace")[-2000:] for n in dead}
+            raise RuntimeError(f"server processes died: {dead}\n{logs}")
+
+    def pids(self, prefix: str) -> list[int]:
+        """The pids doing the work for processes named ``prefix*`` (gunicorn workers, not the arbiter)."""
+        out: list[int] = []
+        for name, proc in self.procs.items():
+            if name.startswith(prefix):
+                kids = children(proc.pid)
+                out += kids if name.startswith("gunicorn") and kids else [proc.pid]
+        return out

@@ -1,0 +1,168 @@
+"""One WebSocket client process of the delivery benchmark: N sockets, minimal per-frame work.
+
+A hand-rolled RFC 6455 client on raw asyncio protocols (no per-socket task), so 5,000 sockets cost
+the client little CPU. Each text frame's ``"published_at":<epoch ms>`` is compared with this
+process's clock (same machine, same clock) to get the delivery latency.
+
+Protocol with the orchestrator: connects every socket, prints ``ready <n_connected>``, waits for
+``go`` on stdin, records for ``--duration`` seconds, writes the JSON result and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import sys
+import time
+from array import array
+from pathlib import Path
+
+from bench.topology import raise_nofile
+
+PUBLISHED = b'"published_at":'
+CONNECT_CONCURRENCY = 200
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.recording = False
+        self.latencies = array("d")
+        self.frames = 0
+        self.closed = 0
+
+
+class WsClient(asyncio.Protocol):
+    def __init__(self, host: str, path: str, stats: Stats, opened: asyncio.Future[bool]) -> None:
+        self.stats = stats
+        self.opened = opened
+        self.buf = b""
+        self.upgraded = False
+        self.transport: asyncio.Transport | None = None
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.request = (
+            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: http://{host}\r\n\r\n"
+        ).encode()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self.request)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.stats.closed += 1
+        if not self.opened.done():
+            self.opened.set_result(False)
+
+    def data_received(self, data: bytes) -> None:
+        now_ms = time.time() * 1000.0
+        buf = self.buf + data if self.buf else data
+        if not self.upgraded:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                self.buf = buf
+                return
+            ok = buf.startswith(b"HTTP/1.1 101")
+            if not self.opened.done():
+                self.opened.set_result(ok)
+            if not ok and self.transport is not None:
+                self.transport.close()
+                return
+            self.upgraded = True
+            buf = buf[end + 4 :]
+        pos = 0
+        size = len(buf)
+        while size - pos >= 2:
+            b0, b1 = buf[pos], buf[pos + 1] & 0x7F
+            head = 2
+            if b1 == 126:
+                if size - pos < 4:
+                    break
+                b1 = int.from_bytes(buf[pos + 2 : pos + 4], "big")
+                head = 4
+            elif b1 == 127:
+                if size - pos < 10:
+                    break
+                b1 = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+                head = 10
+            if size - pos < head + b1:
+                break
+            opcode = b0 & 0x0F
+            payload_at = pos + head
+            if opcode == 0x1 and self.stats.recording:
+                found = buf.find(PUBLISHED, payload_at, payload_at + b1)
+                if found >= 0:
+                    start = found + len(PUBLISHED)
+                    stop = start
+                    while buf[stop] not in b",}":
+                        stop += 1
+                    self.stats.latencies.append(now_ms - float(buf[start:stop]))
+                    self.stats.frames += 1
+            elif opcode == 0x9 and self.transport is not None:  # ping -> masked pong (zero mask key)
+                payload = buf[payload_at : payload_at + b1]
+                self.transport.write(bytes([0x8A, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
+            pos = payload_at + b1
+        self.buf = buf[pos:] if pos < size else b""
+
+
+async def run(args: argparse.Namespace) -> dict[str, object]:
+    raise_nofile()
+    loop = asyncio.get_running_loop()
+    stats = Stats()
+    gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
+    transports: list[asyncio.BaseTransport] = []
+
+    async def open_one() -> bool:
+        async with gate:
+            opened: asyncio.Future[bool] = loop.create_future()
+            try:
+                transport, _ = await loop.create_connection(
+                    lambda: WsClient(f"{args.host}:{args.port}", args.path, stats, opened), args.host, args.port
+                )
+            except OSError:
+                return False
+            transports.append(transport)
+            try:
+                return await asyncio.wait_for(opened, 30)
+            except TimeoutError:
+                return False
+
+    started = time.perf_counter()
+    results = await asyncio.gather(*(open_one() for _ in range(args.count)))
+    connected = sum(results)
+    print(f"ready {connected} {time.perf_counter() - started:.2f}", flush=True)
+    await loop.run_in_executor(None, sys.stdin.readline)
+    stats.recording = True
+    await asyncio.sleep(args.duration)
+    stats.recording = False
+    alive = connected - stats.closed
+    for transport in transports:
+        transport.close()
+    return {
+        "connected": connected,
+        "alive_at_end": alive,
+        "frames": stats.frames,
+        "latencies_ms": list(stats.latencies),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--path", default="/v1/realtime")
+    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--duration", type=float, required=True)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    import uvloop
+
+    result = uvloop.run(run(args))
+    Path(args.out).write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
