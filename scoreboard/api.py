@@ -18,8 +18,30 @@ def ok(data: Any, *, status_code: int = status.HTTP_200_OK, headers: dict[str, s
     return Response({"success": True, "data": data}, status=status_code, headers=headers)
 
 
+# JSON type each kind of field must receive. DRF would coerce 123 into "123" or "7" into 7; a strict
+# API refuses the wrong type instead, so clients find their bugs at once.
+_JSON_TYPES: tuple[tuple[type[serializers.Field], type | tuple[type, ...], str], ...] = (
+    (serializers.BooleanField, bool, "Expected a boolean."),
+    (serializers.IntegerField, int, "Expected an integer."),
+    (serializers.CharField, str, "Expected a string."),
+    (serializers.ChoiceField, str, "Expected a string."),
+    (serializers.UUIDField, str, "Expected a string."),
+    (serializers.DateTimeField, str, "Expected a string."),
+)
+
+
+def _type_error(field: serializers.Field, value: Any) -> str | None:
+    if value is None:
+        return None  # DRF's own null handling answers
+    for kind, expected, message in _JSON_TYPES:
+        if isinstance(field, kind):
+            wrong = not isinstance(value, expected) or (expected is int and isinstance(value, bool))
+            return message if wrong else None
+    return None
+
+
 class StrictSerializer(serializers.Serializer):
-    """Rejects unknown fields instead of silently ignoring them."""
+    """Rejects unknown fields and values of the wrong JSON type instead of ignoring or coercing them."""
 
     def to_internal_value(self, data: Any) -> Any:
         if not isinstance(data, dict):
@@ -27,6 +49,13 @@ class StrictSerializer(serializers.Serializer):
         unknown = sorted(set(data) - set(self.fields))
         if unknown:
             raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        wrong_types = {
+            name: [message]
+            for name, field in self.fields.items()
+            if name in data and (message := _type_error(field, data[name])) is not None
+        }
+        if wrong_types:
+            raise serializers.ValidationError(wrong_types)
         return super().to_internal_value(data)
 
 
