@@ -9,8 +9,6 @@ from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.plumbing import build_bearer_security_scheme_object
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.exceptions import ParseError
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
 JWT_SCHEME_NAME = "jwtAuth"
@@ -18,16 +16,6 @@ JWT_SCHEME_NAME = "jwtAuth"
 
 def ok(data: Any, *, status_code: int = status.HTTP_200_OK, headers: dict[str, str] | None = None) -> Response:
     return Response({"success": True, "data": data}, status=status_code, headers=headers)
-
-
-class SafeJSONParser(JSONParser):
-    """DRF's JSON parser, but a body nested too deeply for the decoder is a 400, not a 500."""
-
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
-        try:
-            return super().parse(stream, media_type, parser_context)
-        except RecursionError as exc:
-            raise ParseError("JSON parse error - the body is nested too deeply.") from exc
 
 
 # JSON type each kind of field must receive. DRF would coerce 123 into "123" or "7" into 7; a strict

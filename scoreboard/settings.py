@@ -192,7 +192,7 @@ SIMPLE_JWT = {
 
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["scoreboard.api.SafeJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["scoreboard.parsers.SafeJSONParser"],
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.ScopedJWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "EXCEPTION_HANDLER": "scoreboard.errors.api_exception_handler",
