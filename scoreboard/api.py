@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.plumbing import build_bearer_security_scheme_object
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
@@ -77,8 +77,13 @@ ErrorEnvelope = inline_serializer(
 )
 
 
+# Every /v1/ endpoint can answer these, whatever the view: the per-IP rate limit and the body-size
+# guard are middleware in front of all of them (scoreboard.ratelimit, scoreboard.middleware).
+ALWAYS_POSSIBLE_ERRORS = (413, 429)
+
+
 def errors(*codes: int) -> dict[int, OpenApiResponse]:
-    """OpenAPI: the error envelope for each status code listed."""
+    """OpenAPI: the error envelope for each status code listed (and those every endpoint can answer)."""
     descriptions = {
         400: "Invalid request body or parameters.",
         401: "Missing, expired or forged credentials.",
@@ -87,10 +92,14 @@ def errors(*codes: int) -> dict[int, OpenApiResponse]:
         409: "Conflict (already exists, or a replayed action token).",
         413: "Request body over 64 KB.",
         415: "Content type is not application/json.",
-        429: "Rate limited or blocked by the fraud engine; see Retry-After.",
+        429: "Rate limited (per IP on every endpoint; per player and global on score updates) or blocked "
+        "by the fraud engine; the Retry-After header says when to retry.",
         503: "A backing service is unavailable; nothing was applied.",
     }
-    return {code: OpenApiResponse(ErrorEnvelope, description=descriptions[code]) for code in codes}
+    return {
+        code: OpenApiResponse(ErrorEnvelope, description=descriptions[code])
+        for code in sorted({*codes, *ALWAYS_POSSIBLE_ERRORS})
+    }
 
 
 class AutoSchema(SpectacularAutoSchema):
@@ -122,3 +131,16 @@ class ScopedJWTAuthenticationScheme(OpenApiAuthenticationExtension):
             "missing scope → 403."
         )
         return definition
+
+
+class StrictSerializerSchema(OpenApiSerializerExtension):
+    """OpenAPI: request bodies of strict serializers say ``additionalProperties: false``, as enforced."""
+
+    target_class = StrictSerializer
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        schema: dict[str, Any] = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        if direction == "request":
+            schema["additionalProperties"] = False
+        return schema
