@@ -11,13 +11,14 @@ HOST ?= 127.0.0.1
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/scoreboard
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: help venv dev run test test-embedded lint format migrate seed lock worker clean
+.PHONY: help venv dev run test chromium test-embedded lint format migrate seed lock worker clean serve serve-stop nginx
 
 help:
 	@echo "make run    - set up and serve the board on http://$(HOST):$(PORT)/ (SQLite unless DATABASE_URL is set)"
 	@echo "make test   - set up and run the whole suite against PostgreSQL and Redis"
 	@echo "make lint   - ruff and mypy"
 	@echo "make worker - Celery worker with beat (needs REDIS_URL)"
+	@echo "make serve  - production topology on http://$(HOST):$(PORT)/: nginx, gunicorn, 2 ASGI servers, Celery (needs DATABASE_URL, REDIS_URL)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,7 +49,29 @@ run: seed
 worker: venv
 	$(BIN)/celery -A scoreboard worker --beat --loglevel=info
 
-test: dev
+# nginx is not on a fresh machine: install it once (Debian package); nothing in /etc is changed,
+# serve runs it as a child with a config generated under .state/.
+nginx:
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || \
+		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx)
+
+# Production topology on this machine (see deploy/serve.py for PORT, WEB_CONCURRENCY, ASGI_PROCESSES,
+# ASGI_SERVER, CELERY, METRICS_PORT...). Ctrl-C stops every process.
+serve: venv nginx
+	@test -n "$$DATABASE_URL" -a -n "$$REDIS_URL" || { \
+		echo "make serve needs DATABASE_URL and REDIS_URL (PostgreSQL and Redis), e.g."; \
+		echo "  DATABASE_URL=postgres://postgres@127.0.0.1:5432/scoreboard REDIS_URL=redis://127.0.0.1:6379/0 make serve"; \
+		echo "make run is the single-process demo that needs neither."; exit 2; }
+	PORT=$(PORT) HOST=$(HOST) PATH="/usr/sbin:$$PATH" $(BIN)/python deploy/serve.py start
+
+serve-stop:
+	PORT=$(PORT) $(BIN)/python deploy/serve.py stop
+
+# Headless Chromium for the browser test (Debian package; Playwright only drives it).
+chromium:
+	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+
+test: dev chromium
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 		$(BIN)/pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-embedded

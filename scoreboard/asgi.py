@@ -10,11 +10,16 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 from realtime.security import allowed_hosts_origin_validator  # noqa: E402
+from scoreboard.metrics import WebSocketMetricsMiddleware  # noqa: E402
+from scoreboard.request_id import RequestIdASGIMiddleware  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         # Browsers must come from an allowed host; clients without an Origin header are not browsers.
-        "websocket": allowed_hosts_origin_validator(URLRouter(websocket_urlpatterns)),
+        # Outermost: a request id on every line of the connection, and the open-socket gauge.
+        "websocket": RequestIdASGIMiddleware(
+            WebSocketMetricsMiddleware(allowed_hosts_origin_validator(URLRouter(websocket_urlpatterns)))
+        ),
     }
 )

@@ -39,7 +39,8 @@ _SECRET_KEY_RE = re.compile(r"(?i)(password|passwd|secret|token|api[_-]?key|auth
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _STANDARD_ATTRS = frozenset(
-    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime", "request_id", "taskName"}
+    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
+    | {"message", "asctime", "request_id", "taskName", "color_message"}
 )
 
 

@@ -77,21 +77,22 @@ class ScoreSubmitApi(APIView):
         return ok(result.as_dict())
 
 
+class LeaderboardRowSerializer(serializers.Serializer):
+    rank = serializers.IntegerField()
+    user_id = serializers.CharField()
+    username = serializers.CharField()
+    score = serializers.IntegerField()
+    last_updated = serializers.CharField(help_text="When the player reached this score (ISO 8601, UTC).")
+
+
 class LeaderboardApi(APIView):
     def get_permissions(self) -> list[BasePermission]:
         if settings.LEADERBOARD_REQUIRE_AUTH:
             return [CanReadScores()]
         return [AllowAny()]
 
-    class OutputRowSerializer(serializers.Serializer):
-        rank = serializers.IntegerField()
-        user_id = serializers.CharField()
-        username = serializers.CharField()
-        score = serializers.IntegerField()
-        last_updated = serializers.CharField()
-
     class OutputSerializer(serializers.Serializer):
-        leaderboard = serializers.ListField(child=serializers.DictField())
+        leaderboard = LeaderboardRowSerializer(many=True)
         total_players = serializers.IntegerField()
         last_updated = serializers.CharField(allow_null=True)
 
