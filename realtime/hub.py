@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 from collections import defaultdict, deque
 
+import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 
@@ -28,8 +30,26 @@ from realtime.frames import LEADERBOARD_UPDATE, Frame
 logger = logging.getLogger(__name__)
 
 # Redis pub/sub channels: board frames ("<board>\n<seq>\n<json>") and per-player frames ("<user id>\n<json>").
-BOARD_CHANNEL = b"sb:rt:board"
-PLAYER_CHANNEL = b"sb:rt:player"
+# Pub/sub ignores the database number, so the channel names carry it: two deployments (or test
+# runs) on different databases of one Redis server must not hear each other.
+BOARD_CHANNEL = "sb:rt:{db}:board"
+PLAYER_CHANNEL = "sb:rt:{db}:player"
+
+
+@functools.cache
+def _channels(url: str) -> tuple[bytes, bytes]:
+    db = redis.Redis.from_url(url).connection_pool.connection_kwargs.get("db", 0)
+    return BOARD_CHANNEL.format(db=db).encode(), PLAYER_CHANNEL.format(db=db).encode()
+
+
+def board_channel() -> bytes:
+    return _channels(settings.REDIS_URL)[0]
+
+
+def player_channel() -> bytes:
+    return _channels(settings.REDIS_URL)[1]
+
+
 # A player's own rank updates kept for a slow socket before the oldest are dropped.
 PLAYER_BACKLOG = 16
 SUBSCRIBE_WAIT_SECONDS = 5.0
@@ -182,7 +202,7 @@ class Hub:
             client = aioredis.Redis.from_url(settings.REDIS_URL, health_check_interval=30)
             pubsub = client.pubsub()
             try:
-                await pubsub.subscribe(BOARD_CHANNEL, PLAYER_CHANNEL)
+                await pubsub.subscribe(board_channel(), player_channel())
                 confirmations = 0
                 while True:
                     message = await pubsub.get_message(timeout=None)
@@ -212,10 +232,10 @@ class Hub:
 
     def _on_message(self, channel: bytes, data: bytes) -> None:
         try:
-            if channel == BOARD_CHANNEL:
+            if channel == board_channel():
                 board, seq, payload = data.split(b"\n", 2)
                 self.fan_out_board(board.decode(), Frame(LEADERBOARD_UPDATE, int(seq), payload))
-            elif channel == PLAYER_CHANNEL:
+            elif channel == player_channel():
                 user_id, payload = data.split(b"\n", 1)
                 self.fan_out_player(user_id.decode(), Frame("rank_update", 0, payload))
         except ValueError:

@@ -25,7 +25,7 @@ from django.conf import settings
 
 from realtime import frames
 from realtime.frames import Frame
-from realtime.hub import BOARD_CHANNEL, PLAYER_CHANNEL, get_hub
+from realtime.hub import board_channel, get_hub, player_channel
 from scoreboard.redis import REDIS_ERRORS, get_redis
 from scores import selectors
 from scores.ranking import GLOBAL, Board
@@ -106,7 +106,9 @@ _PUBLISH = """
 local seq = 0
 if redis.call('GET', KEYS[1]) ~= ARGV[3] then
   if redis.call('EXISTS', KEYS[2]) == 0 then redis.call('SET', KEYS[2], ARGV[6]) end
-  seq = redis.call('INCR', KEYS[2])
+  redis.call('INCR', KEYS[2])
+  -- as a string: Lua 5.1 would print a 16-digit number in exponent notation
+  seq = redis.call('GET', KEYS[2])
   redis.call('SET', KEYS[1], ARGV[3])
   redis.call('PUBLISH', ARGV[8], ARGV[4] .. '\\n' .. seq .. '\\n' .. ARGV[9] .. seq .. ARGV[5])
 end
@@ -152,7 +154,7 @@ class _RedisPublisher:
                     snapshot.tail(board),
                     _seq_floor(),
                     PUBLISH_LOCK_MS,
-                    BOARD_CHANNEL,
+                    board_channel(),
                     frames.SEQ_HEAD,
                 ],
             )
@@ -166,7 +168,7 @@ class _RedisPublisher:
     def publish_player(self, user_id: str, frame: Frame) -> None:
         client = get_redis()
         assert client is not None
-        client.publish(PLAYER_CHANNEL, user_id.encode() + b"\n" + frame.data)
+        client.publish(player_channel(), user_id.encode() + b"\n" + frame.data)
 
     def current_seq(self, board: Board) -> int:
         client = get_redis()

@@ -1,0 +1,222 @@
+"""Fan-out measurement: the hub (one Redis subscription per process) against channels' group_send.
+
+    REDIS_URL=redis://127.0.0.1:6379/1 .venv/bin/python -m realtime.bench_fanout --clients 1000 2000
+
+For each design it starts one uvicorn process serving this module's ASGI app, connects N local
+WebSocket clients, publishes ``--messages`` 1 KB board frames (``published_at`` = publish time,
+epoch ms) and reports, per message, the time until the first and the last client had it.
+
+- ``hub``: the production path (``/v1/realtime``): a PUBLISH on ``sb:rt:board``, one pub/sub
+  message per process, handed to each socket's mailbox.
+- ``group-core`` / ``group-pubsub``: a consumer per socket in a channels group
+  (``channels_redis.core.RedisChannelLayer`` / ``channels_redis.pubsub.RedisPubSubChannelLayer``),
+  fed by ``group_send`` — every message is copied per member and dispatched per consumer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+GROUP = "bench-board"
+LAYERS = {
+    "group-core": "channels_redis.core.RedisChannelLayer",
+    "group-pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+}
+
+
+def _layer_config(backend: str) -> dict[str, Any]:
+    return {"BACKEND": backend, "CONFIG": {"hosts": [os.environ["REDIS_URL"]], "prefix": "sb:bench", "capacity": 1000}}
+
+
+# --------------------------------------------------------------------------------------------
+# Server side: the real application plus a group-based consumer on /bench/group
+# --------------------------------------------------------------------------------------------
+def _application() -> Any:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "scoreboard.settings")
+    from django.conf import settings
+
+    from scoreboard.asgi import application as real_app
+
+    layer = os.environ.get("BENCH_LAYER", "group-core")
+    settings.CHANNEL_LAYERS = {**settings.CHANNEL_LAYERS, "bench": _layer_config(LAYERS[layer])}
+
+    from channels.generic.websocket import AsyncWebsocketConsumer
+    from channels.routing import ProtocolTypeRouter, URLRouter
+    from django.urls import path
+
+    from realtime.routing import websocket_urlpatterns
+
+    class GroupBoardConsumer(AsyncWebsocketConsumer):
+        channel_layer_alias = "bench"
+
+        async def connect(self) -> None:
+            await self.channel_layer.group_add(GROUP, self.channel_name)
+            await self.accept()
+
+        async def disconnect(self, code: int) -> None:
+            await self.channel_layer.group_discard(GROUP, self.channel_name)
+
+        async def board_frame(self, event: dict[str, Any]) -> None:
+            await self.send(text_data=event["text"])
+
+    return ProtocolTypeRouter(
+        {
+            "http": real_app,
+            "websocket": URLRouter([*websocket_urlpatterns, path("bench/group", GroupBoardConsumer.as_asgi())]),
+        }
+    )
+
+
+def __getattr__(name: str) -> Any:
+    # ``uvicorn realtime.bench_fanout:application`` builds the app lazily (Django set up first).
+    if name == "application":
+        return _application()
+    raise AttributeError(name)
+
+
+# --------------------------------------------------------------------------------------------
+# Driver side
+# --------------------------------------------------------------------------------------------
+def _frame(seq: int) -> str:
+    import orjson
+
+    body = {
+        "type": "leaderboard_update",
+        "seq": seq,
+        "published_at": round(time.time() * 1000, 3),
+        "pad": "x" * 900,
+    }
+    return orjson.dumps(body).decode()
+
+
+async def _publish(design: str, seq: int, layer: Any, redis: Any) -> None:
+    if design == "hub":
+        from realtime.hub import board_channel
+
+        await redis.publish(board_channel(), b"global\n%d\n" % seq + _frame(seq).encode())
+    else:
+        await layer.group_send(GROUP, {"type": "board.frame", "text": _frame(seq)})
+
+
+async def _run(design: str, clients: int, messages: int, port: int) -> dict[str, float]:
+    import orjson
+    import redis.asyncio as aioredis
+    import websockets
+
+    url = f"ws://127.0.0.1:{port}/" + ("v1/realtime" if design == "hub" else "bench/group")
+    received: dict[int, list[float]] = {}
+    sockets: list[Any] = []
+    ready = asyncio.Event()
+
+    async def client(ws: Any) -> None:
+        async for raw in ws:
+            now = time.time() * 1000
+            msg = orjson.loads(raw)
+            if msg.get("pad") is not None:
+                received.setdefault(msg["seq"], []).append(now - msg["published_at"])
+                if len(received[msg["seq"]]) == clients:
+                    ready.set()
+
+    for start in range(0, clients, 200):
+        count = min(clients, start + 200) - start
+        batch = await asyncio.gather(*(websockets.connect(url, max_queue=None, compression=None) for _ in range(count)))
+        sockets.extend(batch)
+    readers = [asyncio.create_task(client(ws)) for ws in sockets]
+    await asyncio.sleep(1.0)
+
+    layer = None
+    if design != "hub":
+        from channels_redis.core import RedisChannelLayer
+        from channels_redis.pubsub import RedisPubSubChannelLayer
+
+        cls = RedisChannelLayer if design == "group-core" else RedisPubSubChannelLayer
+        layer = cls(hosts=[os.environ["REDIS_URL"]], prefix="sb:bench", capacity=1000)
+    redis = aioredis.Redis.from_url(os.environ["REDIS_URL"])
+    firsts, lasts = [], []
+    for i in range(messages):
+        seq = 9 * 10**15 + i  # above any real seq (epoch µs), so no mailbox takes it for an old frame
+        ready.clear()
+        await _publish(design, seq, layer, redis)
+        try:
+            async with asyncio.timeout(10):
+                await ready.wait()
+        except TimeoutError:
+            pass
+        got = received.get(seq, [])
+        if got:
+            firsts.append(min(got))
+            lasts.append(max(got) if len(got) == clients else float("inf"))
+        await asyncio.sleep(0.2)
+    for task in readers:
+        task.cancel()
+    await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+    await redis.aclose()
+    complete = [x for x in lasts if x != float("inf")]
+    return {
+        "first_p50": statistics.median(firsts) if firsts else float("nan"),
+        "all_p50": statistics.median(complete) if complete else float("nan"),
+        "all_max": max(complete) if complete else float("nan"),
+        "incomplete": float(len(lasts) - len(complete) + messages - len(lasts)),
+    }
+
+
+def _serve(design: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "BENCH_LAYER": design if design != "hub" else "group-core", "LOG_LEVEL": "WARNING"}
+    process = subprocess.Popen(  # noqa: S603 - fixed argv
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "realtime.bench_fanout:application",
+            "--host=127.0.0.1",
+            f"--port={port}",
+            "--lifespan=off",
+            "--no-access-log",
+            "--backlog=4096",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    time.sleep(3)
+    return process
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, nargs="+", default=[1000, 2000])
+    parser.add_argument("--messages", type=int, default=20)
+    parser.add_argument("--designs", nargs="+", default=["hub", "group-core", "group-pubsub"])
+    parser.add_argument("--port", type=int, default=8190)
+    args = parser.parse_args()
+    if not os.environ.get("REDIS_URL"):
+        sys.exit("set REDIS_URL (the designs compared all go through Redis)")
+    print(f"{'design':<14}{'clients':>8}{'first p50 ms':>14}{'all p50 ms':>12}{'all max ms':>12}{'incomplete':>11}")
+    for clients in args.clients:
+        for design in args.designs:
+            server = _serve(design, args.port, Path(tempfile.gettempdir()) / f"bench_fanout_{design}.log")
+            try:
+                r = asyncio.run(_run(design, clients, args.messages, args.port))
+            finally:
+                server.terminate()
+                server.wait(timeout=10)
+            print(
+                f"{design:<14}{clients:>8}{r['first_p50']:>14.1f}{r['all_p50']:>12.1f}"
+                f"{r['all_max']:>12.1f}{int(r['incomplete']):>11}",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Real ASGI server processes (uvicorn) for the cross-process, SSE and browser tests.
+
+They run against this test session's PostgreSQL database and Redis db, so tests using them need
+``django_db(transaction=True)``: the servers only see committed rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[2]
+PORT_RANGE = range(8150, 8200)
+START_TIMEOUT_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class Server:
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+
+def free_port(taken: set[int]) -> int:
+    for port in PORT_RANGE:
+        if port in taken:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 8150-8199")
+
+
+def session_database_url() -> str:
+    db = connection.settings_dict
+    auth = quote(db["USER"] or "")
+    if db.get("PASSWORD"):
+        auth += ":" + quote(db["PASSWORD"])
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def _wait_ready(server: Server, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"server on {server.port} exited:\n{log.read_text()[-3000:]}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{server.http}/v1/leaderboard", timeout=2).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"server on {server.port} did not answer:\n{log.read_text()[-3000:]}")
+
+
+@contextlib.contextmanager
+def asgi_servers(count: int, log_dir: Path) -> Iterator[list[Server]]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": session_database_url(),
+        "REDIS_URL": settings.REDIS_URL,
+        "DB_CONN_MAX_AGE": "0",
+        "FRAUD_BLOCK_THRESHOLD": "2",
+        "RATE_LIMIT_ENABLED": "false",
+        "LOG_LEVEL": "WARNING",
+    }
+    servers: list[Server] = []
+    try:
+        for i in range(count):
+            port = free_port({s.port for s in servers})
+            log = log_dir / f"server-{i}.log"
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "scoreboard.asgi:application",
+                    "--host=127.0.0.1",
+                    f"--port={port}",
+                    "--lifespan=off",
+                    "--no-access-log",
+                    "--ws-ping-interval=20",
+                    "--ws-ping-timeout=20",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=log.open("wb"),
+                stderr=subprocess.STDOUT,
+            )
+            servers.append(Server(port, process))
+            _wait_ready(servers[-1], log)
+        yield servers
+    finally:
+        for server in servers:
+            server.process.terminate()
+        for server in servers:
+            try:
+                server.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.process.kill()

@@ -1,0 +1,87 @@
+"""A real headless Chromium on the spectator page: a score submitted through the API (to another
+server process) appears on the page without a reload. Saves a screenshot in test-artifacts/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import access_token_for
+from tests.factories import PlayerFactory
+from tests.realtime.conftest import action_token
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.postgres,
+    pytest.mark.redis,
+    pytest.mark.browser,
+    pytest.mark.slow,
+]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+WAIT_MS = 10_000
+
+
+def test_a_submitted_score_appears_on_the_page_without_reload(servers):
+    from playwright.sync_api import expect, sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (Debian package chromium)")
+    page_server, api_server = servers
+    leader = PlayerFactory.create(username="Leader")
+    challenger = PlayerFactory.create(username="Challenger")
+    # Database work happens before Playwright starts: its event loop makes Django refuse sync ORM calls.
+    access = {user.pk: access_token_for(user) for user in (leader, challenger)}
+    for user, increment in ((leader, 500), (challenger, 100)):
+        response = httpx.post(
+            f"{api_server.http}/v1/scores/update",
+            json={"action_token": action_token(user, increment)},
+            headers={"Authorization": f"Bearer {access[user.pk]}"},
+        )
+        assert response.status_code == 200, response.text
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 720})
+            page.goto(f"{page_server.http}/")
+            rows = page.locator("#rows tr")
+            expect(rows).to_have_count(2)
+            expect(rows.nth(0)).to_contain_text("Leader")
+            expect(page.locator("#status")).to_have_attribute("data-state", "live", timeout=WAIT_MS)
+            page.evaluate("window.__sameDocument = true")  # survives only if the page is not reloaded
+
+            # The challenger overtakes the leader, through the API of the *other* process.
+            response = httpx.post(
+                f"{api_server.http}/v1/scores/update",
+                json={"action_token": action_token(challenger, 900)},
+                headers={"Authorization": f"Bearer {access[challenger.pk]}"},
+            )
+            assert response.status_code == 200, response.text
+
+            expect(rows.nth(0)).to_contain_text("Challenger", timeout=WAIT_MS)
+            expect(rows.nth(0)).to_contain_text("1000")
+            expect(rows.nth(1)).to_contain_text("Leader")
+            expect(rows.nth(0).locator(".move.up")).to_have_count(1)
+            assert page.evaluate("window.__sameDocument") is True
+            page.screenshot(path=str(ARTIFACTS / "board-live.png"), full_page=True)
+
+            # Readable on a phone: the table fits the narrow viewport without horizontal scrolling.
+            page.set_viewport_size({"width": 375, "height": 700})
+            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+            page.screenshot(path=str(ARTIFACTS / "board-phone.png"), full_page=True)
+        finally:
+            browser.close()
