@@ -8,10 +8,62 @@ from django.http import HttpRequest
 
 from accounts import services
 from accounts.models import GameServerKey, User
+from fraud.models import FraudLog
+from scores.models import ScoreHistory
+
+RECENT_ROWS_ON_PLAYER_PAGE = 20
+
+
+class _RecentRowsInline(admin.TabularInline):
+    """Read-only rows of the player, newest first, only the last RECENT_ROWS_ON_PLAYER_PAGE."""
+
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def get_formset(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        self._player = obj  # inline instances are per request; get_queryset below runs after this
+        return super().get_formset(request, obj, **kwargs)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        rows = super().get_queryset(request)
+        player = getattr(self, "_player", None)
+        if player is None:
+            return rows.none()
+        recent = list(
+            rows.filter(user=player).order_by("-created_at").values_list("pk", flat=True)[:RECENT_ROWS_ON_PLAYER_PAGE]
+        )
+        return rows.filter(pk__in=recent).order_by("-created_at")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ScoreHistoryInline(_RecentRowsInline):
+    model = ScoreHistory
+    fk_name = "user"
+    verbose_name_plural = f"score history (last {RECENT_ROWS_ON_PLAYER_PAGE})"
+    fields = ("created_at", "kind", "action_type", "score_increment", "old_score", "new_score", "ip_address")
+    readonly_fields = fields
+
+
+class FraudLogInline(_RecentRowsInline):
+    model = FraudLog
+    fk_name = "user"
+    verbose_name_plural = f"fraud logs (last {RECENT_ROWS_ON_PLAYER_PAGE})"
+    fields = ("created_at", "decision", "event_type", "risk_score", "status")
+    readonly_fields = fields
 
 
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
+    inlines = (ScoreHistoryInline, FraudLogInline)  # the player page: score, recent history, fraud logs
     list_display = ("username", "email", "current_score", "score_reached_at", "is_active", "date_joined")
     list_filter = ("is_active", "is_staff")
     search_fields = ("username", "email", "id")

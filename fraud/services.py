@@ -1,31 +1,402 @@
-"""Fraud engine entry points used by the score service.
+"""The fraud engine (called by the score service) and the moderation workflow (called by admin).
 
-Placeholder until the anti-cheat issue lands: every attempt scores 0 (allowed).
+Per attempt: ``score_attempt_assess`` records the attempt in the player's window, runs the rules
+(``fraud.rules``) and returns an ``Assessment``. At or above ``FRAUD_BLOCK_THRESHOLD`` it writes a
+blocked fraud log and raises 429; between the flag and block thresholds the score is applied and
+``score_applied_record`` writes a flagged log linked to the history row. A block threshold above 1
+turns blocking off (load tests).
+
+Moderation: ``fraud_log_confirm`` bans the player and reverses the actions in question (compensating
+history rows, re-index, board broadcast — all through ``scores.services``); ``fraud_log_dismiss``
+closes the log. Both write a ``ModerationAction`` (who, when, why) in the same transaction.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+import datetime as dt
+import logging
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import User
+from fraud import rules, selectors, windows
+from fraud.models import FraudLog, ModerationAction
+from scoreboard.errors import ApiError, Conflict, TooManyRequests
+from scores import services as score_services
 
 if TYPE_CHECKING:
-    from accounts.models import User
     from scores.action_tokens import ActionClaims
     from scores.services import RequestContext
+
+logger = logging.getLogger(__name__)
+security_log = logging.getLogger("scoreboard.security")
+
+USER_AGENT_MAX_LENGTH = 1000
+ALLOW, FLAG, BLOCK = "allow", "flag", "block"
+
+
+def _now() -> float:
+    """The engine's clock (Unix seconds); one place, so simulations can drive it."""
+    return time.time()
+
+
+def rule_config() -> rules.RuleConfig:
+    params: dict[str, Any] = dict(settings.FRAUD_RULE_PARAMS)
+    return rules.RuleConfig(action_types=rules.action_rules_from_settings(settings.ACTION_TYPES), **params)
+
+
+def _decision(risk_score: float) -> str:
+    if risk_score >= settings.FRAUD_BLOCK_THRESHOLD:
+        return BLOCK
+    if risk_score >= settings.FRAUD_FLAG_THRESHOLD:
+        return FLAG
+    return ALLOW
 
 
 @dataclass(frozen=True)
 class Assessment:
     risk_score: float = 0.0
     reasons: list[dict[str, object]] = field(default_factory=list)
+    decision: str = ALLOW
+    primary_rule: str = ""
+    window_source: str = ""
+
+    @property
+    def flagged(self) -> bool:
+        return self.decision == FLAG
+
+    @property
+    def blocked(self) -> bool:
+        return self.decision == BLOCK
+
+
+def _signals(*, user: User, claims: ActionClaims, context: RequestContext, now: float) -> tuple[rules.Signals, str]:
+    user_id = str(user.pk)
+    attempt = rules.Attempt(
+        submitted_at=now,
+        action_timestamp=claims.timestamp,
+        action_type=claims.action_type,
+        score_increment=claims.score_increment,
+        action_id=claims.action_id,
+    )
+    window = windows.attempt_record_and_load(user_id=user_id, ip=context.ip_address, attempt=attempt)
+    rejected_player, rejected_ip = windows.token_rejections(user_id=user_id, ip=context.ip_address, now=now)
+    return rules.Signals(
+        now=now,
+        action_type=claims.action_type,
+        score_increment=claims.score_increment,
+        action_timestamp=claims.timestamp,
+        action_id=claims.action_id,
+        recent=window.recent,
+        account_age_seconds=max(0.0, now - user.date_joined.timestamp()),
+        score_before=user.current_score,
+        ip_address=context.ip_address,
+        accounts_on_ip=window.accounts_on_ip,
+        rejected_tokens_player=rejected_player,
+        rejected_tokens_ip=rejected_ip,
+    ), window.source
 
 
 def score_attempt_assess(*, user: User, claims: ActionClaims, context: RequestContext) -> Assessment:
-    """Risk of this attempt in [0, 1]; raises 429 when at or above the block threshold."""
-    return Assessment()
+    """Risk of this attempt in [0, 1]. At or above the block threshold: a blocked fraud log and 429.
+
+    Side effects: the attempt joins the player's window (blocked attempts too, so a bot that keeps
+    trying stays blocked); a blocked attempt writes a ``fraud_logs`` row in its own transaction.
+    """
+    signals, source = _signals(user=user, claims=claims, context=context, now=_now())
+    verdict = rules.assess(signals, rule_config(), settings.FRAUD_RULE_WEIGHTS)
+    assessment = Assessment(
+        risk_score=verdict.risk_score,
+        reasons=[f.as_dict() for f in verdict.fired],
+        decision=_decision(verdict.risk_score),
+        primary_rule=verdict.primary_rule,
+        window_source=source,
+    )
+    if assessment.blocked:
+        log = _log_write(
+            user=user, claims=claims, context=context, assessment=assessment, decision=FraudLog.Decision.BLOCKED
+        )
+        security_log.warning(
+            "fraud engine blocked a score update user_id=%s risk=%.2f rules=%s",
+            user.pk,
+            assessment.risk_score,
+            ",".join(str(r["rule"]) for r in assessment.reasons),
+        )
+        raise TooManyRequests(
+            "This score update was held back as suspicious and not applied. "
+            "If this is a mistake, contact support with the reference.",
+            code="fraud_blocked",
+            retry_after=settings.FRAUD_BLOCK_RETRY_AFTER_SECONDS,
+            details={"reference": str(log.pk)},
+        )
+    return assessment
 
 
 def score_applied_record(
     *, user: User, claims: ActionClaims, context: RequestContext, assessment: Assessment, history_id: str
 ) -> None:
-    """Feed an applied action into the per-player windows; log it when it was flagged."""
+    """After the score was applied: a flagged attempt gets a fraud log linked to its history row."""
+    if assessment.flagged:
+        _log_write(
+            user=user,
+            claims=claims,
+            context=context,
+            assessment=assessment,
+            decision=FraudLog.Decision.FLAGGED,
+            history_id=history_id,
+        )
+
+
+def _rules_field(names: list[str]) -> str:
+    return f",{','.join(names)}," if names else ""
+
+
+def _log_write(
+    *,
+    user: User,
+    claims: ActionClaims,
+    context: RequestContext,
+    assessment: Assessment,
+    decision: str,
+    history_id: str | None = None,
+) -> FraudLog:
+    return FraudLog.objects.create(
+        user=user,
+        event_type=assessment.primary_rule or "risk",
+        decision=decision,
+        risk_score=Decimal(f"{assessment.risk_score:.2f}"),
+        rules=_rules_field([str(r["rule"]) for r in assessment.reasons]),
+        metadata={
+            "rules": assessment.reasons,
+            "action": {
+                "action_id": claims.action_id,
+                "action_type": claims.action_type,
+                "score_increment": claims.score_increment,
+                "timestamp": claims.timestamp,
+            },
+            "thresholds": {"flag": settings.FRAUD_FLAG_THRESHOLD, "block": settings.FRAUD_BLOCK_THRESHOLD},
+            "window": assessment.window_source,
+        },
+        ip_address=context.ip_address,
+        user_agent=context.user_agent[:USER_AGENT_MAX_LENGTH],
+        score_history_id=history_id,
+    )
+
+
+def token_rejection_record(*, user: User | None, context: RequestContext | None, code: str) -> None:
+    """A rejected action token (invalid, expired, foreign, replayed) feeds the token-abuse rule."""
+    windows.token_rejection_record(
+        user_id=str(user.pk) if user is not None else None,
+        ip=context.ip_address if context is not None else None,
+        now=_now(),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Moderation
+# ---------------------------------------------------------------------------------------------
+REASON_MAX_LENGTH = 2000
+
+
+def _reason_clean(reason: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise ApiError("A reason is required for every moderation action.", code="reason_required")
+    return reason[:REASON_MAX_LENGTH]
+
+
+def _open_log_lock(fraud_log: FraudLog) -> FraudLog:
+    log = FraudLog.objects.select_for_update().get(pk=fraud_log.pk)
+    if log.status != FraudLog.Status.OPEN:
+        raise Conflict(f"This fraud log was already {log.status}.", code="fraud_log_closed")
+    return log
+
+
+def _player_ban(*, user_id: str) -> bool:
+    """Disable the account (JWT auth refuses it with 403; refresh is refused) and drop it from boards."""
+    banned = User.objects.filter(pk=user_id, is_active=True).update(is_active=False) > 0
+    score_services.player_standing_changed(user_id=user_id)
+    return banned
+
+
+def fraud_log_confirm(*, fraud_log: FraudLog, moderator: User, reason: str) -> ModerationAction:
+    """Confirm cheating: ban the player, reverse the actions in question, audit. One transaction.
+
+    Raises 409 when the log is no longer open (another moderator acted first), 400 without a reason.
+    The index update and the board broadcast run after commit (inside ``scores.services``).
+    """
+    reason = _reason_clean(reason)
+    with transaction.atomic():
+        log = _open_log_lock(fraud_log)
+        details: dict[str, Any] = {"banned_user_id": None, "reversed_history_ids": [], "points_removed": 0}
+        if log.user_id is not None:
+            user_id = str(log.user_id)
+            details["banned_user_id"] = user_id if _player_ban(user_id=user_id) else None
+            for history in selectors.actions_in_question(fraud_log=log):
+                score_services.score_reverse(
+                    history=history, reason=f"fraud log {log.pk} confirmed by {moderator.username}: {reason}"
+                )
+                details["reversed_history_ids"].append(str(history.pk))
+                details["points_removed"] += history.score_increment
+        action = _close(
+            log, moderator=moderator, reason=reason, action=ModerationAction.Action.CONFIRM, details=details
+        )
+    security_log.warning(
+        "fraud log %s confirmed by %s: player %s, %d action(s) reversed",
+        log.pk,
+        moderator.username,
+        log.user_id,
+        len(details["reversed_history_ids"]),
+    )
+    return action
+
+
+def fraud_log_dismiss(*, fraud_log: FraudLog, moderator: User, reason: str) -> ModerationAction:
+    """Close a fraud log as a false positive; the score stays. Audited like a confirmation."""
+    reason = _reason_clean(reason)
+    with transaction.atomic():
+        log = _open_log_lock(fraud_log)
+        return _close(log, moderator=moderator, reason=reason, action=ModerationAction.Action.DISMISS, details={})
+
+
+def _close(log: FraudLog, *, moderator: User, reason: str, action: str, details: dict[str, Any]) -> ModerationAction:
+    now = timezone.now()
+    log.status = FraudLog.Status.CONFIRMED if action == ModerationAction.Action.CONFIRM else FraudLog.Status.DISMISSED
+    log.reviewed_by = moderator
+    log.reviewed_at = now
+    log.review_note = reason
+    log.save(update_fields=["status", "reviewed_by", "reviewed_at", "review_note"])
+    return ModerationAction.objects.create(
+        fraud_log=log,
+        action=action,
+        moderator=moderator,
+        moderator_username=moderator.username,
+        reason=reason,
+        details=details,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Batch scan (Celery)
+# ---------------------------------------------------------------------------------------------
+VELOCITY_OUTLIER = "velocity_outlier"
+SHARED_IP_CLUSTER = "shared_ip_cluster"
+MAD_TO_SIGMA = 1.4826  # scales the median absolute deviation to a standard deviation for normal data
+CLUSTER_ACCOUNTS_LISTED = 50
+
+
+@dataclass(frozen=True)
+class ScanReport:
+    players_scanned: int
+    velocity_outliers: int
+    shared_ip_clusters: int
+    logs_written: int
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def _velocity_cutoff(points: list[int]) -> float | None:
+    """Points above which a player is an outlier among today's players (None: too few to compare)."""
+    if len(points) < settings.FRAUD_SCAN_MIN_PLAYERS:
+        return None
+    median = statistics.median(points)
+    spread = MAD_TO_SIGMA * statistics.median(abs(p - median) for p in points)
+    # A flat population (spread 0) would make every player above the median an outlier.
+    spread = max(spread, 0.1 * median, 1.0)
+    return median + settings.FRAUD_SCAN_MAD_FACTOR * spread
+
+
+def fraud_batch_scan(*, now: dt.datetime | None = None) -> ScanReport:
+    """Look back ``FRAUD_SCAN_WINDOW_SECONDS`` for velocity outliers and accounts sharing an address.
+
+    Writes one ``batch`` fraud log per finding, listing the actions in question so a confirmation can
+    reverse them. A player already logged for the same finding within the window is skipped, so the
+    job can run more often than its window.
+    """
+    now = now or timezone.now()
+    since = now - dt.timedelta(seconds=settings.FRAUD_SCAN_WINDOW_SECONDS)
+    minutes = settings.FRAUD_SCAN_WINDOW_SECONDS // 60
+    players = selectors.recent_points_by_player(since=since)
+    cutoff = _velocity_cutoff([p.points for p in players])
+    written = outliers = 0
+    for player in players:
+        absolute = player.points >= settings.FRAUD_SCAN_POINTS_PER_WINDOW
+        relative = cutoff is not None and player.points > cutoff and player.points >= settings.FRAUD_SCAN_MIN_POINTS
+        if not (absolute or relative):
+            continue
+        outliers += 1
+        if selectors.batch_log_exists(user_id=player.user_id, event_type=VELOCITY_OUTLIER, since=since):
+            continue
+        if absolute:
+            reason = (
+                f"{player.points} points from {player.actions} actions in {minutes} min "
+                f"(at or above {settings.FRAUD_SCAN_POINTS_PER_WINDOW})"
+            )
+        else:
+            reason = (
+                f"{player.points} points from {player.actions} actions in {minutes} min, far above the "
+                f"{len(players)} active players (outlier cutoff {cutoff:.0f})"
+            )
+        _batch_log_write(
+            user_id=player.user_id,
+            event_type=VELOCITY_OUTLIER,
+            risk=0.9 if absolute else 0.6,
+            reason=reason,
+            extra={"points": player.points, "actions": player.actions},
+            history_ids=selectors.recent_action_ids(user_id=player.user_id, since=since),
+        )
+        written += 1
+
+    clusters = selectors.shared_ip_clusters(since=since, min_accounts=settings.FRAUD_SCAN_SHARED_IP_ACCOUNTS)
+    for ip, user_ids in clusters.items():
+        for user_id in user_ids:
+            if selectors.batch_log_exists(user_id=user_id, event_type=SHARED_IP_CLUSTER, since=since):
+                continue
+            _batch_log_write(
+                user_id=user_id,
+                event_type=SHARED_IP_CLUSTER,
+                risk=min(0.9, 0.1 * len(user_ids)),
+                reason=f"{len(user_ids)} accounts scored from {ip} in {minutes} min",
+                extra={"accounts": user_ids[:CLUSTER_ACCOUNTS_LISTED], "accounts_total": len(user_ids)},
+                history_ids=selectors.recent_action_ids(user_id=user_id, since=since, ip=ip),
+                ip=ip,
+            )
+            written += 1
+    report = ScanReport(
+        players_scanned=len(players), velocity_outliers=outliers, shared_ip_clusters=len(clusters), logs_written=written
+    )
+    logger.info("fraud batch scan: %s", report.as_dict())
+    return report
+
+
+def _batch_log_write(
+    *,
+    user_id: str,
+    event_type: str,
+    risk: float,
+    reason: str,
+    extra: dict[str, Any],
+    history_ids: list[str],
+    ip: str | None = None,
+) -> FraudLog:
+    return FraudLog.objects.create(
+        user_id=user_id,
+        event_type=event_type,
+        decision=FraudLog.Decision.BATCH,
+        risk_score=Decimal(f"{risk:.2f}"),
+        rules=_rules_field([event_type]),
+        metadata={
+            "rules": [{"rule": event_type, "weight": 1.0, "contribution": risk, "weighted": risk, "reason": reason}],
+            **extra,
+            "history_ids": history_ids,
+        },
+        ip_address=ip,
+    )

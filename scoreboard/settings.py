@@ -87,6 +87,8 @@ MIDDLEWARE = [
     # First: every later line (and the 413 below) carries the request id; every request is timed.
     "scoreboard.request_id.RequestIdMiddleware",
     "scoreboard.metrics.MetricsMiddleware",
+    # Per-IP limit on the whole API, before anything can reject a request: rejected requests count too.
+    "scoreboard.ratelimit.IpRateLimitMiddleware",
     "scoreboard.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -247,6 +249,37 @@ RATE_LIMIT_GLOBAL_PER_MINUTE = env.int("RATE_LIMIT_GLOBAL_PER_MINUTE", default=1
 RATE_LIMIT_ENABLED = env.bool("RATE_LIMIT_ENABLED", default=True)
 FRAUD_FLAG_THRESHOLD = env.float("FRAUD_FLAG_THRESHOLD", default=0.5)
 FRAUD_BLOCK_THRESHOLD = env.float("FRAUD_BLOCK_THRESHOLD", default=0.8)
+# When the rate-limit counters (Redis) are down: "closed" refuses score updates with 503 + Retry-After,
+# "open" lets them through unlimited. The per-IP limit always fails open. See scoreboard/ratelimit.py.
+RATE_LIMIT_REDIS_DOWN: str = env.str("RATE_LIMIT_REDIS_DOWN", default="closed")
+if RATE_LIMIT_REDIS_DOWN not in ("closed", "open"):
+    raise ImproperlyConfigured("RATE_LIMIT_REDIS_DOWN must be 'closed' or 'open'.")
+RATELIMIT_USE_CACHE = "default"  # django-ratelimit: django-redis with REDIS_URL, local memory otherwise
+RATELIMIT_CACHE_PREFIX = "rl:"
+# Fraud engine (fraud/rules.py): risk = min(1, sum of weight x contribution), each contribution in [0, 1].
+# FRAUD_RULE_WEIGHTS / FRAUD_RULE_PARAMS (JSON) override single entries; a weight of 0 turns a rule off.
+DEFAULT_FRAUD_RULE_WEIGHTS = {
+    "rapid_succession": 0.35,
+    "impossible_score_jump": 0.3,
+    "timing_regularity": 0.4,
+    "min_play_time": 0.4,
+    "new_account_velocity": 0.25,
+    "shared_ip": 0.2,
+    "token_abuse": 0.3,
+}
+FRAUD_RULE_WEIGHTS: dict[str, float] = {
+    **DEFAULT_FRAUD_RULE_WEIGHTS,
+    **json.loads(env.str("FRAUD_RULE_WEIGHTS", default="") or "{}"),
+}
+FRAUD_RULE_PARAMS: dict[str, int | float] = json.loads(env.str("FRAUD_RULE_PARAMS", default="") or "{}")
+FRAUD_BLOCK_RETRY_AFTER_SECONDS = env.int("FRAUD_BLOCK_RETRY_AFTER_SECONDS", default=60)
+# Batch scan (Celery): velocity outliers and accounts sharing an address over the last window.
+FRAUD_SCAN_WINDOW_SECONDS = env.int("FRAUD_SCAN_WINDOW_SECONDS", default=3600)
+FRAUD_SCAN_POINTS_PER_WINDOW = env.int("FRAUD_SCAN_POINTS_PER_WINDOW", default=100_000)
+FRAUD_SCAN_MIN_POINTS = env.int("FRAUD_SCAN_MIN_POINTS", default=10_000)
+FRAUD_SCAN_MIN_PLAYERS = env.int("FRAUD_SCAN_MIN_PLAYERS", default=5)
+FRAUD_SCAN_MAD_FACTOR = env.float("FRAUD_SCAN_MAD_FACTOR", default=6.0)
+FRAUD_SCAN_SHARED_IP_ACCOUNTS = env.int("FRAUD_SCAN_SHARED_IP_ACCOUNTS", default=5)
 # Peers whose X-Forwarded-For is believed (comma-separated addresses or CIDRs).
 TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
 
@@ -264,7 +297,20 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = "UTC"
 # Keep Django's LOGGING (JSON, request ids) in the worker instead of Celery's own root handler.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "used-nonces-purge": {
+        "task": "scores.used_nonces_purge",
+        "schedule": env.int("NONCE_PURGE_EVERY_SECONDS", default=600),
+    },
+    "fraud-batch-scan": {
+        "task": "fraud.batch_scan",
+        "schedule": env.int("FRAUD_SCAN_EVERY_SECONDS", default=900),
+    },
+    "leaderboard-drift-check": {
+        "task": "scores.leaderboard_drift_check",
+        "schedule": env.int("DRIFT_CHECK_EVERY_SECONDS", default=300),
+    },
+}
 
 # --------------------------------------------------------------------------------------------
 # i18n, static, logging

@@ -19,6 +19,7 @@ from accounts.models import User
 from scoreboard.api import StrictSerializer, envelope, errors, ok
 from scoreboard.errors import ApiError, Unauthorized
 from scoreboard.net import client_ip
+from scoreboard.ratelimit import ScoreUpdateRateLimit
 from scores import selectors, services
 from scores.action_tokens import check_increment
 
@@ -38,6 +39,7 @@ class MetadataSerializer(StrictSerializer):
 
 class ScoreSubmitApi(APIView):
     permission_classes = [CanUpdateScores]
+    throttle_classes = [ScoreUpdateRateLimit]  # per-player and global limits, after auth, before the body
 
     class InputSerializer(StrictSerializer):
         action_token = serializers.CharField(max_length=settings.ACTION_TOKEN_MAX_LENGTH, trim_whitespace=False)

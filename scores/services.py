@@ -20,6 +20,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import User
+from fraud.hooks import rejected_tokens_counted
 from scoreboard import metrics
 from scoreboard.errors import ApiError, Conflict, Forbidden
 from scoreboard.redis import REDIS_ERRORS, get_redis
@@ -318,6 +319,7 @@ def _index_after_commit(*, user_id: str, applied: _Applied, board: Board) -> Ran
     )
 
 
+@rejected_tokens_counted  # refused action tokens feed the fraud engine's token-abuse rule
 def score_submit(
     *,
     user: User,

@@ -1,0 +1,218 @@
+"""Moderation in Django admin: review fraud logs, confirm or dismiss them (with a reason), read the audit.
+
+Display configuration only: the actions call ``fraud.services``. Logs are never edited by hand; the
+"moderate" permission (the Moderators group has it) allows the two actions.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils.html import format_html, format_html_join
+
+from accounts.models import User
+from fraud import rules, services
+from fraud.models import FraudLog, ModerationAction
+from scoreboard.errors import ApiError
+
+RISK_BANDS = {
+    "high": ("0.80", None, "High (≥ 0.80)"),
+    "medium": ("0.50", "0.80", "Medium (0.50-0.79)"),
+    "low": (None, "0.50", "Low (< 0.50)"),
+}
+
+
+class RuleFilter(admin.SimpleListFilter):
+    title = "rule"
+    parameter_name = "rule"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        names = [*rules.RULES, services.VELOCITY_OUTLIER, services.SHARED_IP_CLUSTER]
+        return [(name, name.replace("_", " ")) for name in names]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[FraudLog]) -> QuerySet[FraudLog]:
+        value = self.value()
+        if not value:
+            return queryset
+        return queryset.filter(rules__contains=f",{value},")
+
+
+class RiskFilter(admin.SimpleListFilter):
+    title = "risk"
+    parameter_name = "risk"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(key, label) for key, (_, _, label) in RISK_BANDS.items()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[FraudLog]) -> QuerySet[FraudLog]:
+        band = RISK_BANDS.get(self.value() or "")
+        if band is None:
+            return queryset
+        low, high, _ = band
+        if low is not None:
+            queryset = queryset.filter(risk_score__gte=low)
+        if high is not None:
+            queryset = queryset.filter(risk_score__lt=high)
+        return queryset
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
+        max_length=services.REASON_MAX_LENGTH,
+        help_text="Why: kept in the audit trail with your name and the time.",
+    )
+
+
+class ModerationActionInline(admin.TabularInline):
+    model = ModerationAction
+    extra = 0
+    can_delete = False
+    fields = ("created_at", "action", "moderator_username", "reason", "details")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(FraudLog)
+class FraudLogAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "user", "decision", "event_type", "risk_score", "rules_fired", "status", "ip_address")
+    list_filter = ("status", "decision", RuleFilter, ("created_at", admin.DateFieldListFilter), RiskFilter)
+    search_fields = ("user__username", "=user__id", "=ip_address", "event_type", "review_note")
+    list_select_related = ("user",)
+    date_hierarchy = "created_at"
+    ordering = ("-created_at",)
+    actions = ["confirm", "dismiss"]
+    inlines = [ModerationActionInline]
+    fields = (
+        "user",
+        "status",
+        "decision",
+        "risk_score",
+        "event_type",
+        "explanation",
+        "score_history",
+        "ip_address",
+        "user_agent",
+        "created_at",
+        "reviewed_by",
+        "reviewed_at",
+        "review_note",
+        "raw_metadata",
+    )
+    readonly_fields = fields
+
+    # Logs are written by the engine and closed by the actions below; nobody edits them.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_moderate_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("fraud.moderate_fraudlog")
+
+    @admin.display(description="rules")
+    def rules_fired(self, obj: FraudLog) -> str:
+        return ", ".join(obj.rule_names)
+
+    @admin.display(description="why")
+    def explanation(self, obj: FraudLog) -> str:
+        reasons = obj.metadata.get("rules", []) if isinstance(obj.metadata, dict) else []
+        if not reasons:
+            return "-"
+        return format_html(
+            "<ul>{}</ul>",
+            format_html_join(
+                "",
+                "<li><b>{}</b> +{} (weight {} × {}): {}</li>",
+                (
+                    (r.get("rule"), r.get("weighted"), r.get("weight"), r.get("contribution"), r.get("reason"))
+                    for r in reasons
+                    if isinstance(r, dict)
+                ),
+            ),
+        )
+
+    @admin.display(description="metadata")
+    def raw_metadata(self, obj: FraudLog) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(obj.metadata, indent=2, sort_keys=True))
+
+    # -----------------------------------------------------------------------------------------
+    # Actions: a confirmation page asks for the reason, then the service does the work.
+    # -----------------------------------------------------------------------------------------
+    @admin.action(description="Confirm: ban the player and reverse the scores in question", permissions=["moderate"])
+    def confirm(self, request: HttpRequest, queryset: QuerySet[FraudLog]) -> HttpResponse | None:
+        return self._moderate(request, queryset, action="confirm")
+
+    @admin.action(description="Dismiss: a false positive, keep the score", permissions=["moderate"])
+    def dismiss(self, request: HttpRequest, queryset: QuerySet[FraudLog]) -> HttpResponse | None:
+        return self._moderate(request, queryset, action="dismiss")
+
+    def _moderate(self, request: HttpRequest, queryset: QuerySet[FraudLog], *, action: str) -> HttpResponse | None:
+        open_logs = queryset.filter(status=FraudLog.Status.OPEN).select_related("user")
+        form = ReasonForm(request.POST if "apply" in request.POST else None)
+        if not form.is_bound or not form.is_valid():
+            return TemplateResponse(
+                request,
+                "admin/fraud/fraudlog/moderate.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": "Confirm fraud" if action == "confirm" else "Dismiss fraud logs",
+                    "action": action,
+                    "logs": open_logs,
+                    "skipped": queryset.count() - open_logs.count(),
+                    "form": form,
+                    "opts": self.model._meta,
+                    "action_checkbox_name": ACTION_CHECKBOX_NAME,
+                    "selected": [str(pk) for pk in queryset.values_list("pk", flat=True)],
+                },
+            )
+        moderator = request.user
+        assert isinstance(moderator, User)
+        moderate = services.fraud_log_confirm if action == "confirm" else services.fraud_log_dismiss
+        done = 0
+        for log in open_logs:
+            try:
+                moderate(fraud_log=log, moderator=moderator, reason=form.cleaned_data["reason"])
+                done += 1
+            except ApiError as exc:
+                self.message_user(request, f"{log.pk}: {exc.detail}", messages.WARNING)
+        verb = "Confirmed" if action == "confirm" else "Dismissed"
+        self.message_user(request, f"{verb} {done} fraud log(s).", messages.SUCCESS)
+        return None
+
+
+@admin.register(ModerationAction)
+class ModerationActionAdmin(admin.ModelAdmin):
+    """The audit trail: read-only for everyone."""
+
+    list_display = ("created_at", "action", "moderator_username", "fraud_log", "reason")
+    list_filter = ("action", ("created_at", admin.DateFieldListFilter))
+    search_fields = ("moderator_username", "reason", "=fraud_log__id", "fraud_log__user__username")
+    list_select_related = ("fraud_log",)
+    fields = ("created_at", "action", "moderator", "moderator_username", "fraud_log", "reason", "details")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -1,0 +1,325 @@
+"""The fraud rules: small pure functions over what we know about one score attempt.
+
+Each rule returns a ``Finding``: a contribution in [0, 1] (0 = nothing suspicious, 1 = as suspicious
+as this rule can say) and a sentence a moderator can read. ``assess`` multiplies each contribution
+by the rule's weight (``FRAUD_RULE_WEIGHTS``), sums them and caps the sum at 1: that is the risk
+score. No rule can block on its own with the default weights; it takes two or three independent
+signals, which is what keeps humans with odd habits out of trouble.
+
+The rules see only ``Signals``; loading the windows (Redis, or PostgreSQL in the embedded default)
+is ``fraud.windows``' job, so every rule can be tested on a crafted history.
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+RAPID_SUCCESSION = "rapid_succession"
+IMPOSSIBLE_SCORE_JUMP = "impossible_score_jump"
+TIMING_REGULARITY = "timing_regularity"
+MIN_PLAY_TIME = "min_play_time"
+NEW_ACCOUNT_VELOCITY = "new_account_velocity"
+SHARED_IP = "shared_ip"
+TOKEN_ABUSE = "token_abuse"
+
+SECONDS_PER_MINUTE = 60
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One earlier score attempt of the player (applied or blocked)."""
+
+    submitted_at: float  # server clock, Unix seconds
+    action_timestamp: int  # the token's ``timestamp``: when the game server saw the action
+    action_type: str
+    score_increment: int
+    action_id: str = ""  # a prefix is enough: it only tells a retry of the same action apart
+
+
+@dataclass(frozen=True)
+class Signals:
+    """Everything the rules look at for one attempt."""
+
+    now: float
+    action_type: str
+    score_increment: int
+    action_timestamp: int
+    action_id: str = ""
+    recent: Sequence[Attempt] = ()  # newest first, without the current attempt
+    account_age_seconds: float = 10**9
+    score_before: int = 0
+    ip_address: str | None = None
+    accounts_on_ip: int = 1  # players seen scoring from this IP in the last hour, this one included
+    rejected_tokens_player: int = 0  # invalid/replayed tokens in the last TOKEN_ABUSE_WINDOW_SECONDS
+    rejected_tokens_ip: int = 0
+
+
+@dataclass(frozen=True)
+class ActionRule:
+    min_increment: int
+    max_increment: int
+    min_play_seconds: int
+    suspicious_increment: int
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    """The rules' tunables (``FRAUD_RULE_PARAMS``); every limit has one name."""
+
+    action_types: Mapping[str, ActionRule]
+    rapid_succession_per_minute: int = 5
+    rapid_succession_full_after: int = 3  # this many updates over the limit -> full contribution
+    jump_relative_factor: float = 10.0  # an increment this many times the player's median is a jump
+    jump_relative_min_samples: int = 5
+    jump_relative_contribution: float = 0.5
+    regularity_min_intervals: int = 4
+    regularity_sample: int = 8
+    regularity_cv_bot: float = 0.05  # coefficient of variation at or below: machine-like
+    regularity_cv_human: float = 0.20  # at or above: human-like
+    new_account_seconds: int = 24 * 3600
+    new_account_points_per_minute: int = 1000
+    new_account_min_age_seconds: int = 600  # rates of younger accounts are measured over this much
+    shared_ip_accounts: int = 3  # more accounts than this on one IP start to count
+    shared_ip_accounts_full: int = 10
+    token_abuse_player_min: int = 2
+    token_abuse_player_full: int = 5
+    token_abuse_ip_min: int = 5
+    token_abuse_ip_full: int = 20
+
+    def action(self, action_type: str) -> ActionRule:
+        return self.action_types[action_type]
+
+
+def action_rules_from_settings(action_types: Mapping[str, Mapping[str, int]]) -> dict[str, ActionRule]:
+    """``ACTION_TYPES`` -> ActionRule; ``suspicious_increment`` defaults to 90% of the maximum."""
+    rules = {}
+    for name, rule in action_types.items():
+        high = int(rule["max_increment"])
+        rules[name] = ActionRule(
+            min_increment=int(rule["min_increment"]),
+            max_increment=high,
+            min_play_seconds=int(rule.get("min_play_seconds", 0)),
+            suspicious_increment=int(rule.get("suspicious_increment", max(1, (high * 9) // 10))),
+        )
+    return rules
+
+
+@dataclass(frozen=True)
+class Finding:
+    contribution: float
+    reason: str
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.contribution <= 1.0:
+            raise ValueError(f"contribution {self.contribution} outside [0, 1]")
+
+
+NOTHING = Finding(0.0, "")
+
+
+def _ramp(value: float, low: float, high: float) -> float:
+    """0 at ``low``, 1 at ``high``, linear between (either direction), clamped."""
+    if high == low:
+        return 1.0 if value >= high else 0.0
+    return min(1.0, max(0.0, (value - low) / (high - low)))
+
+
+# ---------------------------------------------------------------------------------------------
+# The rules
+# ---------------------------------------------------------------------------------------------
+def rapid_succession(s: Signals, c: RuleConfig) -> Finding:
+    """More than ``rapid_succession_per_minute`` updates within one minute."""
+    count = 1 + sum(1 for a in s.recent if s.now - a.submitted_at < SECONDS_PER_MINUTE)
+    limit = c.rapid_succession_per_minute
+    if count <= limit:
+        return NOTHING
+    return Finding(
+        _ramp(count - limit, 0, c.rapid_succession_full_after),
+        f"{count} score updates within one minute (more than {limit})",
+    )
+
+
+def impossible_score_jump(s: Signals, c: RuleConfig) -> Finding:
+    """An increment near the action type's ceiling, or far above what this player usually earns."""
+    rule = c.action(s.action_type)
+    if s.score_increment >= rule.suspicious_increment:
+        return Finding(
+            1.0,
+            f"increment {s.score_increment} for {s.action_type} is at or above {rule.suspicious_increment} "
+            f"(the ceiling is {rule.max_increment})",
+        )
+    same_type = [a.score_increment for a in s.recent if a.action_type == s.action_type]
+    if len(same_type) >= c.jump_relative_min_samples:
+        median = statistics.median(same_type)
+        if median > 0 and s.score_increment >= c.jump_relative_factor * median:
+            return Finding(
+                c.jump_relative_contribution,
+                f"increment {s.score_increment} is {s.score_increment / median:.0f}x this player's median "
+                f"{median:g} for {s.action_type}",
+            )
+    return NOTHING
+
+
+def timing_regularity(s: Signals, c: RuleConfig) -> Finding:
+    """Near-constant intervals between submissions: people vary, scripts do not."""
+    times = [s.now, *(a.submitted_at for a in s.recent[: c.regularity_sample])]
+    # abs(): submission times come from several processes' clocks, which may disagree slightly.
+    intervals = [abs(newer - older) for newer, older in itertools.pairwise(times)]
+    if len(intervals) < c.regularity_min_intervals:
+        return NOTHING
+    mean = statistics.fmean(intervals)
+    cv = 0.0 if mean == 0 else statistics.pstdev(intervals) / mean
+    contribution = _ramp(cv, c.regularity_cv_human, c.regularity_cv_bot)
+    if contribution == 0:
+        return NOTHING
+    return Finding(
+        contribution,
+        f"the last {len(intervals)} intervals between submissions average {mean:.2f}s and vary by only "
+        f"{cv * 100:.1f}% (people vary by more than {c.regularity_cv_human * 100:.0f}%)",
+    )
+
+
+def _same_action(recorded: str, current: str) -> bool:
+    """The window keeps a prefix of each action id; a retry of the same action is not a second action."""
+    return bool(recorded) and current.startswith(recorded)
+
+
+def min_play_time(s: Signals, c: RuleConfig) -> Finding:
+    """Two actions of one type closer together (by their action timestamps) than the type's play time.
+
+    Play time is the spacing between the player's action timestamps, not the token's age at
+    submission (DESIGN). The nearest earlier action of the same type counts, in either direction,
+    so tokens submitted out of order are judged the same; a retry of the same action does not count.
+    """
+    minimum = c.action(s.action_type).min_play_seconds
+    if minimum <= 0:
+        return NOTHING
+    spacings = [
+        abs(s.action_timestamp - a.action_timestamp)
+        for a in s.recent
+        if a.action_type == s.action_type and not _same_action(a.action_id, s.action_id)
+    ]
+    if not spacings:
+        return NOTHING
+    nearest = min(spacings)
+    if nearest >= minimum:
+        return NOTHING
+    return Finding(
+        _ramp(nearest, minimum, 0),
+        f"two {s.action_type} actions {nearest}s apart; the minimum play time is {minimum}s",
+    )
+
+
+def new_account_velocity(s: Signals, c: RuleConfig) -> Finding:
+    """A young account earning points faster than new players do."""
+    if s.account_age_seconds >= c.new_account_seconds:
+        return NOTHING
+    points = s.score_before + s.score_increment
+    minutes = max(s.account_age_seconds, c.new_account_min_age_seconds) / SECONDS_PER_MINUTE
+    rate = points / minutes
+    limit = c.new_account_points_per_minute
+    if rate <= limit:
+        return NOTHING
+    return Finding(
+        _ramp(rate, limit, 2 * limit),
+        f"account is {s.account_age_seconds / 60:.0f} min old and has {points} points "
+        f"({rate:.0f} per minute; new accounts above {limit}/min are unusual)",
+    )
+
+
+def shared_ip(s: Signals, c: RuleConfig) -> Finding:
+    """Many accounts scoring from one address within an hour (farms; also big NATs, hence the low weight)."""
+    if s.accounts_on_ip <= c.shared_ip_accounts:
+        return NOTHING
+    return Finding(
+        _ramp(s.accounts_on_ip, c.shared_ip_accounts, c.shared_ip_accounts_full),
+        f"{s.accounts_on_ip} accounts submitted scores from {s.ip_address or 'this address'} in the last hour",
+    )
+
+
+def token_abuse(s: Signals, c: RuleConfig) -> Finding:
+    """Repeated invalid, expired, foreign or replayed action tokens from this player or this IP."""
+    by_player = (
+        _ramp(s.rejected_tokens_player, c.token_abuse_player_min - 1, c.token_abuse_player_full)
+        if s.rejected_tokens_player >= c.token_abuse_player_min
+        else 0.0
+    )
+    by_ip = (
+        _ramp(s.rejected_tokens_ip, c.token_abuse_ip_min - 1, c.token_abuse_ip_full)
+        if s.rejected_tokens_ip >= c.token_abuse_ip_min
+        else 0.0
+    )
+    contribution = max(by_player, by_ip)
+    if contribution == 0:
+        return NOTHING
+    return Finding(
+        contribution,
+        f"{s.rejected_tokens_player} rejected action tokens from this player and {s.rejected_tokens_ip} "
+        "from this address in the last 10 minutes",
+    )
+
+
+Rule = Callable[[Signals, RuleConfig], Finding]
+
+RULES: dict[str, Rule] = {
+    RAPID_SUCCESSION: rapid_succession,
+    IMPOSSIBLE_SCORE_JUMP: impossible_score_jump,
+    TIMING_REGULARITY: timing_regularity,
+    MIN_PLAY_TIME: min_play_time,
+    NEW_ACCOUNT_VELOCITY: new_account_velocity,
+    SHARED_IP: shared_ip,
+    TOKEN_ABUSE: token_abuse,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Combining
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Fired:
+    rule: str
+    weight: float
+    contribution: float
+    reason: str
+
+    @property
+    def weighted(self) -> float:
+        return self.weight * self.contribution
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "weight": self.weight,
+            "contribution": round(self.contribution, 3),
+            "weighted": round(self.weighted, 3),
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class Verdict:
+    risk_score: float
+    fired: list[Fired] = field(default_factory=list)
+
+    @property
+    def primary_rule(self) -> str:
+        return max(self.fired, key=lambda f: f.weighted).rule if self.fired else ""
+
+
+def assess(signals: Signals, config: RuleConfig, weights: Mapping[str, float]) -> Verdict:
+    """Run every rule; risk = min(1, sum of weight x contribution), rounded to two decimals."""
+    fired = []
+    for name, rule in RULES.items():
+        weight = float(weights.get(name, 0.0))
+        if weight <= 0:
+            continue
+        finding = rule(signals, config)
+        if finding.contribution > 0:
+            fired.append(Fired(rule=name, weight=weight, contribution=finding.contribution, reason=finding.reason))
+    fired.sort(key=lambda f: f.weighted, reverse=True)
+    risk = min(1.0, sum(f.weighted for f in fired))
+    return Verdict(risk_score=round(risk, 2), fired=fired)

@@ -1,0 +1,173 @@
+"""The recent history the fraud rules read: per-player attempts, accounts per IP, rejected tokens.
+
+With Redis (production) each window is a small capped structure with a TTL, so memory stays bounded
+by the players active in the last hour:
+
+- ``sb:fraud:p:<user>``: a list of the player's last ``WINDOW_SIZE`` attempts (applied or blocked),
+  newest first, ~60 bytes each; expires ``WINDOW_TTL_SECONDS`` after the last attempt.
+- ``sb:fraud:ip:<ip>``: a sorted set of the players who scored from the address in the last hour
+  (score = last time), capped at ``IP_ACCOUNTS_KEPT`` members.
+
+Reading and appending happen in one MULTI/EXEC round trip, so two concurrent attempts of one player
+each see the other. Without Redis (the embedded default, or Redis down) the window is read from
+``score_history`` (applied actions only). Rejected-token counters go through the Django cache
+(Redis when configured, local memory in the embedded default) in fixed five-minute buckets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+import redis
+from django.core.cache import cache
+from django.db import connection
+
+from fraud.rules import Attempt
+from scoreboard.redis import REDIS_ERRORS, get_redis
+from scores.models import ScoreHistory
+
+logger = logging.getLogger(__name__)
+
+WINDOW_SIZE = 20
+WINDOW_TTL_SECONDS = 3600
+IP_WINDOW_SECONDS = 3600
+IP_ACCOUNTS_KEPT = 100
+ACTION_ID_PREFIX = 12
+REJECTION_BUCKET_SECONDS = 300
+REJECTION_BUCKETS = 2  # the current and the previous bucket: the last 5-10 minutes
+
+
+@dataclass(frozen=True)
+class WindowView:
+    recent: list[Attempt]  # newest first, without the attempt just recorded
+    accounts_on_ip: int
+    source: str  # "redis" or "database"
+
+
+def _player_key(user_id: str) -> str:
+    return f"sb:fraud:p:{user_id}"
+
+
+def _ip_key(ip: str) -> str:
+    return f"sb:fraud:ip:{ip}"
+
+
+def encode(attempt: Attempt) -> bytes:
+    return (
+        f"{round(attempt.submitted_at * 1000)}|{attempt.action_timestamp}|{attempt.score_increment}|"
+        f"{attempt.action_type}|{attempt.action_id[:ACTION_ID_PREFIX]}"
+    ).encode()
+
+
+def decode(raw: bytes) -> Attempt | None:
+    try:
+        submitted_ms, action_ts, increment, action_type, action_id = raw.decode().split("|", 4)
+        return Attempt(
+            submitted_at=int(submitted_ms) / 1000,
+            action_timestamp=int(action_ts),
+            score_increment=int(increment),
+            action_type=action_type,
+            action_id=action_id,
+        )
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
+def attempt_record_and_load(*, user_id: str, ip: str | None, attempt: Attempt) -> WindowView:
+    """Append ``attempt`` to the player's window and return what was there before, plus the IP's count."""
+    client = get_redis()
+    if client is not None:
+        try:
+            return _from_redis(client, user_id=user_id, ip=ip, attempt=attempt)
+        except REDIS_ERRORS:
+            logger.warning("redis unavailable; fraud windows read from the database")
+    return _from_database(user_id=user_id, ip=ip, now=attempt.submitted_at)
+
+
+def _from_redis(client: redis.Redis, *, user_id: str, ip: str | None, attempt: Attempt) -> WindowView:
+    player_key = _player_key(user_id)
+    pipe = client.pipeline(transaction=True)
+    pipe.lrange(player_key, 0, WINDOW_SIZE - 1)
+    pipe.lpush(player_key, encode(attempt))
+    pipe.ltrim(player_key, 0, WINDOW_SIZE - 1)
+    pipe.expire(player_key, WINDOW_TTL_SECONDS)
+    if ip:
+        ip_key = _ip_key(ip)
+        pipe.zadd(ip_key, {user_id: attempt.submitted_at})
+        pipe.zremrangebyscore(ip_key, "-inf", attempt.submitted_at - IP_WINDOW_SECONDS)
+        pipe.zremrangebyrank(ip_key, 0, -(IP_ACCOUNTS_KEPT + 1))
+        pipe.zcard(ip_key)
+        pipe.expire(ip_key, IP_WINDOW_SECONDS)
+    results = pipe.execute()
+    recent = [a for a in (decode(raw) for raw in results[0]) if a is not None]
+    accounts_on_ip = int(results[7]) if ip else 1
+    return WindowView(recent=recent, accounts_on_ip=accounts_on_ip, source="redis")
+
+
+def _from_database(*, user_id: str, ip: str | None, now: float) -> WindowView:
+    since = dt.datetime.fromtimestamp(now - WINDOW_TTL_SECONDS, tz=dt.UTC)
+    rows = (
+        ScoreHistory.objects.filter(user_id=user_id, kind=ScoreHistory.Kind.ACTION, created_at__gte=since)
+        .order_by("-created_at")
+        .values_list("created_at", "action_timestamp", "action_type", "score_increment", "action_id")[:WINDOW_SIZE]
+    )
+    recent = [
+        Attempt(
+            submitted_at=created_at.timestamp(),
+            action_timestamp=int(action_at.timestamp()) if action_at else int(created_at.timestamp()),
+            action_type=action_type,
+            score_increment=increment,
+            action_id=(action_id or "")[:ACTION_ID_PREFIX],
+        )
+        for created_at, action_at, action_type, increment, action_id in rows
+    ]
+    accounts_on_ip = 1
+    # score_history has no index on the address: the scan is fine on the embedded SQLite, not on a big
+    # PostgreSQL table while Redis is down, so there the rule sits out until Redis is back.
+    if ip and connection.vendor != "postgresql":
+        accounts_on_ip += (
+            ScoreHistory.objects.filter(ip_address=ip, created_at__gte=since)
+            .exclude(user_id=user_id)
+            .values("user_id")
+            .distinct()
+            .count()
+        )
+    return WindowView(recent=recent, accounts_on_ip=accounts_on_ip, source="database")
+
+
+# ---------------------------------------------------------------------------------------------
+# Rejected action tokens
+# ---------------------------------------------------------------------------------------------
+def _rejection_keys(kind: str, who: str, now: float) -> list[str]:
+    bucket = int(now // REJECTION_BUCKET_SECONDS)
+    return [f"fraud:rej:{kind}:{who}:{bucket - i}" for i in range(REJECTION_BUCKETS)]
+
+
+def token_rejection_record(*, user_id: str | None, ip: str | None, now: float) -> None:
+    """Count one rejected action token for the player and the address (best effort)."""
+    keys = []
+    if user_id:
+        keys.append(_rejection_keys("u", user_id, now)[0])
+    if ip:
+        keys.append(_rejection_keys("ip", ip, now)[0])
+    for key in keys:
+        with contextlib.suppress(*REDIS_ERRORS, ValueError):
+            cache.add(key, 0, timeout=REJECTION_BUCKET_SECONDS * (REJECTION_BUCKETS + 1))
+            cache.incr(key)
+
+
+def token_rejections(*, user_id: str, ip: str | None, now: float) -> tuple[int, int]:
+    """(rejected tokens from the player, from the address) over the last 5-10 minutes."""
+    player_keys = _rejection_keys("u", user_id, now)
+    ip_keys = _rejection_keys("ip", ip, now) if ip else []
+    try:
+        values = cache.get_many([*player_keys, *ip_keys])
+    except REDIS_ERRORS:
+        return 0, 0
+    return (
+        sum(int(values.get(k, 0)) for k in player_keys),
+        sum(int(values.get(k, 0)) for k in ip_keys),
+    )

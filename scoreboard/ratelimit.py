@@ -1,0 +1,218 @@
+"""Rate limits (DESIGN "Score update" step 2) on django-ratelimit's counters.
+
+The counters live in the ``default`` cache: django-redis (shared by every process) when ``REDIS_URL``
+is set, the local-memory cache in the embedded default (one process, so still exact). Windows are
+django-ratelimit's fixed one-minute windows, each key with its own offset.
+
+- **Per IP, the whole API** (``/v1/``): every request counts, rejected ones included, so the
+  middleware sits first in ``MIDDLEWARE``. The IP is ``scoreboard.net.client_ip``: a client-sent
+  ``X-Forwarded-For`` is only believed past hops listed in ``TRUSTED_PROXIES``, so spoofing it does
+  not buy a new quota. IPv6 clients are counted per /64 (one subscriber's usual allocation).
+- **Per player** and **global**: score-update attempts that passed authentication, checked by
+  ``ScoreUpdateRateLimit`` (a DRF throttle, so it runs after the JWT and scope checks and before the
+  body is parsed).
+
+Every refusal is 429 in the JSON envelope with ``Retry-After`` (the seconds until the window ends).
+We count with ``get_usage`` instead of the ``@ratelimit`` decorator: the decorator raises
+``Ratelimited``, a ``PermissionDenied`` that DRF would answer with 403 and no ``Retry-After``.
+
+**When the counter store (Redis) is down**, ``RATE_LIMIT_REDIS_DOWN`` decides:
+
+- ``closed`` (default): score updates are refused with 503 + ``Retry-After`` — without shared counters
+  nothing bounds how fast a player (or a botnet) can write, and a score that was never applied can be
+  resubmitted later, while a cheat that was applied is hard to undo. Reads are not affected.
+- ``open``: score updates go through unlimited (the fraud engine still runs, from PostgreSQL).
+
+The per-IP limit always fails open: reads keep working from PostgreSQL, as DESIGN asks. After a
+failure the store is not tried again for ``BREAKER_SECONDS``, so an outage does not add a socket
+timeout to every request.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django_ratelimit.core import get_usage
+from rest_framework.request import Request
+from rest_framework.throttling import BaseThrottle
+from rest_framework.views import APIView
+
+from scoreboard.errors import TooManyRequests, error_response
+from scoreboard.middleware import API_PREFIX
+from scoreboard.net import client_ip
+from scoreboard.redis import REDIS_ERRORS
+
+logger = logging.getLogger(__name__)
+security_log = logging.getLogger("scoreboard.security")
+
+WINDOW_SECONDS = 60
+BREAKER_SECONDS = 2.0
+IPV6_PREFIX = 64
+FAIL_CLOSED = "closed"
+FAIL_OPEN = "open"
+
+SCOPE_IP = "ip"
+SCOPE_USER = "user"
+SCOPE_GLOBAL = "global"
+
+
+class RateLimiterUnavailable(TooManyRequests):
+    """503 + Retry-After: the counters cannot be read, and score updates fail closed."""
+
+    status_code: int = 503
+    default_code = "rate_limiter_unavailable"
+    default_detail = "Score updates are paused: the rate limiter is unavailable. Nothing was applied; retry later."
+
+
+@dataclass(frozen=True)
+class Usage:
+    scope: str
+    limit: int
+    count: int
+    retry_after: int
+
+    @property
+    def exceeded(self) -> bool:
+        return self.count > self.limit
+
+
+class _Breaker:
+    """Remembers a recent failure of the counter store so we do not wait on it again at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open_until = 0.0
+
+    def is_open(self) -> bool:
+        return time.monotonic() < self._open_until
+
+    def trip(self) -> None:
+        with self._lock:
+            self._open_until = time.monotonic() + BREAKER_SECONDS
+
+    def reset(self) -> None:
+        with self._lock:
+            self._open_until = 0.0
+
+
+breaker = _Breaker()
+
+
+class _StoreDown(Exception):
+    pass
+
+
+def _count(request: HttpRequest, *, scope: str, value: str, limit: int) -> Usage:
+    """Count one hit against ``scope``/``value``; raises _StoreDown when the counter cannot be read."""
+    if breaker.is_open():
+        raise _StoreDown
+    key: Callable[[str, Any], str] = lambda _group, _request: value  # noqa: E731
+    try:
+        usage = get_usage(request, group=f"sb:{scope}", key=key, rate=(limit, WINDOW_SECONDS), increment=True)
+    except REDIS_ERRORS as exc:
+        breaker.trip()
+        logger.warning("rate-limit counters unavailable (%s)", type(exc).__name__)
+        raise _StoreDown from exc
+    if usage is None:  # RATELIMIT_ENABLE is off
+        return Usage(scope=scope, limit=limit, count=0, retry_after=0)
+    if usage["time_left"] < 0:  # django-ratelimit's "could not read or write the counter"
+        breaker.trip()
+        raise _StoreDown
+    return Usage(scope=scope, limit=limit, count=int(usage["count"]), retry_after=max(1, int(usage["time_left"])))
+
+
+def ip_key(ip: str) -> str:
+    address = ipaddress.ip_address(ip)
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/{IPV6_PREFIX}", strict=False).network_address) + f"/{IPV6_PREFIX}"
+    return str(address)
+
+
+_MESSAGES = {
+    SCOPE_IP: "Too many requests from this address; slow down.",
+    SCOPE_USER: "Too many score updates from this player; slow down.",
+    SCOPE_GLOBAL: "The service is receiving too many score updates; retry shortly.",
+}
+
+
+def _refusal(usage: Usage) -> TooManyRequests:
+    security_log.info("rate limit %s exceeded (limit %d/min)", usage.scope, usage.limit)
+    return TooManyRequests(
+        _MESSAGES[usage.scope],
+        code=f"{usage.scope}_rate_limited",
+        retry_after=usage.retry_after,
+        details={"scope": usage.scope, "limit": usage.limit, "window_seconds": WINDOW_SECONDS},
+    )
+
+
+def score_update_limits_check(request: HttpRequest, *, user_id: str) -> None:
+    """Count a score-update attempt against the player's and the global limit; 429 when over either.
+
+    The player's limit is counted first, so one noisy player cannot use up the global quota.
+    """
+    if not settings.RATE_LIMIT_ENABLED:
+        return
+    try:
+        for scope, value, limit in (
+            (SCOPE_USER, user_id, settings.RATE_LIMIT_USER_PER_MINUTE),
+            (SCOPE_GLOBAL, "all", settings.RATE_LIMIT_GLOBAL_PER_MINUTE),
+        ):
+            usage = _count(request, scope=scope, value=value, limit=limit)
+            if usage.exceeded:
+                raise _refusal(usage)
+    except _StoreDown:
+        if settings.RATE_LIMIT_REDIS_DOWN == FAIL_OPEN:
+            return
+        raise RateLimiterUnavailable(retry_after=WINDOW_SECONDS // 4) from None
+
+
+class ScoreUpdateRateLimit(BaseThrottle):
+    """DRF throttle for ScoreSubmitApi: runs after authentication and permissions, before the body."""
+
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        user = request.user
+        if user is None or getattr(user, "pk", None) is None:
+            return True  # the permission check already refused it
+        score_update_limits_check(request._request, user_id=str(user.pk))
+        return True
+
+
+class IpRateLimitMiddleware:
+    """Per-IP limit on every /v1/ request. Place it first: requests rejected later still count."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if settings.RATE_LIMIT_ENABLED and request.path.startswith(API_PREFIX):
+            refused = self._check(request)
+            if refused is not None:
+                return refused
+        return self.get_response(request)
+
+    def _check(self, request: HttpRequest) -> HttpResponse | None:
+        ip = client_ip(request.META)
+        if ip is None:
+            return None
+        try:
+            usage = _count(request, scope=SCOPE_IP, value=ip_key(ip), limit=settings.RATE_LIMIT_IP_PER_MINUTE)
+        except _StoreDown:
+            return None  # fail open: reads degrade to PostgreSQL; score updates fail closed in the throttle
+        if not usage.exceeded:
+            return None
+        exc = _refusal(usage)
+        return error_response(
+            exc.status_code,
+            exc.code,
+            str(exc.detail),
+            exc.details,
+            headers={"Retry-After": str(exc.retry_after)},
+        )

@@ -1,0 +1,42 @@
+"""Score Celery tasks: thin wrappers around ``scores.services`` (scheduled by CELERY_BEAT_SCHEDULE)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict
+from typing import Any
+
+from celery import shared_task
+from django.conf import settings
+from django.db import DatabaseError
+from django.utils import timezone
+
+from scoreboard.redis import REDIS_ERRORS
+from scores import services
+
+
+def nonce_retention_seconds() -> int:
+    """A used nonce matters while its token could still verify: the token window plus a margin."""
+    return (
+        settings.ACTION_TOKEN_MAX_AGE_SECONDS
+        + settings.ACTION_TOKEN_MAX_FUTURE_SECONDS
+        + settings.NONCE_RETENTION_MARGIN_SECONDS
+    )
+
+
+@shared_task(name="scores.used_nonces_purge", autoretry_for=(DatabaseError,), retry_backoff=True, max_retries=3)
+def used_nonces_purge_task() -> int:
+    """Delete used nonces whose tokens can no longer verify; returns how many were deleted."""
+    older_than = timezone.now() - dt.timedelta(seconds=nonce_retention_seconds())
+    return services.used_nonces_purge(older_than=older_than)
+
+
+@shared_task(
+    name="scores.leaderboard_drift_check",
+    autoretry_for=(DatabaseError, *REDIS_ERRORS),
+    retry_backoff=True,
+    max_retries=3,
+)
+def leaderboard_drift_check_task() -> dict[str, Any]:
+    """Compare the Redis index with PostgreSQL and rebuild it when they differ."""
+    return asdict(services.leaderboard_drift_check(repair=True))
