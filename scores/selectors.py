@@ -92,10 +92,16 @@ def rank_in_db(*, user_id: str, score: int, reached_at: dt.datetime | None) -> i
     """1-based rank a player with this score and time has among ranked players (None if unranked)."""
     if reached_at is None:
         return None
-    ahead = ranked_players().filter(
-        Q(current_score__gt=score)
-        | Q(current_score=score, score_reached_at__lt=reached_at)
-        | Q(current_score=score, score_reached_at=reached_at, id__lt=user_id)
+    # The player's own row is excluded: after an update it holds the new score, which would
+    # otherwise count as "ahead" of the old one and push old_rank down by one.
+    ahead = (
+        ranked_players()
+        .exclude(pk=user_id)
+        .filter(
+            Q(current_score__gt=score)
+            | Q(current_score=score, score_reached_at__lt=reached_at)
+            | Q(current_score=score, score_reached_at=reached_at, id__lt=user_id)
+        )
     )
     return ahead.count() + 1
 

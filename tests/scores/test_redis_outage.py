@@ -98,3 +98,15 @@ def test_rebuild_command_restores_a_flushed_index(make_player, client_for, mint,
     call_command("rebuild_leaderboard")
 
     assert [r.user_id for r in leaderboard_top(limit=10).rows] == [str(players[i].pk) for i in (0, 2, 1)]
+
+
+def test_ranks_in_the_response_are_right_while_redis_is_down(make_player, client_for, mint, unthrottled, redis_down):
+    """The PostgreSQL fallback ranks a player who overtakes others: old_rank is where they were."""
+    players = [make_player() for _ in range(3)]
+    for increment, player in zip((300, 200, 100), players, strict=True):
+        assert submit(client_for(player), mint(player, increment=increment)).status_code == 200
+    last = players[2]
+
+    data = submit(client_for(last), mint(last, increment=250)).json()["data"]
+
+    assert (data["old_score"], data["new_score"], data["old_rank"], data["new_rank"]) == (100, 350, 3, 1)
