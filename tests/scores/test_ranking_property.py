@@ -72,9 +72,12 @@ def test_redis_order_equals_postgres_order(ops, mint, redis_client):
         for index, increment, step_us in ops:
             clock["now"] += dt.timedelta(microseconds=step_us)
             user = players[index]
+            before = expected_order()
             result = services.score_submit(user=user, action_token=mint(user, increment=increment))
-            # The rank the API answers is the player's place in PostgreSQL's order right after.
-            assert result.new_rank == expected_order().index(str(user.pk)) + 1
+            # The ranks the API answers are the player's places in PostgreSQL's order before and after.
+            uid = str(user.pk)
+            assert result.old_rank == (before.index(uid) + 1 if uid in before else None)
+            assert result.new_rank == expected_order().index(uid) + 1
 
         assert_redis_agrees_with_postgres(players)
 
