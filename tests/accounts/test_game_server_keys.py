@@ -61,3 +61,12 @@ def test_minting_validates_the_action(api_client, player, make_player):
     assert mint_request(api_client, raw, str(player.pk), score_increment="10").status_code == 400
     assert mint_request(api_client, raw, str(player.pk), action_type="BOSS_KILL").status_code == 400
     assert mint_request(api_client, raw, str(player.pk), extra=1).status_code == 400
+
+
+def test_command_refuses_a_taken_name_without_a_traceback():
+    from django.core.management.base import CommandError
+
+    call_command("create_game_server_key", "arcade", stdout=StringIO())
+    with pytest.raises(CommandError, match="already exists"):
+        call_command("create_game_server_key", "arcade", stdout=StringIO())
+    assert GameServerKey.objects.filter(name="arcade").count() == 1
