@@ -126,7 +126,8 @@ def _count(request: HttpRequest, *, scope: str, value: str, limit: int) -> Usage
     if usage["time_left"] < 0:  # django-ratelimit's "could not read or write the counter"
         breaker.trip()
         raise _StoreDown
-    return Usage(scope=scope, limit=limit, count=int(usage["count"]), retry_after=max(1, int(usage["time_left"])))
+    # The window still holds at its last second (time_left == 0), so the next one starts a second later.
+    return Usage(scope=scope, limit=limit, count=int(usage["count"]), retry_after=int(usage["time_left"]) + 1)
 
 
 def ip_key(ip: str) -> str:

@@ -262,7 +262,7 @@ DEFAULT_FRAUD_RULE_WEIGHTS = {
     "rapid_succession": 0.35,
     "impossible_score_jump": 0.3,
     "timing_regularity": 0.4,
-    "min_play_time": 0.4,
+    "min_play_time": 0.35,
     "new_account_velocity": 0.25,
     "shared_ip": 0.2,
     "token_abuse": 0.3,

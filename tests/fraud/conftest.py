@@ -1,0 +1,68 @@
+"""Fixtures for the anti-cheat tests: a controllable clock and switches for each defence."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.test import override_settings
+
+from scoreboard import ratelimit
+
+NO_FRAUD_BLOCKING = {"FRAUD_FLAG_THRESHOLD": 2.0, "FRAUD_BLOCK_THRESHOLD": 2.0}
+NO_RATE_LIMITS = {"RATE_LIMIT_ENABLED": False}
+
+
+@pytest.fixture(autouse=True)
+def _breaker_closed() -> Iterator[None]:
+    """A test that takes the counter store down must not leave the next test failing closed."""
+    ratelimit.breaker.reset()
+    yield
+    ratelimit.breaker.reset()
+
+
+@pytest.fixture
+def no_fraud_blocking() -> Iterator[None]:
+    with override_settings(**NO_FRAUD_BLOCKING):
+        yield
+
+
+@pytest.fixture
+def no_rate_limits() -> Iterator[None]:
+    with override_settings(**NO_RATE_LIMITS):
+        yield
+
+
+class FakeClock:
+    """Wall-clock seconds that only move when told; stands in for ``time`` where it is patched."""
+
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def time(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """One simulated clock for the token window, the rate-limit windows and the fraud windows.
+
+    JWTs, database timestamps and Redis TTLs keep real time; everything that decides about
+    *when* an action happened or how fast a player goes follows this clock.
+    """
+    fake = FakeClock(time.time())
+    monkeypatch.setattr("scores.action_tokens.time", fake)
+    monkeypatch.setattr("django_ratelimit.core.time", fake)
+    monkeypatch.setattr("fraud.services._now", fake.time)
+    return fake
+
+
+def error_of(response: Any) -> dict[str, Any]:
+    body = response.json()
+    assert body["success"] is False, body
+    return dict(body["error"])

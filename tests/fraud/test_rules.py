@@ -1,0 +1,255 @@
+"""Each fraud rule on crafted histories, positive and negative, and how they combine into a risk score."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from django.conf import settings
+
+from fraud import rules
+from fraud.rules import Attempt, RuleConfig, Signals
+
+pytestmark = [pytest.mark.embedded]
+
+NOW = 1_800_000_000.0
+CONFIG = RuleConfig(
+    action_types=rules.action_rules_from_settings(
+        {
+            "LEVEL_COMPLETION": {"min_increment": 1, "max_increment": 1000, "min_play_seconds": 3},
+            "ACHIEVEMENT_UNLOCK": {"min_increment": 1, "max_increment": 500, "min_play_seconds": 0},
+        }
+    )
+)
+WEIGHTS = dict(settings.DEFAULT_FRAUD_RULE_WEIGHTS)
+
+
+def history(*gaps: float, increment: int = 100, action_type: str = "LEVEL_COMPLETION") -> list[Attempt]:
+    """Earlier attempts, newest first: ``gaps`` are the seconds between consecutive submissions,
+    starting from now; action timestamps follow the submissions."""
+    attempts, t = [], NOW
+    for i, gap in enumerate(gaps):
+        t -= gap
+        attempts.append(
+            Attempt(
+                submitted_at=t,
+                action_timestamp=int(t),
+                action_type=action_type,
+                score_increment=increment,
+                action_id=f"a{i:011d}",
+            )
+        )
+    return attempts
+
+
+def signals(**overrides: object) -> Signals:
+    base = Signals(
+        now=NOW,
+        action_type="LEVEL_COMPLETION",
+        score_increment=100,
+        action_timestamp=int(NOW),
+        action_id="current00000000000000000000000000",
+        recent=(),
+        account_age_seconds=30 * 24 * 3600,
+        score_before=50_000,
+        ip_address="203.0.113.5",
+    )
+    return replace(base, **overrides)  # type: ignore[arg-type]
+
+
+# --- rapid succession --------------------------------------------------------------------------
+def test_rapid_succession_fires_above_five_updates_in_a_minute():
+    finding = rules.rapid_succession(signals(recent=history(9, 9, 9, 9, 9)), CONFIG)  # 6 within 45 s
+    assert finding.contribution > 0
+    assert "6 score updates within one minute" in finding.reason
+
+
+def test_rapid_succession_grows_with_the_burst_and_caps_at_one():
+    six = rules.rapid_succession(signals(recent=history(*[5] * 5)), CONFIG).contribution
+    eight = rules.rapid_succession(signals(recent=history(*[5] * 7)), CONFIG).contribution
+    ten = rules.rapid_succession(signals(recent=history(*[5] * 9)), CONFIG).contribution
+    assert 0 < six < eight == ten == 1.0
+
+
+def test_rapid_succession_quiet_for_five_in_a_minute_or_six_spread_over_more():
+    assert rules.rapid_succession(signals(recent=history(10, 10, 10, 10)), CONFIG).contribution == 0
+    assert rules.rapid_succession(signals(recent=history(13, 13, 13, 13, 13)), CONFIG).contribution == 0
+
+
+# --- impossible score jump ---------------------------------------------------------------------
+def test_increment_at_the_action_types_ceiling_is_a_jump():
+    finding = rules.impossible_score_jump(signals(score_increment=1000), CONFIG)
+    assert finding.contribution == 1.0
+    assert "at or above 900" in finding.reason
+
+
+def test_jump_threshold_is_per_action_type():
+    # 450 is ordinary for a level (ceiling 1000) but at the ceiling of an achievement (max 500).
+    assert rules.impossible_score_jump(signals(score_increment=450), CONFIG).contribution == 0
+    achievement = signals(action_type="ACHIEVEMENT_UNLOCK", score_increment=450)
+    assert rules.impossible_score_jump(achievement, CONFIG).contribution == 1.0
+
+
+def test_increment_far_above_the_players_own_median_is_a_jump():
+    usual = history(60, 60, 60, 60, 60, increment=20)
+    finding = rules.impossible_score_jump(signals(score_increment=400, recent=usual), CONFIG)
+    assert finding.contribution == CONFIG.jump_relative_contribution
+    assert "20x this player's median" in finding.reason
+    assert rules.impossible_score_jump(signals(score_increment=150, recent=usual), CONFIG).contribution == 0
+
+
+def test_no_relative_jump_without_enough_history():
+    few = history(60, 60, increment=20)
+    assert rules.impossible_score_jump(signals(score_increment=400, recent=few), CONFIG).contribution == 0
+
+
+# --- timing regularity -------------------------------------------------------------------------
+def test_constant_intervals_are_machine_like():
+    finding = rules.timing_regularity(signals(recent=history(7, 7, 7, 7, 7)), CONFIG)
+    assert finding.contribution == 1.0
+    assert "vary by only 0.0%" in finding.reason
+
+
+def test_tiny_jitter_still_counts_as_regular():
+    jittered = history(7.00, 7.03, 6.98, 7.01, 7.02)
+    assert rules.timing_regularity(signals(recent=jittered), CONFIG).contribution == 1.0
+
+
+def test_human_intervals_are_not_regular():
+    assert rules.timing_regularity(signals(recent=history(12, 41, 25, 66, 19)), CONFIG).contribution == 0
+
+
+def test_regularity_needs_enough_intervals():
+    assert rules.timing_regularity(signals(recent=history(7, 7, 7)), CONFIG).contribution == 0
+
+
+def test_moderate_variation_gives_a_partial_contribution():
+    # intervals 10, 12, 8, 11, 9: coefficient of variation ~14%, between the bot and human marks
+    contribution = rules.timing_regularity(signals(recent=history(10, 12, 8, 11, 9)), CONFIG).contribution
+    assert 0 < contribution < 1
+
+
+# --- minimum play time -------------------------------------------------------------------------
+def test_two_levels_one_second_apart_are_too_fast():
+    recent = [Attempt(NOW - 30, int(NOW) - 1, "LEVEL_COMPLETION", 100, "previous0000")]
+    finding = rules.min_play_time(signals(recent=recent), CONFIG)
+    assert finding.contribution == pytest.approx(2 / 3)
+    assert "1s apart; the minimum play time is 3s" in finding.reason
+
+
+def test_play_time_uses_action_timestamps_not_token_age():
+    # Submitted a second apart, but the actions themselves happened 40 s apart: a client that
+    # submits queued tokens quickly is fine. And a token four minutes old is not a signal at all.
+    recent = [Attempt(NOW - 1, int(NOW) - 240, "LEVEL_COMPLETION", 100, "previous0000")]
+    assert rules.min_play_time(signals(action_timestamp=int(NOW) - 200, recent=recent), CONFIG).contribution == 0
+
+
+def test_play_time_is_judged_in_either_order():
+    # Tokens submitted out of order: the nearest action of the same type counts.
+    recent = [Attempt(NOW - 5, int(NOW), "LEVEL_COMPLETION", 100, "later0000000")]
+    assert rules.min_play_time(signals(action_timestamp=int(NOW) - 1, recent=recent), CONFIG).contribution > 0
+
+
+def test_play_time_compares_only_the_same_action_type():
+    recent = [Attempt(NOW - 1, int(NOW), "ACHIEVEMENT_UNLOCK", 50, "achievement0")]
+    assert rules.min_play_time(signals(recent=recent), CONFIG).contribution == 0
+
+
+def test_a_retry_of_the_same_action_is_not_a_second_action():
+    current = "current00000000000000000000000000"
+    recent = [Attempt(NOW - 60, int(NOW), "LEVEL_COMPLETION", 100, current[:12])]
+    assert rules.min_play_time(signals(action_id=current, recent=recent), CONFIG).contribution == 0
+
+
+# --- new-account velocity ----------------------------------------------------------------------
+def test_young_account_earning_fast_is_suspicious():
+    young = signals(account_age_seconds=15 * 60, score_before=29_000, score_increment=1000)  # 2,000/min
+    finding = rules.new_account_velocity(young, CONFIG)
+    assert finding.contribution == 1.0
+    assert "15 min old" in finding.reason
+
+
+def test_young_account_at_a_human_pace_is_fine():
+    young = signals(account_age_seconds=15 * 60, score_before=8_000, score_increment=400)  # 560/min
+    assert rules.new_account_velocity(young, CONFIG).contribution == 0
+
+
+def test_old_accounts_are_not_judged_by_velocity():
+    old = signals(account_age_seconds=3 * 24 * 3600, score_before=10_000_000)
+    assert rules.new_account_velocity(old, CONFIG).contribution == 0
+
+
+def test_a_brand_new_account_is_measured_over_a_minimum_age():
+    # One big level in the first minute is 1,000 points over the 10-minute floor: 100/min, fine.
+    first = signals(account_age_seconds=30, score_before=0, score_increment=1000)
+    assert rules.new_account_velocity(first, CONFIG).contribution == 0
+
+
+# --- shared IP ---------------------------------------------------------------------------------
+def test_many_accounts_from_one_address():
+    finding = rules.shared_ip(signals(accounts_on_ip=10), CONFIG)
+    assert finding.contribution == 1.0
+    assert "10 accounts submitted scores from 203.0.113.5" in finding.reason
+    assert 0 < rules.shared_ip(signals(accounts_on_ip=5), CONFIG).contribution < 1
+
+
+def test_a_household_is_not_a_farm():
+    assert rules.shared_ip(signals(accounts_on_ip=3), CONFIG).contribution == 0
+
+
+# --- token abuse -------------------------------------------------------------------------------
+def test_repeated_rejected_tokens_from_the_player():
+    finding = rules.token_abuse(signals(rejected_tokens_player=5), CONFIG)
+    assert finding.contribution == 1.0
+    assert "5 rejected action tokens from this player" in finding.reason
+
+
+def test_repeated_rejected_tokens_from_the_address():
+    assert rules.token_abuse(signals(rejected_tokens_ip=20), CONFIG).contribution == 1.0
+    assert 0 < rules.token_abuse(signals(rejected_tokens_ip=8), CONFIG).contribution < 1
+
+
+def test_one_stale_token_is_not_abuse():
+    assert rules.token_abuse(signals(rejected_tokens_player=1, rejected_tokens_ip=1), CONFIG).contribution == 0
+
+
+# --- combining ---------------------------------------------------------------------------------
+def test_a_clean_attempt_has_zero_risk():
+    verdict = rules.assess(signals(recent=history(40, 95, 31, 300)), CONFIG, WEIGHTS)
+    assert verdict.risk_score == 0
+    assert verdict.fired == []
+
+
+def test_risk_is_the_weighted_sum_with_reasons():
+    # A maximal increment (0.3 x 1) with constant intervals (0.4 x 1): 0.7.
+    verdict = rules.assess(signals(score_increment=1000, recent=history(7, 7, 7, 7)), CONFIG, WEIGHTS)
+    assert verdict.risk_score == pytest.approx(0.7)
+    assert [f.rule for f in verdict.fired] == ["timing_regularity", "impossible_score_jump"]
+    assert verdict.primary_rule == "timing_regularity"
+    assert all(f.reason for f in verdict.fired)
+
+
+def test_risk_is_capped_at_one():
+    everything = signals(
+        score_increment=1000,
+        recent=history(*[1] * 9),
+        account_age_seconds=60,
+        score_before=50_000,
+        accounts_on_ip=30,
+        rejected_tokens_player=10,
+    )
+    verdict = rules.assess(everything, CONFIG, WEIGHTS)
+    assert verdict.risk_score == 1.0
+    assert len(verdict.fired) == 7
+
+
+def test_a_zero_weight_turns_a_rule_off():
+    verdict = rules.assess(signals(score_increment=1000), CONFIG, {**WEIGHTS, "impossible_score_jump": 0})
+    assert verdict.risk_score == 0
+
+
+def test_with_the_default_weights_no_single_rule_flags_and_no_pair_blocks():
+    """Two independent signals to flag, three to block (default thresholds 0.5 and 0.8)."""
+    assert set(WEIGHTS) == set(rules.RULES)
+    assert max(WEIGHTS.values()) < 0.5
+    assert sum(sorted(WEIGHTS.values())[-2:]) < 0.8
