@@ -14,7 +14,7 @@ Everything is set by the environment (``make serve`` passes it through):
     ASGI_BASE_PORT=PORT+2     first ASGI server; ASGI_PROCESSES=2 of them on consecutive ports
     ASGI_SERVER=uvicorn       or daphne
     CELERY=1                  Celery worker with embedded beat (CELERY_CONCURRENCY=1); 0 = none
-    METRICS_PORT              also expose /metrics on this port (python -m scoreboard.metrics)
+    METRICS_PORT              also expose /metrics on this port (python -m scoreboard.metrics_server)
     STATE_DIR=.state/serve-PORT   nginx config, metrics files, pids, ready marker
     SERVE_SKIP_MIGRATE=1      skip migrate/collectstatic (a benchmark that already did them)
 
@@ -272,7 +272,7 @@ def commands(plan: Plan, nginx_conf: Path) -> list[tuple[str, list[str]]]:
         cmd += ["--without-gossip", "-n", f"scoreboard-{plan.port}@%h"]
         cmds.append(("celery", cmd))
     if plan.metrics_port:
-        cmds.append(("metrics", [plan.python, "-m", "scoreboard.metrics"]))
+        cmds.append(("metrics", [plan.python, "-m", "scoreboard.metrics_server"]))
     cmds.append(("nginx", [nginx_binary(), "-c", str(nginx_conf), "-g", "daemon off;"]))
     return cmds
 

@@ -8,7 +8,7 @@ sum, so ``/metrics`` shows the whole machine whichever worker answers. Without i
 default, tests) the process's own registry is shown.
 
 Exposed on ``/metrics`` (nginx allows it from loopback only) and, when ``METRICS_PORT`` is set,
-by ``python -m scoreboard.metrics`` on that port.
+by ``python -m scoreboard.metrics_server`` on that port.
 """
 
 from __future__ import annotations
@@ -254,7 +254,7 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
 
 
 def serve(port: int, addr: str = "0.0.0.0") -> None:  # noqa: S104 - a metrics port is meant to be scraped
-    """Blocking metrics server for ``METRICS_PORT`` (run as ``python -m scoreboard.metrics``)."""
+    """Blocking metrics server for ``METRICS_PORT`` (run as ``python -m scoreboard.metrics_server``)."""
     import http.server
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -276,10 +276,3 @@ def serve(port: int, addr: str = "0.0.0.0") -> None:  # noqa: S104 - a metrics p
     server = http.server.HTTPServer((addr, port), Handler)
     server.serve_forever()
 
-
-if __name__ == "__main__":  # pragma: no cover - process entry point
-    import django
-
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "scoreboard.settings")
-    django.setup()
-    serve(int(os.environ.get("METRICS_PORT", "9090")), os.environ.get("METRICS_ADDR", "127.0.0.1"))

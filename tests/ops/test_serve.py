@@ -1,0 +1,327 @@
+"""``make serve`` for real: nginx -> gunicorn + two uvicorn processes + Celery, on this test database.
+
+One topology is started for the module (it takes a few seconds), with its own Redis server so the
+readiness test can stop and restart Redis without touching anyone else's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+from django.db import connection
+
+from scores import action_tokens
+from tests.factories import PLAYER_PASSWORD, PlayerFactory
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVE = ROOT / "deploy" / "serve.py"
+# Our slice of the shared machine's ports: nginx, gunicorn, two ASGI servers, metrics, Redis.
+PORT = 8470
+ASGI_PORTS = (8472, 8473)
+METRICS_PORT = 8474
+REDIS_PORT = 8479
+START_TIMEOUT_SECONDS = 90
+WAIT_SECONDS = 15
+
+# transaction=True: the topology's processes only see committed rows (and it makes pytest-django
+# set up the test database, which the topology then uses).
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+@dataclass
+class Topology:
+    process: subprocess.Popen[bytes]
+    state_dir: Path
+    log_path: Path
+    action_secret: str
+    redis: subprocess.Popen[bytes] | None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{PORT}"
+
+    def state(self) -> dict[str, Any]:
+        return json.loads((self.state_dir / "serve.json").read_text())
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def _start_redis() -> subprocess.Popen[bytes]:
+    redis_server = shutil.which("redis-server") or "/usr/bin/redis-server"
+    proc = subprocess.Popen(
+        [redis_server, "--port", str(REDIS_PORT), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            import socket
+
+            with socket.create_connection(("127.0.0.1", REDIS_PORT), timeout=0.5):
+                return proc
+        time.sleep(0.1)
+    proc.kill()
+    pytest.fail("private redis-server did not start")
+
+
+def _stop(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _database_url() -> str:
+    s = connection.settings_dict
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s.get("PASSWORD") else "")
+    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def topology(
+    django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Topology]:
+    if not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()):
+        pytest.fail("nginx is not installed: run `make nginx` (make serve and .ci/run do)")
+    state_dir = tmp_path_factory.mktemp("serve")
+    log_path = state_dir / "serve.log"
+    redis = _start_redis()
+    with django_db_blocker.unblock():
+        database_url = _database_url()
+    action_secret = secrets.token_urlsafe(48)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PYTEST_", "DJANGO_")) and k != "PROMETHEUS_MULTIPROC_DIR"
+    }
+    env.update(
+        DATABASE_URL=database_url,
+        REDIS_URL=f"redis://127.0.0.1:{REDIS_PORT}/0",
+        PORT=str(PORT),
+        ASGI_BASE_PORT=str(ASGI_PORTS[0]),
+        ASGI_PROCESSES=str(len(ASGI_PORTS)),
+        METRICS_PORT=str(METRICS_PORT),
+        STATE_DIR=str(state_dir),
+        SERVE_PYTHON=sys.executable,
+        SERVE_SKIP_MIGRATE="1",  # the test database is already migrated
+        DJANGO_DEBUG="0",
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(48),
+        JWT_SECRET=secrets.token_urlsafe(48),
+        ACTION_TOKEN_SECRET=action_secret,
+        PATH="/usr/sbin:" + os.environ.get("PATH", ""),
+    )
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, str(SERVE), "start"], cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
+        )
+    top = Topology(process=process, state_dir=state_dir, log_path=log_path, action_secret=action_secret, redis=redis)
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    try:
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"serve exited with {process.returncode}:\n{top.log_text()[-4000:]}")
+            with contextlib.suppress(OSError, ValueError):
+                if top.state().get("ready"):
+                    break
+            if time.monotonic() > deadline:
+                pytest.fail(f"serve not ready after {START_TIMEOUT_SECONDS}s:\n{top.log_text()[-4000:]}")
+            time.sleep(0.3)
+        yield top
+    finally:
+        children = {}
+        with contextlib.suppress(OSError, ValueError):
+            children = top.state().get("pids", {})
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        _stop(top.redis)
+        leftover = [f"{name}:{pid}" for name, pid in children.items() if _pid_alive(pid)]
+        assert not leftover, f"processes still running after SIGTERM: {leftover}"
+
+
+@pytest.fixture
+def player_login(topology: Topology) -> tuple[str, str]:
+    """A committed player and an access token issued by the topology itself (its JWT_SECRET)."""
+    player = PlayerFactory.create(username=f"ops{secrets.token_hex(3)}")
+    response = httpx.post(
+        f"{topology.url}/v1/auth/login", json={"username": player.username, "password": PLAYER_PASSWORD}
+    )
+    assert response.status_code == 200, response.text
+    return str(player.pk), response.json()["data"]["access"]
+
+
+def _metric(text: str, name: str, *, absent_is_zero: bool = False) -> float:
+    """Sum of a metric's samples (all label sets). A labelled counter appears on first use only."""
+    total = 0.0
+    found = False
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            total += float(line.rsplit(" ", 1)[1])
+            found = True
+    assert found or absent_is_zero, f"{name} not exposed"
+    return total
+
+
+async def _next_board_with(ws: Any, user_id: str, score: int) -> dict[str, Any]:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        frame = json.loads(await asyncio.wait_for(ws.recv(), timeout=max(0.1, deadline - time.monotonic())))
+        if frame.get("type") == "leaderboard_update":
+            rows = {row["user_id"]: row["score"] for row in frame["leaderboard"]}
+            if rows.get(user_id) == score:
+                return frame
+
+
+def _access_log_upstreams(topology: Topology, path: str, expected: int) -> list[str]:
+    access_log = topology.state_dir / "nginx" / "access.log"
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        lines = [json.loads(line) for line in access_log.read_text().splitlines() if line.strip()]
+        upstreams = [entry["upstream"] for entry in lines if entry["path"] == path]
+        if len(upstreams) >= expected or time.monotonic() > deadline:
+            return upstreams
+        time.sleep(0.2)
+
+
+def test_a_score_through_nginx_reaches_websockets_on_both_asgi_processes(
+    topology: Topology, player_login: tuple[str, str]
+) -> None:
+    user_id, access = player_login
+    origin = topology.url
+    ws_url = f"ws://127.0.0.1:{PORT}/v1/realtime"
+
+    async def scenario() -> tuple[list[dict[str, Any]], str]:
+        # nginx round-robins (shared zone) so two sockets opened in a row land on the two ASGI servers.
+        async with (
+            websockets.connect(ws_url, origin=origin) as first,  # type: ignore[arg-type]
+            websockets.connect(ws_url, origin=origin) as second,  # type: ignore[arg-type]
+        ):
+            for ws in (first, second):
+                snapshot = json.loads(await asyncio.wait_for(ws.recv(), timeout=WAIT_SECONDS))
+                assert snapshot["type"] == "leaderboard_update"
+            async with httpx.AsyncClient() as client:
+                open_metrics = (await client.get(f"{topology.url}/metrics")).text
+                token = action_tokens.mint(
+                    user_id=user_id, action_type="LEVEL_COMPLETION", score_increment=250, secret=topology.action_secret
+                ).action_token
+                response = await client.post(
+                    f"{topology.url}/v1/scores/update",
+                    json={"action_token": token},
+                    headers={"Authorization": f"Bearer {access}"},
+                )
+            assert response.status_code == 200, response.text
+            assert response.json()["data"]["new_score"] == 250
+            frames = [await _next_board_with(ws, user_id, 250) for ws in (first, second)]
+        return frames, open_metrics
+
+    frames, open_metrics = asyncio.run(scenario())
+    assert all(f["leaderboard"][0]["user_id"] == user_id for f in frames)
+    assert _metric(open_metrics, "scoreboard_websocket_connections") == 2
+
+    upstreams = _access_log_upstreams(topology, "/v1/realtime", expected=2)
+    assert sorted(upstreams) == sorted(f"127.0.0.1:{p}" for p in ASGI_PORTS), upstreams
+
+
+def test_metrics_move_and_are_summed_across_processes(topology: Topology, player_login: tuple[str, str]) -> None:
+    user_id, access = player_login
+    before = httpx.get(f"{topology.url}/metrics").text
+    with httpx.Client(base_url=topology.url) as client:
+        for increment in (10, 20):
+            token = action_tokens.mint(
+                user_id=user_id,
+                action_type="LEVEL_COMPLETION",
+                score_increment=increment,
+                secret=topology.action_secret,
+            ).action_token
+            assert client.post(
+                "/v1/scores/update", json={"action_token": token}, headers={"Authorization": f"Bearer {access}"}
+            ).is_success
+        refused = client.post("/v1/scores/update", json={"action_token": "x"}, headers={"Authorization": "Bearer no"})
+        assert refused.status_code == 401
+        assert refused.headers["content-type"].startswith("application/json")
+    after = httpx.get(f"{topology.url}/metrics").text
+    assert _metric(after, "scoreboard_score_updates_total") - _metric(before, "scoreboard_score_updates_total") == 2
+    assert (
+        _metric(after, "scoreboard_failed_auth_total")
+        - _metric(before, "scoreboard_failed_auth_total", absent_is_zero=True)
+        >= 1
+    )
+    latency = 'scoreboard_http_request_duration_seconds_count{method="POST",route="/v1/scores/update"}'
+    assert _metric(after, latency) >= 3
+    assert _metric(after, "scoreboard_redis_used_memory_bytes") > 0
+    assert _metric(after, "scoreboard_db_connections") >= 1
+    # The same sums on the dedicated metrics port.
+    dedicated = httpx.get(f"http://127.0.0.1:{METRICS_PORT}/metrics").text
+    assert _metric(dedicated, "scoreboard_score_updates_total") == _metric(after, "scoreboard_score_updates_total")
+
+
+def test_request_id_from_nginx_is_echoed_and_logged(topology: Topology) -> None:
+    response = httpx.get(f"{topology.url}/v1/leaderboard")
+    assert response.status_code == 200
+    request_id = response.headers["x-request-id"]
+    access_log = (topology.state_dir / "nginx" / "access.log").read_text()
+    assert f'"request_id":"{request_id}"' in access_log
+    refused = httpx.post(f"{topology.url}/v1/scores/update", json={}, headers={"Authorization": "Bearer eyJ.abc.def"})
+    assert refused.status_code == 401
+    rid = refused.headers["x-request-id"]
+    deadline = time.monotonic() + WAIT_SECONDS
+    while rid not in topology.log_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    lines = [json.loads(line) for line in topology.log_text().splitlines() if line.startswith("{") and rid in line]
+    assert any(line["level"] == "WARNING" and line["logger"] == "scoreboard.security" for line in lines), lines
+    assert "eyJ.abc.def" not in topology.log_text()
+
+
+def test_readyz_follows_redis_down_and_back(topology: Topology) -> None:
+    assert httpx.get(f"{topology.url}/readyz").status_code == 200
+    _stop(topology.redis)
+    try:
+        down = httpx.get(f"{topology.url}/readyz")
+        assert down.status_code == 503
+        body = down.json()
+        assert body["error"]["code"] == "not_ready"
+        assert body["error"]["details"]["checks"]["redis"].startswith("unreachable")
+        assert body["error"]["details"]["checks"]["database"] == "ok"
+        assert httpx.get(f"{topology.url}/healthz").status_code == 200  # alive, just not ready
+    finally:
+        topology.redis = _start_redis()
+    deadline = time.monotonic() + WAIT_SECONDS
+    status = 0
+    while time.monotonic() < deadline:
+        status = httpx.get(f"{topology.url}/readyz").status_code
+        if status == 200:
+            break
+        time.sleep(0.3)
+    assert status == 200
+    assert topology.process.poll() is None, "the topology must survive a Redis outage"
