@@ -95,9 +95,14 @@ def player_tokens_refresh(*, refresh_token: str) -> TokenPair:
     if user is None:
         raise Unauthorized("No active account for this token.", code="no_active_account")
     try:
-        refresh.blacklist()
-    except IntegrityError as exc:  # a concurrent refresh with the same token won
-        raise Unauthorized("The refresh token was already used.", code="token_not_valid") from exc
+        _blacklisted, created = refresh.blacklist()  # type: ignore[misc]  # simplejwt returns get_or_create's pair
+    except IntegrityError as exc:
+        created = False
+        cause: Exception | None = exc
+    else:
+        cause = None
+    if not created:  # a concurrent refresh with the same token won the race: only one rotation per token
+        raise Unauthorized("The refresh token was already used.", code="token_not_valid") from cause
     refresh.set_jti()
     refresh.set_exp()
     refresh.set_iat()
