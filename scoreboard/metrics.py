@@ -33,6 +33,9 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+if os.environ.get(MULTIPROC_ENV):
+    # The samples are files in this directory: it must exist before the first metric is defined.
+    os.makedirs(os.environ[MULTIPROC_ENV], exist_ok=True)
 
 # ---------------------------------------------------------------------------------------------
 # Business and security counters (SPEC.md "Key Metrics")
