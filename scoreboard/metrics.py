@@ -278,4 +278,3 @@ def serve(port: int, addr: str = "0.0.0.0") -> None:  # noqa: S104 - a metrics p
     # One thread: scrapes are rare, and each thread would hold its own database connection.
     server = http.server.HTTPServer((addr, port), Handler)
     server.serve_forever()
-
