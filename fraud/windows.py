@@ -10,8 +10,9 @@ by the players active in the last hour:
 
 Reading and appending happen in one MULTI/EXEC round trip, so two concurrent attempts of one player
 each see the other. Without Redis (the embedded default, or Redis down) the window is read from
-``score_history`` (applied actions only). Rejected-token counters go through the Django cache
-(Redis when configured, local memory in the embedded default) in fixed five-minute buckets.
+``score_history`` (applied actions) and ``fraud_logs`` (blocked attempts). Rejected-token counters
+go through the Django cache (Redis when configured, local memory in the embedded default) in fixed
+five-minute buckets.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import redis
 from django.core.cache import cache
 from django.db import connection
 
+from fraud.models import FraudLog
 from fraud.rules import Attempt
 from scoreboard.redis import REDIS_ERRORS, get_redis
 from scores.models import ScoreHistory
@@ -108,8 +110,10 @@ def _from_redis(client: redis.Redis, *, user_id: str, ip: str | None, attempt: A
 
 
 def _from_database(*, user_id: str, ip: str | None, now: float) -> WindowView:
+    """The window from PostgreSQL/SQLite: applied actions (score_history) and blocked attempts
+    (fraud_logs), so a blocked bot is still remembered without Redis."""
     since = dt.datetime.fromtimestamp(now - WINDOW_TTL_SECONDS, tz=dt.UTC)
-    rows = (
+    applied = (
         ScoreHistory.objects.filter(user_id=user_id, kind=ScoreHistory.Kind.ACTION, created_at__gte=since)
         .order_by("-created_at")
         .values_list("created_at", "action_timestamp", "action_type", "score_increment", "action_id")[:WINDOW_SIZE]
@@ -122,8 +126,29 @@ def _from_database(*, user_id: str, ip: str | None, now: float) -> WindowView:
             score_increment=increment,
             action_id=(action_id or "")[:ACTION_ID_PREFIX],
         )
-        for created_at, action_at, action_type, increment, action_id in rows
+        for created_at, action_at, action_type, increment, action_id in applied
     ]
+    blocked = (
+        FraudLog.objects.filter(user_id=user_id, decision=FraudLog.Decision.BLOCKED, created_at__gte=since)
+        .order_by("-created_at")
+        .values_list("created_at", "metadata")[:WINDOW_SIZE]
+    )
+    for created_at, metadata in blocked:
+        action = metadata.get("action", {}) if isinstance(metadata, dict) else {}
+        try:
+            recent.append(
+                Attempt(
+                    submitted_at=created_at.timestamp(),
+                    action_timestamp=int(action["timestamp"]),
+                    action_type=str(action["action_type"]),
+                    score_increment=int(action["score_increment"]),
+                    action_id=str(action.get("action_id", ""))[:ACTION_ID_PREFIX],
+                )
+            )
+        except (KeyError, TypeError, ValueError):
+            continue
+    recent.sort(key=lambda a: a.submitted_at, reverse=True)
+    del recent[WINDOW_SIZE:]
     accounts_on_ip = 1
     # score_history has no index on the address: the scan is fine on the embedded SQLite, not on a big
     # PostgreSQL table while Redis is down, so there the rule sits out until Redis is back.

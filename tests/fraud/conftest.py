@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -50,15 +51,17 @@ class FakeClock:
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    """One simulated clock for the token window, the rate-limit windows and the fraud windows.
+    """One simulated clock for the token window, the rate-limit windows, the fraud windows and the
+    rows' timestamps (``django.utils.timezone.now``, which the embedded fallback reads windows from).
 
-    JWTs, database timestamps and Redis TTLs keep real time; everything that decides about
-    *when* an action happened or how fast a player goes follows this clock.
+    JWT expiry and Redis TTLs keep real time; everything that decides *when* an action happened
+    or how fast a player goes follows this clock.
     """
     fake = FakeClock(time.time())
     monkeypatch.setattr("scores.action_tokens.time", fake)
     monkeypatch.setattr("django_ratelimit.core.time", fake)
     monkeypatch.setattr("fraud.services._now", fake.time)
+    monkeypatch.setattr("django.utils.timezone.now", lambda: dt.datetime.fromtimestamp(fake.now, tz=dt.UTC))
     return fake
 
 

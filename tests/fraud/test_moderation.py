@@ -1,0 +1,246 @@
+"""Moderation in Django admin: a moderator reviews fraud logs and confirms or dismisses them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Group, Permission
+from django.test import Client
+
+from accounts.models import User
+from fraud import services as fraud_services
+from fraud.groups import MODERATORS_GROUP, moderators_group_ensure
+from fraud.models import FraudLog, ModerationAction
+from scoreboard.errors import ApiError, Conflict
+from scores.models import ScoreHistory
+from tests.conftest import submit
+
+pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
+
+CHANGELIST = "/admin/fraud/fraudlog/"
+
+
+def staff(make_player, *, moderator: bool, **kwargs: Any) -> User:
+    user = make_player(is_staff=True, **kwargs)
+    if moderator:
+        user.groups.add(Group.objects.get(name=MODERATORS_GROUP))
+    return user
+
+
+def logged_in(user: User) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def moderator(make_player) -> User:
+    return staff(make_player, moderator=True, username="mod_alice")
+
+
+@pytest.fixture
+def cheater_and_honest(make_player, client_for, mint, clock) -> tuple[User, User]:
+    """An honest player on 2,500 and a bot that got 4 x 1,000 through (3 flagged) before being blocked."""
+    honest, cheater = make_player(username="honest"), make_player(username="cheater")
+    assert submit(client_for(honest), mint(honest, increment=900)).status_code == 200
+    clock.advance(60)
+    assert submit(client_for(honest), mint(honest, increment=800)).status_code == 200
+    clock.advance(45)
+    assert submit(client_for(honest), mint(honest, increment=800)).status_code == 200
+    bot = client_for(cheater)
+    statuses = []
+    for _ in range(5):
+        clock.advance(1)
+        statuses.append(submit(bot, mint(cheater, increment=1000)).status_code)
+    assert statuses == [200, 200, 200, 200, 429]
+    return cheater, honest
+
+
+def board(api_client) -> list[tuple[str, int]]:
+    rows = api_client.get("/v1/leaderboard").json()["data"]["leaderboard"]
+    return [(r["username"], r["score"]) for r in rows]
+
+
+def result_count(response) -> int:
+    return int(response.context["cl"].result_count)
+
+
+def confirm_via_admin(client: Client, logs: list[FraudLog], reason: str, action: str = "confirm"):
+    selected = [str(log.pk) for log in logs]
+    form = client.post(CHANGELIST, {"action": action, "_selected_action": selected})
+    assert form.status_code == 200  # the intermediate page asking why
+    assert b"reason" in form.content
+    return client.post(CHANGELIST, {"action": action, "_selected_action": selected, "apply": "1", "reason": reason})
+
+
+def test_moderators_group_has_exactly_the_needed_permissions():
+    group = Group.objects.get(name=MODERATORS_GROUP)
+    granted = {f"{p.content_type.app_label}.{p.codename}" for p in group.permissions.select_related("content_type")}
+    assert granted == {
+        "fraud.view_fraudlog",
+        "fraud.moderate_fraudlog",
+        "fraud.view_moderationaction",
+        "scores.view_scorehistory",
+        "accounts.view_user",
+    }
+    # Running it again resets a hand-added permission.
+    group.permissions.add(Permission.objects.get(codename="delete_user"))
+    moderators_group_ensure()
+    assert not group.permissions.filter(codename="delete_user").exists()
+
+
+def test_moderator_sees_filters_and_searches_fraud_logs(cheater_and_honest, moderator):
+    cheater, _ = cheater_and_honest
+    client = logged_in(moderator)
+
+    page = client.get(CHANGELIST)
+    assert page.status_code == 200
+    assert result_count(page) == 4  # 3 flagged + 1 blocked
+    assert b"cheater" in page.content
+
+    assert result_count(client.get(CHANGELIST, {"decision__exact": "blocked"})) == 1
+    assert result_count(client.get(CHANGELIST, {"status__exact": "open"})) == 4
+    assert result_count(client.get(CHANGELIST, {"rule": "timing_regularity"})) == 1
+    assert result_count(client.get(CHANGELIST, {"rule": "min_play_time"})) == 4
+    assert result_count(client.get(CHANGELIST, {"rule": "shared_ip"})) == 0
+    assert result_count(client.get(CHANGELIST, {"risk": "high"})) == 1
+    assert result_count(client.get(CHANGELIST, {"risk": "medium"})) == 3
+    assert result_count(client.get(CHANGELIST, {"q": "cheater"})) == 4
+    assert result_count(client.get(CHANGELIST, {"q": "honest"})) == 0
+
+    log = FraudLog.objects.filter(user=cheater, decision=FraudLog.Decision.BLOCKED).get()
+    detail = client.get(f"{CHANGELIST}{log.pk}/change/")
+    assert detail.status_code == 200
+    assert b"minimum play time is 3s" in detail.content  # the explanation, in words
+
+
+def test_confirming_bans_reverses_the_scores_and_the_board_changes(
+    cheater_and_honest, moderator, api_client, client_for, mint, django_capture_on_commit_callbacks
+):
+    cheater, _ = cheater_and_honest
+    cheater_client = client_for(cheater)
+    assert board(api_client) == [("cheater", 4000), ("honest", 2500)]
+    logs = list(FraudLog.objects.filter(user=cheater))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        done = confirm_via_admin(logged_in(moderator), logs, reason="constant 1 s rhythm at the ceiling")
+    assert done.status_code == 302
+
+    cheater.refresh_from_db()
+    assert cheater.is_active is False
+    assert cheater.current_score == 1000  # the 3 flagged actions were reversed; the first was not in question
+    reversals = ScoreHistory.objects.filter(user=cheater, kind=ScoreHistory.Kind.REVERSAL)
+    assert sorted(r.score_increment for r in reversals) == [-1000, -1000, -1000]
+    assert ScoreHistory.objects.filter(user=cheater, kind=ScoreHistory.Kind.ACTION).count() == 4  # append-only
+    assert board(api_client) == [("honest", 2500)]
+
+    assert set(FraudLog.objects.filter(user=cheater).values_list("status", flat=True)) == {"confirmed"}
+    audit = ModerationAction.objects.filter(action="confirm")
+    assert audit.count() == 4
+    assert {a.moderator_username for a in audit} == {"mod_alice"}
+    assert {a.reason for a in audit} == {"constant 1 s rhythm at the ceiling"}
+    assert sum(a.details["points_removed"] for a in audit) == 3000
+    log = FraudLog.objects.filter(user=cheater).first()
+    assert log is not None and log.reviewed_by == moderator and log.reviewed_at is not None
+
+    # The banned player's session no longer works.
+    refused = submit(cheater_client, mint(cheater, increment=10))
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "account_disabled"
+
+
+def test_dismissing_keeps_the_score_and_is_audited(cheater_and_honest, moderator, api_client):
+    cheater, _ = cheater_and_honest
+    log = FraudLog.objects.filter(user=cheater, decision=FraudLog.Decision.FLAGGED).first()
+    assert log is not None
+    done = confirm_via_admin(logged_in(moderator), [log], reason="speedrunner, known", action="dismiss")
+    assert done.status_code == 302
+    log.refresh_from_db()
+    assert log.status == FraudLog.Status.DISMISSED
+    cheater.refresh_from_db()
+    assert cheater.is_active and cheater.current_score == 4000
+    action = ModerationAction.objects.get(fraud_log=log)
+    assert (action.action, action.moderator, action.reason) == ("dismiss", moderator, "speedrunner, known")
+
+
+def test_a_reason_is_required(cheater_and_honest, moderator):
+    cheater, _ = cheater_and_honest
+    log = FraudLog.objects.filter(user=cheater).first()
+    assert log is not None
+    again = logged_in(moderator).post(
+        CHANGELIST, {"action": "confirm", "_selected_action": [str(log.pk)], "apply": "1", "reason": "  "}
+    )
+    assert again.status_code == 200  # the form again, with its error
+    log.refresh_from_db()
+    assert log.status == FraudLog.Status.OPEN
+    cheater.refresh_from_db()
+    assert cheater.is_active
+    with pytest.raises(ApiError):
+        fraud_services.fraud_log_confirm(fraud_log=log, moderator=cheater, reason="")
+
+
+def test_a_closed_log_cannot_be_decided_twice(cheater_and_honest, moderator, make_player):
+    cheater, _ = cheater_and_honest
+    log = FraudLog.objects.filter(user=cheater).first()
+    assert log is not None
+    fraud_services.fraud_log_dismiss(fraud_log=log, moderator=moderator, reason="looks fine")
+    other = staff(make_player, moderator=True)
+    with pytest.raises(Conflict):
+        fraud_services.fraud_log_confirm(fraud_log=log, moderator=other, reason="no, it is a bot")
+    # Through admin the closed log is skipped.
+    logged_in(other).post(
+        CHANGELIST, {"action": "confirm", "_selected_action": [str(log.pk)], "apply": "1", "reason": "bot"}
+    )
+    assert ModerationAction.objects.filter(fraud_log=log).count() == 1
+    cheater.refresh_from_db()
+    assert cheater.is_active
+
+
+def test_a_staff_user_who_is_not_a_moderator_can_neither_see_nor_act(cheater_and_honest, make_player):
+    cheater, _ = cheater_and_honest
+    client = logged_in(staff(make_player, moderator=False))
+    log = FraudLog.objects.filter(user=cheater).first()
+    assert log is not None
+    assert client.get(CHANGELIST).status_code == 403
+    assert client.get(f"{CHANGELIST}{log.pk}/change/").status_code == 403
+    acted = client.post(
+        CHANGELIST, {"action": "confirm", "_selected_action": [str(log.pk)], "apply": "1", "reason": "x"}
+    )
+    assert acted.status_code == 403
+    log.refresh_from_db()
+    cheater.refresh_from_db()
+    assert log.status == FraudLog.Status.OPEN and cheater.is_active
+
+
+def test_viewing_logs_is_not_enough_to_act(cheater_and_honest, make_player):
+    cheater, _ = cheater_and_honest
+    viewer = staff(make_player, moderator=False)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_fraudlog"))
+    client = logged_in(viewer)
+    assert client.get(CHANGELIST).status_code == 200
+    log = FraudLog.objects.filter(user=cheater).first()
+    assert log is not None
+    client.post(CHANGELIST, {"action": "confirm", "_selected_action": [str(log.pk)], "apply": "1", "reason": "x"})
+    log.refresh_from_db()
+    assert log.status == FraudLog.Status.OPEN
+    assert not ModerationAction.objects.exists()
+
+
+def test_the_player_page_shows_score_recent_history_and_fraud_logs(cheater_and_honest, moderator):
+    cheater, _ = cheater_and_honest
+    page = logged_in(moderator).get(f"/admin/accounts/user/{cheater.pk}/change/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "4000" in html  # current score
+    assert "score history (last 20)" in html.lower()
+    assert "fraud logs (last 20)" in html.lower()
+    assert "timing_regularity" in html
+
+
+def test_history_and_audit_are_read_only_for_moderators(cheater_and_honest, moderator):
+    client = logged_in(moderator)
+    assert client.get("/admin/scores/scorehistory/").status_code == 200
+    assert client.get("/admin/scores/scorehistory/add/").status_code == 403
+    assert client.get("/admin/fraud/moderationaction/").status_code == 200
+    assert client.get("/admin/fraud/fraudlog/add/").status_code == 403
