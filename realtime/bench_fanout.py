@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +29,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 GROUP = "bench-board"
+# channels_redis' core layer runs out of pooled connections when hundreds of group_add run at once.
+CONNECT_BATCH = 50
 LAYERS = {
     "group-core": "channels_redis.core.RedisChannelLayer",
     "group-pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
@@ -127,8 +130,8 @@ async def _run(design: str, clients: int, messages: int, port: int) -> dict[str,
                 if len(received[msg["seq"]]) == clients:
                     ready.set()
 
-    for start in range(0, clients, 200):
-        count = min(clients, start + 200) - start
+    for start in range(0, clients, CONNECT_BATCH):
+        count = min(clients, start + CONNECT_BATCH) - start
         batch = await asyncio.gather(*(websockets.connect(url, max_queue=None, compression=None) for _ in range(count)))
         sockets.extend(batch)
     readers = [asyncio.create_task(client(ws)) for ws in sockets]
@@ -189,8 +192,16 @@ def _serve(design: str, port: int, log: Path) -> subprocess.Popen[bytes]:
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
-    time.sleep(3)
-    return process
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"the server exited; see {log}")
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return process
+        time.sleep(0.2)
+    process.terminate()
+    sys.exit(f"the server did not start; see {log}")
 
 
 def main() -> None:
@@ -202,6 +213,10 @@ def main() -> None:
     args = parser.parse_args()
     if not os.environ.get("REDIS_URL"):
         sys.exit("set REDIS_URL (the designs compared all go through Redis)")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "scoreboard.settings")
+    import django
+
+    django.setup()
     print(f"{'design':<14}{'clients':>8}{'first p50 ms':>14}{'all p50 ms':>12}{'all max ms':>12}{'incomplete':>11}")
     for clients in args.clients:
         for design in args.designs:

@@ -32,8 +32,11 @@ class Frame:
 
     @functools.cached_property
     def sse(self) -> bytes:
-        # JSON from orjson never contains a raw newline, so one data: line is enough.
-        return b"id: %d\nevent: %s\ndata: %s\n\n" % (self.seq, self.kind.encode(), self.data)
+        # JSON from orjson never contains a raw newline, so one data: line is enough. Only board
+        # snapshots carry an id: a player's own update must not move the client's Last-Event-ID.
+        if self.kind == LEADERBOARD_UPDATE:
+            return b"id: %d\nevent: %s\ndata: %s\n\n" % (self.seq, self.kind.encode(), self.data)
+        return b"event: %s\ndata: %s\n\n" % (self.kind.encode(), self.data)
 
 
 def published_at_ms() -> float:
