@@ -11,7 +11,7 @@ HOST ?= 127.0.0.1
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/scoreboard
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: help venv dev run test chromium test-embedded lint format migrate seed lock worker clean serve serve-stop nginx
+.PHONY: help venv dev run test chromium test-embedded lint format migrate seed lock worker clean serve serve-stop nginx bench bench-short
 
 help:
 	@echo "make run    - set up and serve the board on http://$(HOST):$(PORT)/ (SQLite unless DATABASE_URL is set)"
@@ -19,6 +19,7 @@ help:
 	@echo "make lint   - ruff and mypy"
 	@echo "make worker - Celery worker with beat (needs REDIS_URL)"
 	@echo "make serve  - production topology on http://$(HOST):$(PORT)/: nginx, gunicorn, 2 ASGI servers, Celery (needs DATABASE_URL, REDIS_URL)"
+	@echo "make bench  - full benchmark beside its baselines, report in bench/results/ (bench-short: a quick look)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -94,6 +95,24 @@ lock:
 	/tmp/scoreboard-lock/bin/pip install --quiet -r requirements.in
 	{ echo "# Pinned runtime dependencies (resolved from requirements.in; regenerate with 'make lock')."; \
 	  /tmp/scoreboard-lock/bin/pip freeze; } > requirements.txt
+
+# Benchmarks (bench/run.py): seed 100k players, start nginx + gunicorn + uvicorn + Celery on ports 8500-8502,
+# open-loop score updates, reads, WebSocket delivery, baselines (pgbench, redis-benchmark, bare DRF, bare
+# websockets); everything it starts is stopped on exit. DATABASE_URL/REDIS_URL win over these defaults.
+BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/scoreboard_bench
+BENCH_REDIS_URL ?= redis://127.0.0.1:6379/14
+BENCH_ENV = DATABASE_URL=$${DATABASE_URL:-$(BENCH_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(BENCH_REDIS_URL)} \
+	PATH="/usr/sbin:$$PATH"
+
+$(VENV)/.bench: requirements.txt requirements-dev.txt requirements-bench.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-bench.txt
+	touch $(VENV)/.runtime $(VENV)/.dev $@
+
+bench: $(VENV)/.bench nginx
+	$(BENCH_ENV) $(BIN)/python -m bench.run --mode full
+
+bench-short: $(VENV)/.bench nginx
+	$(BENCH_ENV) $(BIN)/python -m bench.run --mode short
 
 clean:
 	rm -rf $(VENV) db.sqlite3 .pytest_cache .mypy_cache .ruff_cache

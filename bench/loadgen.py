@@ -108,15 +108,18 @@ async def worker(host: str, port: int, queue: asyncio.Queue[tuple[float, bytes] 
         scheduled, request = item
         try:
             if writer is None or reader is None:
-                reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), CONNECT_TIMEOUT)
-            writer.write(request)
-            status, keep_alive = await read_response(reader)
+                conn_reader, conn_writer = await asyncio.wait_for(asyncio.open_connection(host, port), CONNECT_TIMEOUT)
+                reader, writer = conn_reader, conn_writer
+            else:
+                conn_reader, conn_writer = reader, writer
+            conn_writer.write(request)
+            status, keep_alive = await read_response(conn_reader)
             done = time.perf_counter()
             result.latencies_ms.append((done - scheduled) * 1000.0)
             result.last_done = max(result.last_done, done)
             result.status(status)
             if not keep_alive:
-                writer.close()
+                conn_writer.close()
                 reader = writer = None
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError) as exc:
             result.error(type(exc).__name__)

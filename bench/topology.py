@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,12 +28,12 @@ WS_BASELINE_PORT = 8502  # bare websockets broadcast server (direct)
 NOFILE_WANTED = 20_000
 
 NGINX_CONF = """
-worker_processes 1;
-worker_rlimit_nofile 65000;
+worker_processes 2;
+worker_rlimit_nofile 20000;
 user root;
 pid {run}/nginx.pid;
 error_log {run}/nginx.error.log warn;
-events {{ worker_connections 30000; multi_accept on; }}
+events {{ worker_connections 19000; multi_accept on; }}
 http {{
     access_log off;
     client_body_temp_path {run}/body;
@@ -46,7 +48,7 @@ http {{
     upstream asgi {{ least_conn; {asgi_servers} }}
     upstream baseline {{ server unix:{run}/baseline.sock; }}
     server {{
-        listen 127.0.0.1:{port} backlog=8192;
+        listen 127.0.0.1:{port} backlog=8192 reuseport;
         location ~ ^/v1/(realtime|leaderboard/stream) {{
             proxy_pass http://asgi;
             proxy_http_version 1.1;
@@ -102,7 +104,7 @@ def children(pid: int) -> list[int]:
     return out
 
 
-def wait_for(check: callable, what: str, timeout: float = 30.0) -> None:  # type: ignore[valid-type]
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
@@ -117,12 +119,25 @@ def port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def http_ok(port: int, path: str) -> bool:
+    import http.client
+
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", path)
+        ok = conn.getresponse().status == 200
+        conn.close()
+        return ok
+    except OSError:
+        return False
+
+
 @dataclass
 class Topology:
     run_dir: Path
     env: dict[str, str]
-    wsgi_workers: int = 4
-    asgi_processes: int = 2
+    wsgi_workers: int = int(os.environ.get("BENCH_WSGI_WORKERS", "6"))
+    asgi_processes: int = int(os.environ.get("BENCH_ASGI_PROCESSES", "2"))
     celery: bool = True
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -188,11 +203,23 @@ class Topology:
         )
         (self.run_dir / "nginx.conf").write_text(conf)
         self._spawn(
-            "nginx", ["nginx", "-c", str(self.run_dir / "nginx.conf"), "-p", str(self.run_dir), "-g", "daemon off;"]
+            "nginx",
+            [
+                shutil.which("nginx") or "/usr/sbin/nginx",
+                "-c",
+                str(self.run_dir / "nginx.conf"),
+                "-p",
+                str(self.run_dir),
+                "-g",
+                "daemon off;",
+            ],
         )
         for name in ["wsgi.sock", "baseline.sock", *[f"asgi{i}.sock" for i in range(self.asgi_processes)]]:
-            wait_for(lambda n=name: (self.run_dir / n).exists(), name)  # type: ignore[misc]
+            wait_for((self.run_dir / name).exists, name)
         wait_for(lambda: port_open(NGINX_PORT), "nginx")
+        # Workers import Django after the socket exists: wait until the app and the baseline answer.
+        wait_for(lambda: http_ok(NGINX_PORT, "/v1/leaderboard"), "the app behind nginx", timeout=120)
+        wait_for(lambda: http_ok(NGINX_BASELINE_PORT, "/ping"), "the bare DRF baseline", timeout=120)
         self.check_alive()
 
     def start_ws_baseline(self, rate: float, frame_bytes: int) -> subprocess.Popen[bytes]:

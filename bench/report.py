@@ -1,0 +1,259 @@
+"""Benchmark report: JSON, a Markdown table (figure, baseline, ratio, target) and a latency plot."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+PROJECT_PACKAGES = ("accounts", "scores", "fraud", "realtime", "scoreboard")
+FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
+TOP = 15
+
+
+def _package(path: str) -> str:
+    if "site-packages/" in path:
+        return path.split("site-packages/", 1)[1].split("/", 1)[0]
+    if "/python3." in path:
+        return "stdlib"
+    for name in PROJECT_PACKAGES:
+        if f"/{name}/" in path or path.startswith(f"{name}/"):
+            return name
+    return "other"
+
+
+def hot_spots(raw: Path) -> dict[str, Any]:
+    """Top frames by self samples, and samples per package, from py-spy's ``--format raw`` output."""
+    self_time: Counter[str] = Counter()
+    packages: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [f for f in stack.split(";") if not f.startswith("process ")]
+        if not frames:
+            continue
+        total += count
+        parsed = [FRAME.match(f) for f in frames]
+        names = [
+            f"{m['func']} ({m['file'].rsplit('site-packages/', 1)[-1]})" if m else f
+            for m, f in zip(parsed, frames, strict=True)
+        ]
+        self_time[names[-1]] += count
+        leaf = parsed[-1]
+        packages[_package(leaf["file"]) if leaf else "other"] += count
+        seen: set[str] = set()
+        for match, name in zip(parsed, names, strict=True):
+            if match and _package(match["file"]) in PROJECT_PACKAGES and name not in seen:
+                seen.add(name)
+                inclusive[name] += count
+    share = lambda n: n / total if total else 0.0  # noqa: E731
+    return {
+        "samples": total,
+        "self": [{"frame": f, "samples": n, "share": round(share(n), 4)} for f, n in self_time.most_common(TOP)],
+        "packages": [{"package": p, "samples": n, "share": round(share(n), 4)} for p, n in packages.most_common()],
+        "project_inclusive": [
+            {"frame": f, "samples": n, "share": round(share(n), 4)} for f, n in inclusive.most_common(TOP)
+        ],
+    }
+
+
+def _fmt(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        value = f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
+    elif isinstance(value, int):
+        value = f"{value:,}"
+    return f"{value}{unit}"
+
+
+def _ratio(figure: Any, baseline: Any, invert: bool = False) -> str:
+    if not figure or not baseline:
+        return "—"
+    return f"{(baseline / figure if invert else figure / baseline):.2f}x"
+
+
+def rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """(figure, value, baseline, ratio, target) for the summary table."""
+    base = result.get("baselines", {})
+    drf = base.get("bare_drf", {}).get("achieved_per_s")
+    pg = base.get("pgbench", {}).get("tps")
+    redis = base.get("redis", {})
+    sustained = result.get("sustained") or {}
+    out: list[tuple[str, str, str, str, str]] = []
+    ups = sustained.get("achieved_per_s")
+    out.append(
+        (
+            "Sustained full-pipeline score updates/s (p95 ≤ 100 ms, < 1% errors)",
+            _fmt(ups),
+            f"bare DRF view, same gunicorn: {_fmt(drf)} req/s",
+            _ratio(ups, drf),
+            "≥ 1,000/s (aim ≥ 1,500/s)",
+        )
+    )
+    out.append(
+        (
+            "Update latency at that rate p50 / p95 / p99",
+            f"{_fmt(sustained.get('p50'))} / {_fmt(sustained.get('p95'))} / {_fmt(sustained.get('p99'))} ms",
+            "—",
+            "—",
+            "p95 < 100 ms (aim < 50 ms)",
+        )
+    )
+    writes = 3 * ups if ups else None
+    out.append(
+        (
+            "Database writes/s (score + history + nonce per update, synchronous_commit on)",
+            _fmt(writes),
+            f"pgbench -N -c8 -j2: {_fmt(pg)} tx/s",
+            _ratio(writes, pg),
+            "≥ 1,500/s",
+        )
+    )
+    lb = result.get("leaderboard_saturation", {})
+    out.append(
+        (
+            "GET /v1/leaderboard throughput (saturated)",
+            _fmt(lb.get("achieved_per_s")),
+            f"bare DRF: {_fmt(drf)} req/s",
+            _ratio(lb.get("achieved_per_s"), drf),
+            "—",
+        )
+    )
+    out.append(
+        (
+            "GET /v1/leaderboard p95 while updates run at the sustained rate",
+            f"{_fmt(sustained.get('read_p95'))} ms at {_fmt(sustained.get('read_per_s'))}/s",
+            "—",
+            "—",
+            "p95 < 100 ms",
+        )
+    )
+    out.append(
+        (
+            "Redis ops per update (ranking Lua + pre-filter) vs raw Redis",
+            "—",
+            f"redis-benchmark ZADD {_fmt(redis.get('zadd'))}/s, ZREVRANK {_fmt(redis.get('zrevrank'))}/s",
+            "—",
+            "—",
+        )
+    )
+    app = {s["clients"]: s for s in result.get("ws_app", [])}
+    bare = {s["clients"]: s for s in result.get("ws_baseline", [])}
+    for k in sorted(app):
+        a, b = app[k], bare.get(k, {})
+        target = "p95 < 50 ms" if k <= 2000 else "≤ 1.25x bare websockets"
+        out.append(
+            (
+                f"Delivery latency p50 / p95 / p99, {k:,} clients ({a.get('alive_at_end')} alive)",
+                f"{_fmt(a.get('p50'))} / {_fmt(a.get('p95'))} / {_fmt(a.get('p99'))} ms",
+                f"bare websockets: {_fmt(b.get('p50'))} / {_fmt(b.get('p95'))} / {_fmt(b.get('p99'))} ms",
+                _ratio(a.get("p95"), b.get("p95")),
+                target,
+            )
+        )
+    for k in sorted(app):
+        a, b = app[k], bare.get(k, {})
+        out.append(
+            (
+                f"Server memory per idle WebSocket, {k:,} clients",
+                _fmt(a.get("kb_per_connection"), " KB"),
+                f"bare websockets: {_fmt(b.get('kb_per_connection'), ' KB')}",
+                _ratio(a.get("kb_per_connection"), b.get("kb_per_connection")),
+                "≤ 25 KB",
+            )
+        )
+    return out
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = [
+        f"# Benchmark ({result.get('mode')} mode, {result.get('started_at')})",
+        "",
+        f"{result.get('players'):,} seeded players; limits on, raised for one-machine load: "
+        + ", ".join(f"`{k}={v}`" for k, v in result.get("limits", {}).items()),
+        "",
+        "| figure | value | baseline (same run) | ratio | target |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [f"| {' | '.join(r)} |" for r in rows(result)]
+    lines += ["", "## Update steps (open loop, latency from the scheduled send time)", ""]
+    lines += ["| offered/s | achieved/s | p50 | p95 | p99 | errors | statuses | reads/s | read p95 |", "|---" * 9 + "|"]
+    for step in result.get("update_steps", []):
+        u, r = step["update"], step["read"]
+        lines.append(
+            f"| {step['rate']} | {_fmt(u['achieved_per_s'])} | {_fmt(u['p50'])} | {_fmt(u['p95'])} | {_fmt(u['p99'])}"
+            f" | {u['error_rate']:.2%} | {u['statuses']} {u['errors'] or ''} | {_fmt(r['achieved_per_s'])}"
+            f" | {_fmt(r['p95'])} |"
+        )
+    profile = result.get("profile")
+    if profile:
+        lines += ["", f"## Update path profile (py-spy, gunicorn workers, {profile['rate']} updates/s)", ""]
+        lines += ["CPU samples by package of the innermost frame:", ""]
+        lines += [f"- {p['package']}: {p['share']:.1%}" for p in profile["packages"][:10]]
+        lines += ["", "Top frames by self time:", ""]
+        lines += [f"- {h['share']:.1%} `{h['frame']}`" for h in profile["self"][:10]]
+    if result.get("error"):
+        lines += ["", f"**The run stopped early:** `{result['error']}`"]
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict[str, Any], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    steps = result.get("update_steps", [])
+    if steps:
+        x = [s["update"]["achieved_per_s"] or s["rate"] for s in steps]
+        for key in ("p50", "p95", "p99"):
+            left.plot(x, [s["update"][key] for s in steps], marker="o", label=f"update {key}")
+        left.plot(x, [s["read"]["p95"] for s in steps], marker="x", linestyle="--", label="leaderboard GET p95")
+        left.axhline(100, color="red", linewidth=0.8, label="100 ms target")
+        left.set_yscale("log")
+        left.set_xlabel("score updates/s (achieved)")
+        left.set_ylabel("latency, ms (from scheduled send)")
+        left.set_title("POST /v1/scores/update, open loop")
+        left.legend(fontsize=8)
+    for name, style in (("ws_app", "o-"), ("ws_baseline", "s--")):
+        data = result.get(name, [])
+        if data:
+            right.plot([s["clients"] for s in data], [s["p95"] for s in data], style, label=f"{name} p95")
+            right.plot([s["clients"] for s in data], [s["p50"] for s in data], style, alpha=0.4, label=f"{name} p50")
+    right.axhline(50, color="red", linewidth=0.8, label="50 ms target")
+    right.set_xlabel("connected WebSocket clients")
+    right.set_ylabel("delivery latency, ms")
+    right.set_title("Live delivery (server publish → client)")
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def write(result: dict[str, Any], directory: Path, stamp: str) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = [directory / f"{stamp}.json", directory / "latest.md"]
+    paths[0].write_text(json.dumps(result, indent=2, default=str))
+    paths[1].write_text(markdown(result))
+    png = directory / "latest.png"
+    if plot(result, png):
+        paths.append(png)
+    return paths
+
+
+if __name__ == "__main__":
+    import sys
+
+    data = json.loads(Path(sys.argv[1]).read_text())
+    print(markdown(data))

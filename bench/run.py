@@ -1,0 +1,654 @@
+"""`make bench` / `make bench-short`: seed, start the topology, measure, compare with baselines, report.
+
+    python -m bench.run --mode short|full        (DATABASE_URL and REDIS_URL must be set)
+
+Everything it starts is stopped in a ``finally`` (and on SIGTERM/SIGINT). Figures are written to
+bench/results/<timestamp>.json, bench/results/latest.md and bench/results/latest.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import math
+import os
+import random
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from bench import report
+from bench.topology import NGINX_BASELINE_PORT, NGINX_PORT, ROOT, WS_BASELINE_PORT, Topology, raise_nofile, rss_kb
+
+RESULTS = ROOT / "bench" / "results"
+P95_LIMIT_MS = 100.0
+ERROR_LIMIT = 0.01
+ACTION_TYPE = "LEVEL_COMPLETION"
+HOST_HEADER = f"127.0.0.1:{NGINX_PORT}"
+CONTENDERS = 600  # players kept near the top so updates keep changing the top 10 (board broadcasts)
+CONTENDER_SPREAD = 300  # points: tight enough that most of their increments (1-1000) reorder the top
+CONTENDER_RATE = 30.0  # their updates/s during the delivery measurement
+WS_CLIENTS_PER_PROCESS = 2500
+WS_BASELINE_RATE = 10.0  # frames/s of the bare broadcast server
+WS_FRAME_BYTES = 1024
+# Limits stay ON; they are raised only as far as one machine replaying thousands of players needs
+# (every request comes from 127.0.0.1, so the per-IP limit would otherwise be the whole test).
+BENCH_LIMITS = {
+    "RATE_LIMIT_USER_PER_MINUTE": "30",
+    "RATE_LIMIT_IP_PER_MINUTE": "10000000",
+    "RATE_LIMIT_GLOBAL_PER_MINUTE": "1000000",
+    "FRAUD_BLOCK_THRESHOLD": "0.95",
+}
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    active_players: int
+    update_steps: tuple[int, ...]
+    step_seconds: float
+    read_share: float  # GET /v1/leaderboard rate alongside updates, as a share of the update rate
+    ws_steps: tuple[int, ...]
+    ws_seconds: float
+    ws_background_rate: int
+    profile_seconds: float
+    pgbench_seconds: int
+    redis_requests: int
+    saturation_seconds: float
+
+
+MODES = {
+    "short": Mode("short", 8_000, (250, 500, 1000, 1500), 4.0, 0.2, (500, 1000, 2000), 4.0, 200, 4.0, 5, 50_000, 3.0),
+    "full": Mode(
+        "full",
+        30_000,
+        (250, 500, 750, 1000, 1250, 1500, 2000, 2500, 3000),
+        10.0,
+        0.2,
+        (1000, 2000, 5000, 10000),
+        10.0,
+        300,
+        10.0,
+        15,
+        200_000,
+        5.0,
+    ),
+}
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def percentiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p95": None, "p99": None, "max": None}
+    ordered = sorted(values)
+
+    def pick(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)], 2)
+
+    return {"p50": pick(0.50), "p95": pick(0.95), "p99": pick(0.99), "max": round(ordered[-1], 2)}
+
+
+def ensure_database(url: str) -> None:
+    """Create the benchmark database when it does not exist yet (a fresh clone, a fresh machine)."""
+    import psycopg
+    from psycopg import sql
+
+    parsed = urlparse(url)
+    name = parsed.path.lstrip("/")
+    admin = parsed._replace(path="/postgres").geturl()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is None:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            log(f"created database {name}")
+
+
+class Bench:
+    def __init__(self, mode: Mode, players: int, work: Path, skip: frozenset[str] = frozenset()) -> None:
+        self.mode = mode
+        self.skip = skip
+        self.players = players
+        self.work = work
+        self.topology: Topology | None = None
+        self.result: dict[str, Any] = {"mode": mode.name, "players": players, "limits": BENCH_LIMITS}
+        self.jwt: dict[str, str] = {}
+        self.active: list[str] = []
+        self.contenders: list[str] = []
+        self.cursor = 0
+        self.contender_cursor = 0
+
+    # ----------------------------------------------------------------------------------- setup
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(BENCH_LIMITS)
+        env.update(
+            {
+                "DJANGO_DEBUG": "0",
+                "DJANGO_SECRET_KEY": secrets.token_urlsafe(48),
+                "JWT_SECRET": secrets.token_urlsafe(48),
+                "ACTION_TOKEN_SECRET": secrets.token_urlsafe(48),
+                "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+                "LOG_LEVEL": "WARNING",
+                "DJANGO_SETTINGS_MODULE": "scoreboard.settings",
+            }
+        )
+        return env
+
+    def prepare_data(self) -> None:
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        from bench.seed import seed_players
+
+        call_command("migrate", "--noinput", verbosity=0)
+        started = time.perf_counter()
+        added = seed_players(players=self.players)
+        log(f"seeded {added} new players ({self.players} wanted) in {time.perf_counter() - started:.1f}s")
+        self.set_contenders()
+        started = time.perf_counter()
+        call_command("rebuild_leaderboard", verbosity=0)
+        log(f"rebuild_leaderboard in {time.perf_counter() - started:.1f}s")
+        self.issue_jwts()
+
+    def set_contenders(self) -> None:
+        """Put CONTENDERS players in a tight cluster above everyone: their updates reshuffle the top 10."""
+        from django.db import connection, transaction
+
+        from bench.seed import USERNAME_PREFIX, username
+
+        names = [username(i) for i in range(CONTENDERS)]
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT coalesce(max(current_score), 0) FROM users WHERE username LIKE %s AND NOT username = ANY(%s)",
+                [USERNAME_PREFIX + "%", names],
+            )
+            top = int(cursor.fetchone()[0])
+            rng = random.Random(7)
+            for name in names:
+                cursor.execute(
+                    "UPDATE users SET current_score = %s, score_reached_at = now(), score_version = score_version + 1,"
+                    " updated_at = now() WHERE username = %s",
+                    [top + 10_000 + rng.randrange(CONTENDER_SPREAD), name],
+                )
+
+    def issue_jwts(self) -> None:
+        from django.db import transaction
+
+        from accounts.models import User
+        from accounts.services import player_tokens_issue
+        from bench.seed import USERNAME_PREFIX, username
+
+        wanted = min(self.mode.active_players, self.players - CONTENDERS)
+        names = [username(i) for i in range(CONTENDERS + wanted)]
+        started = time.perf_counter()
+        users = User.objects.filter(username__startswith=USERNAME_PREFIX, username__in=names).only("id", "username")
+        by_name = {}
+        with transaction.atomic():
+            for user in users:
+                self.jwt[str(user.pk)] = player_tokens_issue(user=user).access
+                by_name[user.username] = str(user.pk)
+        self.contenders = [by_name[n] for n in names[:CONTENDERS]]
+        self.active = [by_name[n] for n in names[CONTENDERS:]]
+        random.Random(3).shuffle(self.active)
+        log(f"issued {len(self.jwt)} player JWTs in {time.perf_counter() - started:.1f}s")
+
+    # ---------------------------------------------------------------------------------- requests
+    def update_request(self, user_id: str, rng: random.Random) -> bytes:
+        import orjson
+
+        from scores.action_tokens import mint
+
+        token = mint(user_id=user_id, action_type=ACTION_TYPE, score_increment=rng.randint(1, 1000)).action_token
+        body = orjson.dumps(
+            {"action_token": token, "metadata": {"action_type": ACTION_TYPE, "level_id": f"level_{rng.randrange(100)}"}}
+        )
+        return (
+            b"POST /v1/scores/update HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"
+            b"Content-Type: application/json\r\nUser-Agent: scoreboard-bench\r\nContent-Length: %d\r\n\r\n%s"
+        ) % (HOST_HEADER.encode(), self.jwt[user_id].encode(), len(body), body)
+
+    def update_file(self, name: str, count: int, contenders: bool = False) -> str:
+        """Pre-build ``count`` update requests (unique action tokens), each player at most once per file."""
+        from bench.loadgen import write_requests
+
+        pool = self.contenders if contenders else self.active
+        if count > len(pool):
+            raise SystemExit(f"{count} updates in one step need more than {len(pool)} active players")
+        rng = random.Random(len(name) + count)
+        out = []
+        for _ in range(count):
+            if contenders:
+                user_id = pool[self.contender_cursor % len(pool)]
+                self.contender_cursor += 1
+            else:
+                user_id = pool[self.cursor % len(pool)]
+                self.cursor += 1
+            out.append(self.update_request(user_id, rng))
+        path = str(self.work / f"{name}.bin")
+        write_requests(path, out)
+        return path
+
+    @staticmethod
+    def get_request(path: str, host: str = HOST_HEADER) -> str:
+        return f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: scoreboard-bench\r\n\r\n"
+
+    def loadgen(self, name: str, spec: dict[str, Any], wait: bool = True) -> Any:
+        spec_path, out_path = self.work / f"{name}.spec.json", self.work / f"{name}.out.json"
+        spec_path.write_text(json.dumps(spec))
+        proc = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", "bench.loadgen", str(spec_path), str(out_path)], cwd=ROOT, start_new_session=True
+        )
+        if not wait:
+            return proc, out_path
+        proc.wait()
+        return json.loads(out_path.read_text())
+
+    @staticmethod
+    def summarise(stream: dict[str, Any]) -> dict[str, Any]:
+        scheduled = stream["scheduled"]
+        failed = scheduled - stream["ok"]
+        return {
+            "offered_per_s": stream["rate"],
+            "achieved_per_s": round(stream["achieved_per_s"], 1),
+            "requests": scheduled,
+            "ok": stream["ok"],
+            "error_rate": round(failed / scheduled, 4) if scheduled else 0.0,
+            "statuses": stream["statuses"],
+            "errors": stream["errors"],
+            **percentiles(stream["latencies_ms"]),
+        }
+
+    # ------------------------------------------------------------------------------ measurements
+    def warm_up(self) -> None:
+        path = self.update_file("warmup", 200)
+        spec = {
+            "host": "127.0.0.1",
+            "port": NGINX_PORT,
+            "duration": 2.0,
+            "streams": [
+                {"name": "update", "rate": 100, "connections": 32, "requests_file": path},
+                {"name": "read", "rate": 100, "connections": 16, "request": self.get_request("/v1/leaderboard")},
+            ],
+        }
+        out = self.loadgen("warmup", spec)
+        log(f"warm-up: {[(s['name'], s['statuses'], s['errors']) for s in out['streams']]}")
+
+    def update_ladder(self) -> None:
+        steps: list[dict[str, Any]] = []
+        for rate in self.mode.update_steps:
+            count = int(rate * self.mode.step_seconds)
+            path = self.update_file(f"step{rate}", count)
+            read_rate = max(10, int(rate * self.mode.read_share))
+            spec = {
+                "host": "127.0.0.1",
+                "port": NGINX_PORT,
+                "duration": self.mode.step_seconds,
+                "streams": [
+                    {"name": "update", "rate": rate, "connections": 512, "requests_file": path},
+                    {
+                        "name": "read",
+                        "rate": read_rate,
+                        "connections": 64,
+                        "request": self.get_request("/v1/leaderboard"),
+                    },
+                ],
+            }
+            out = self.loadgen(f"step{rate}", spec)
+            update, read = (self.summarise(s) for s in out["streams"])
+            steps.append({"rate": rate, "update": update, "read": read})
+            log(
+                f"updates {rate}/s: achieved {update['achieved_per_s']}/s p50 {update['p50']} p95 {update['p95']}"
+                f" p99 {update['p99']} ms errors {update['error_rate']:.2%} {update['statuses']} {update['errors']}"
+                f" | reads {read_rate}/s p95 {read['p95']} ms"
+            )
+            self.topology.check_alive()  # type: ignore[union-attr]
+            if update["p95"] is None or update["p95"] > P95_LIMIT_MS or update["error_rate"] > ERROR_LIMIT:
+                break
+            time.sleep(1.0)
+        self.result["update_steps"] = steps
+        passing = [
+            s
+            for s in steps
+            if s["update"]["p95"] is not None
+            and s["update"]["p95"] <= P95_LIMIT_MS
+            and s["update"]["error_rate"] <= ERROR_LIMIT
+        ]
+        best = max(passing, key=lambda s: s["update"]["achieved_per_s"]) if passing else None
+        self.result["sustained"] = (
+            {
+                "rate": best["rate"],
+                **{k: best["update"][k] for k in ("achieved_per_s", "p50", "p95", "p99")},
+                "read_p95": best["read"]["p95"],
+                "read_per_s": best["read"]["achieved_per_s"],
+            }
+            if best
+            else None
+        )
+
+    def saturation(self, name: str, port: int, path: str, rate: int) -> dict[str, Any]:
+        """Throughput with more offered load than the server can take (latency is not the point here)."""
+        spec = {
+            "host": "127.0.0.1",
+            "port": port,
+            "duration": self.mode.saturation_seconds,
+            "streams": [
+                {"name": name, "rate": rate, "connections": 64, "request": self.get_request(path, f"127.0.0.1:{port}")}
+            ],
+        }
+        out = self.summarise(self.loadgen(name, spec)["streams"][0])
+        log(f"{name}: {out['achieved_per_s']} req/s ok {out['ok']}/{out['requests']} {out['statuses']}")
+        return out
+
+    def profile_updates(self) -> None:
+        """Sample the gunicorn workers with py-spy while updates flow at a rate they sustain."""
+        pyspy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        sustained = self.result.get("sustained")
+        first = self.result["update_steps"][0]["update"]["achieved_per_s"] if self.result.get("update_steps") else 50
+        rate = max(int(sustained["rate"] * 0.7) if sustained else int(first * 0.5), 20)
+        count = int(rate * (self.mode.profile_seconds + 1))
+        path = self.update_file("profile", count)
+        raw = self.work / "profile.txt"
+        master = self.topology.procs["gunicorn"].pid  # type: ignore[union-attr]
+        spy = subprocess.Popen(  # noqa: S603
+            [
+                pyspy,
+                "record",
+                "--pid",
+                str(master),
+                "--subprocesses",
+                "--format",
+                "raw",
+                "--rate",
+                "97",
+                "--duration",
+                str(int(self.mode.profile_seconds)),
+                "--nonblocking",
+                "--output",
+                str(raw),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        spec = {
+            "host": "127.0.0.1",
+            "port": NGINX_PORT,
+            "duration": self.mode.profile_seconds + 1,
+            "streams": [{"name": "update", "rate": rate, "connections": 256, "requests_file": path}],
+        }
+        self.loadgen("profile", spec)
+        try:
+            spy.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(spy.pid, signal.SIGKILL)
+        self.result["profile"] = {"rate": rate, **report.hot_spots(raw)} if raw.exists() else None
+        if raw.exists():
+            shutil.copy(raw, RESULTS / "latest-profile.txt")
+            log(
+                "profile: top self time: "
+                + ", ".join(f"{h['frame']} {h['share']:.1%}" for h in self.result["profile"]["self"][:5])
+            )
+
+    def pgbench(self, url: str) -> dict[str, Any]:
+        parsed = urlparse(url)
+        scratch = "sb_bench_pgbench"
+        env = dict(os.environ)
+        if parsed.password:
+            env["PGPASSWORD"] = parsed.password
+        conn = [
+            "-h",
+            parsed.hostname or "127.0.0.1",
+            "-p",
+            str(parsed.port or 5432),
+            "-U",
+            parsed.username or "postgres",
+        ]
+        run = lambda argv: subprocess.run(argv, env=env, capture_output=True, text=True, check=True)  # noqa: E731,S603
+        run(["psql", *conn, "-d", "postgres", "-qc", f"DROP DATABASE IF EXISTS {scratch}"])
+        run(["psql", *conn, "-d", "postgres", "-qc", f"CREATE DATABASE {scratch}"])
+        try:
+            run(["pgbench", *conn, "-i", "-q", "-s", "10", scratch])
+            out = run(["pgbench", *conn, "-N", "-c", "8", "-j", "2", "-T", str(self.mode.pgbench_seconds), scratch])
+        finally:
+            with contextlib.suppress(subprocess.CalledProcessError):
+                run(["psql", *conn, "-d", "postgres", "-qc", f"DROP DATABASE IF EXISTS {scratch}"])
+        tps = next(float(line.split("=")[1].split()[0]) for line in out.stdout.splitlines() if line.startswith("tps"))
+        sync = run(["psql", *conn, "-d", "postgres", "-Atc", "show synchronous_commit"]).stdout.strip()
+        log(f"pgbench -N -c8 -j2: {tps:.0f} tx/s (synchronous_commit={sync})")
+        return {"tps": round(tps, 1), "synchronous_commit": sync, "clients": 8}
+
+    def redis_benchmark(self, url: str) -> dict[str, Any]:
+        parsed = urlparse(url)
+        db = (parsed.path or "/0").strip("/") or "0"
+        base = [
+            "redis-benchmark",
+            "-h",
+            parsed.hostname or "127.0.0.1",
+            "-p",
+            str(parsed.port or 6379),
+            "--dbnum",
+            db,
+            "-n",
+            str(self.mode.redis_requests),
+            "-r",
+            "100000",
+            "-c",
+            "50",
+            "--csv",
+        ]
+        if parsed.password:
+            base += ["-a", parsed.password]
+        key = "sb:bench:zset"
+        out: dict[str, Any] = {}
+        for name, command in (
+            ("zadd", ["ZADD", key, "__rand_int__", "m:__rand_int__"]),
+            ("zrevrank", ["ZREVRANK", key, "m:__rand_int__"]),
+        ):
+            text = subprocess.run([*base, *command], capture_output=True, text=True, check=True).stdout  # noqa: S603
+            row = [line for line in text.splitlines() if line and not line.startswith('"test"')][-1]
+            out[name] = round(float(row.split(",")[1].strip('"')), 1)
+        cli = ["redis-cli", "-h", parsed.hostname or "127.0.0.1", "-p", str(parsed.port or 6379), "-n", db]
+        subprocess.run([*cli, "DEL", key], capture_output=True, check=False)  # noqa: S603
+        log(f"redis-benchmark: ZADD {out['zadd']:.0f}/s ZREVRANK {out['zrevrank']:.0f}/s")
+        return out
+
+    # --------------------------------------------------------------------------------- delivery
+    def ws_clients(self, port: int, k: int, tag: str) -> tuple[list[subprocess.Popen[str]], list[Path], int]:
+        procs = max(1, math.ceil(k / WS_CLIENTS_PER_PROCESS))
+        per = [k // procs + (1 if i < k % procs else 0) for i in range(procs)]
+        started, outs = [], []
+        for i, n in enumerate(per):
+            out = self.work / f"ws-{tag}-{k}-{i}.json"
+            outs.append(out)
+            started.append(
+                subprocess.Popen(  # noqa: S603
+                    [
+                        sys.executable,
+                        "-m",
+                        "bench.wsclients",
+                        "--port",
+                        str(port),
+                        "--count",
+                        str(n),
+                        "--duration",
+                        str(self.mode.ws_seconds),
+                        "--out",
+                        str(out),
+                    ],
+                    cwd=ROOT,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                    start_new_session=True,
+                )
+            )
+        connected = 0
+        for proc in started:
+            line = proc.stdout.readline().split()  # type: ignore[union-attr]
+            connected += int(line[1]) if len(line) > 1 else 0
+        return started, outs, connected
+
+    def background_rate(self) -> int:
+        """Updates/s flowing during the delivery test: the mode's rate, at most half of what was sustained."""
+        sustained = self.result.get("sustained")
+        if sustained:
+            return max(10, min(self.mode.ws_background_rate, int(sustained["achieved_per_s"] * 0.5)))
+        if self.result.get("update_steps"):
+            return max(10, int(self.result["update_steps"][0]["update"]["achieved_per_s"] * 0.3))
+        return self.mode.ws_background_rate
+
+    def ws_step(self, port: int, k: int, tag: str, server_pids: list[int], background: bool) -> dict[str, Any]:
+        before = rss_kb(server_pids)
+        started = time.perf_counter()
+        procs, outs, connected = self.ws_clients(port, k, tag)
+        connect_s = time.perf_counter() - started
+        time.sleep(1.0)
+        after = rss_kb(server_pids)
+        load = None
+        if background:
+            duration = self.mode.ws_seconds + 1
+            bg_rate = self.background_rate()
+            bg = self.update_file(f"ws-bg-{k}", int(bg_rate * duration))
+            top = self.update_file(f"ws-top-{k}", int(CONTENDER_RATE * duration), contenders=True)
+            spec = {
+                "host": "127.0.0.1",
+                "port": NGINX_PORT,
+                "duration": duration,
+                "streams": [
+                    {"name": "update", "rate": bg_rate, "connections": 128, "requests_file": bg},
+                    {"name": "top", "rate": CONTENDER_RATE, "connections": 16, "requests_file": top},
+                ],
+            }
+            load = self.loadgen(f"ws-load-{tag}-{k}", spec, wait=False)
+            time.sleep(0.5)
+        for proc in procs:
+            proc.stdin.write("go\n")  # type: ignore[union-attr]
+            proc.stdin.flush()  # type: ignore[union-attr]
+        for proc in procs:
+            proc.wait(timeout=self.mode.ws_seconds + 120)
+        latencies: list[float] = []
+        frames = alive = 0
+        for out in outs:
+            data = json.loads(out.read_text())
+            latencies += data["latencies_ms"]
+            frames += data["frames"]
+            alive += data["alive_at_end"]
+        updates = None
+        if load is not None:
+            proc, out_path = load
+            proc.wait()
+            updates = [self.summarise(s) for s in json.loads(out_path.read_text())["streams"]]
+        per_conn = (after - before) / connected if connected else None
+        step = {
+            "clients": k,
+            "connected": connected,
+            "alive_at_end": alive,
+            "connect_seconds": round(connect_s, 1),
+            "frames": frames,
+            "frames_per_client_per_s": round(frames / max(alive, 1) / self.mode.ws_seconds, 2),
+            "server_rss_kb_before": before,
+            "server_rss_kb_after": after,
+            "kb_per_connection": round(per_conn, 1) if per_conn is not None else None,
+            "updates_during": updates,
+            **percentiles(latencies),
+        }
+        log(
+            f"ws {tag} {k}: connected {connected} alive {alive} frames {frames} p50 {step['p50']} p95 {step['p95']}"
+            f" p99 {step['p99']} ms; {step['kb_per_connection']} KB/conn"
+        )
+        time.sleep(2.0)
+        return step
+
+    def delivery(self) -> None:
+        topo = self.topology
+        assert topo is not None
+        asgi_pids = topo.pids("uvicorn")
+        self.result["ws_app"] = [self.ws_step(NGINX_PORT, k, "app", asgi_pids, True) for k in self.mode.ws_steps]
+        proc = topo.start_ws_baseline(WS_BASELINE_RATE, WS_FRAME_BYTES)
+        time.sleep(0.5)
+        self.result["ws_baseline"] = [
+            self.ws_step(WS_BASELINE_PORT, k, "baseline", [proc.pid], False) for k in self.mode.ws_steps
+        ]
+        topo.stop("ws_baseline")
+
+    # -------------------------------------------------------------------------------------- run
+    def run(self) -> None:
+        database_url, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
+        if not database_url.startswith("postgres") or not redis_url.startswith("redis"):
+            raise SystemExit("make bench needs DATABASE_URL (PostgreSQL) and REDIS_URL (Redis)")
+        ensure_database(database_url)
+        raise_nofile()
+        env = self.environment()
+        os.environ.update(env)
+        self.result["started_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        self.result["machine"] = {"cpus": os.cpu_count(), "load_avg_at_start": os.getloadavg()}
+        self.prepare_data()
+        self.topology = Topology(run_dir=self.work / "run", env=env)
+        self.topology.start_app()
+        log(
+            f"topology up: nginx :{NGINX_PORT}, gunicorn x{self.topology.wsgi_workers}, "
+            f"uvicorn x{self.topology.asgi_processes}, celery"
+        )
+        self.warm_up()
+        if "baselines" not in self.skip:
+            baselines: dict[str, Any] = {}
+            baselines["pgbench"] = self.pgbench(database_url)
+            baselines["redis"] = self.redis_benchmark(redis_url)
+            baselines["bare_drf"] = self.saturation("bare_drf", NGINX_BASELINE_PORT, "/ping", 8000)
+            self.result["baselines"] = baselines
+            self.result["leaderboard_saturation"] = self.saturation("leaderboard", NGINX_PORT, "/v1/leaderboard", 8000)
+        if "updates" not in self.skip:
+            self.update_ladder()
+            self.profile_updates()
+        if "delivery" not in self.skip:
+            self.delivery()
+        self.result["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--mode", choices=sorted(MODES), default="short")
+    parser.add_argument("--players", type=int, default=int(os.environ.get("BENCH_PLAYERS", "100000")))
+    parser.add_argument("--skip", default="", help="comma-separated: baselines, updates, delivery (for debugging)")
+    args = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="sb-bench-"))
+    bench = Bench(MODES[args.mode], args.players, work, frozenset(filter(None, args.skip.split(","))))
+
+    def on_signal(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    failed: BaseException | None = None
+    try:
+        bench.run()
+    except BaseException as exc:  # report what was measured, then re-raise
+        failed = exc
+        bench.result["error"] = repr(exc)
+    finally:
+        if bench.topology is not None:
+            bench.topology.stop_all()
+        shutil.rmtree(work, ignore_errors=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    paths = report.write(bench.result, RESULTS, stamp)
+    log("report: " + ", ".join(str(p.relative_to(ROOT)) for p in paths))
+    if failed is not None:
+        raise failed
+
+
+if __name__ == "__main__":
+    main()
