@@ -113,6 +113,8 @@ def _parse_limit(raw: str | None) -> int:
     if raw is None or raw == "":
         return settings.LEADERBOARD_DEFAULT_LIMIT
     try:
+        if not (raw.isascii() and raw.isdigit()):  # int() would also take " 5", "+5" and non-ASCII digits
+            raise ValueError(raw)
         value = int(raw)
     except ValueError as exc:
         raise ApiError("limit must be an integer between 1 and 100.", code="invalid_limit") from exc

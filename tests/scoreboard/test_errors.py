@@ -127,7 +127,7 @@ def test_wrong_method_on_an_authenticated_endpoint_is_405(auth_client):
     envelope(auth_client.get("/v1/scores/update"), 405, "method_not_allowed")
 
 
-@pytest.mark.parametrize("limit", ["abc", "0", "-1", "5.5", "1e3", " "])
+@pytest.mark.parametrize("limit", ["abc", "0", "-1", "5.5", "1e3", " ", " 5", "+5", "١٢", "9" * 5000])
 def test_bad_limit_is_400(client, limit):
     envelope(client.get("/v1/leaderboard", {"limit": limit}), 400, "invalid_limit")
 
@@ -147,6 +147,7 @@ def test_limit_is_clamped_to_100(client, make_player):
     assert clamped["total_players"] == settings.LEADERBOARD_MAX_LIMIT + 5
     assert [row["rank"] for row in clamped["leaderboard"]] == list(range(1, settings.LEADERBOARD_MAX_LIMIT + 1))
     assert len(client.get("/v1/leaderboard", {"limit": 3}).json()["data"]["leaderboard"]) == 3
+    assert len(client.get("/v1/leaderboard", {"limit": "9" * 30}).json()["data"]["leaderboard"]) == 100
 
 
 def test_non_api_pages_keep_html_errors(client):
