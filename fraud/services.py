@@ -28,6 +28,7 @@ from django.utils import timezone
 from accounts.models import User
 from fraud import rules, selectors, windows
 from fraud.models import FraudLog, ModerationAction
+from scoreboard import metrics
 from scoreboard.errors import ApiError, Conflict, TooManyRequests
 from scores import services as score_services
 
@@ -120,6 +121,7 @@ def score_attempt_assess(*, user: User, claims: ActionClaims, context: RequestCo
         window_source=source,
     )
     if assessment.blocked:
+        metrics.FRAUD_DETECTIONS.labels(outcome="blocked").inc()
         log = _log_write(
             user=user, claims=claims, context=context, assessment=assessment, decision=FraudLog.Decision.BLOCKED
         )
@@ -144,6 +146,7 @@ def score_applied_record(
 ) -> None:
     """After the score was applied: a flagged attempt gets a fraud log linked to its history row."""
     if assessment.flagged:
+        metrics.FRAUD_DETECTIONS.labels(outcome="flagged").inc()
         _log_write(
             user=user,
             claims=claims,

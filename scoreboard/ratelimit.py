@@ -5,9 +5,11 @@ is set, the local-memory cache in the embedded default (one process, so still ex
 django-ratelimit's fixed one-minute windows, each key with its own offset.
 
 - **Per IP, the whole API** (``/v1/``): every request counts, rejected ones included, so the
-  middleware sits first in ``MIDDLEWARE``. The IP is ``scoreboard.net.client_ip``: a client-sent
-  ``X-Forwarded-For`` is only believed past hops listed in ``TRUSTED_PROXIES``, so spoofing it does
-  not buy a new quota. IPv6 clients are counted per /64 (one subscriber's usual allocation).
+  middleware sits before anything that can reject a request. Game servers' ``POST /v1/actions``
+  (with ``X-API-Key``) are counted per IP on their own, larger budget. The IP is
+  ``scoreboard.net.client_ip``: a client-sent ``X-Forwarded-For`` is only believed past hops listed
+  in ``TRUSTED_PROXIES``, so spoofing it does not buy a new quota. IPv6 clients are counted per /64
+  (one subscriber's usual allocation).
 - **Per player** and **global**: score-update attempts that passed authentication, checked by
   ``ScoreUpdateRateLimit`` (a DRF throttle, so it runs after the JWT and scope checks and before the
   body is parsed).
@@ -19,9 +21,11 @@ We count with ``get_usage`` instead of the ``@ratelimit`` decorator: the decorat
 **When the counter store (Redis) is down**, ``RATE_LIMIT_REDIS_DOWN`` decides:
 
 - ``closed`` (default): score updates are refused with 503 + ``Retry-After`` — without shared counters
-  nothing bounds how fast a player (or a botnet) can write, and a score that was never applied can be
-  resubmitted later, while a cheat that was applied is hard to undo. Reads are not affected.
-- ``open``: score updates go through unlimited (the fraud engine still runs, from PostgreSQL).
+  nothing bounds how fast a player (or a botnet) can write; a refused update can be retried with the
+  same token within its 5-minute window, while a cheat that was applied is hard to undo. Reads are
+  not affected.
+- ``open``: score updates go through unlimited (the fraud engine still runs, from PostgreSQL). This is
+  DESIGN's "if Redis is unreachable the update still commits", for operators who prefer availability.
 
 The per-IP limit always fails open: reads keep working from PostgreSQL, as DESIGN asks. After a
 failure the store is not tried again for ``BREAKER_SECONDS``, so an outage does not add a socket
@@ -45,6 +49,7 @@ from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
+from scoreboard import metrics
 from scoreboard.errors import TooManyRequests, error_response
 from scoreboard.middleware import API_PREFIX
 from scoreboard.net import client_ip
@@ -60,8 +65,12 @@ FAIL_CLOSED = "closed"
 FAIL_OPEN = "open"
 
 SCOPE_IP = "ip"
+SCOPE_GAME_SERVER = "game_server"
 SCOPE_USER = "user"
 SCOPE_GLOBAL = "global"
+# Game servers mint action tokens for all their players from a few addresses; their requests carry an
+# X-API-Key and get their own, larger per-IP budget (an invalid key is still refused by the view).
+GAME_SERVER_PATH = API_PREFIX + "actions"
 
 
 class RateLimiterUnavailable(TooManyRequests):
@@ -139,6 +148,7 @@ def ip_key(ip: str) -> str:
 
 _MESSAGES = {
     SCOPE_IP: "Too many requests from this address; slow down.",
+    SCOPE_GAME_SERVER: "Too many action-token requests from this game server address; slow down.",
     SCOPE_USER: "Too many score updates from this player; slow down.",
     SCOPE_GLOBAL: "The service is receiving too many score updates; retry shortly.",
 }
@@ -146,6 +156,7 @@ _MESSAGES = {
 
 def _refusal(usage: Usage) -> TooManyRequests:
     security_log.info("rate limit %s exceeded (limit %d/min)", usage.scope, usage.limit)
+    metrics.RATE_LIMIT_TRIGGERS.labels(scope=usage.scope).inc()
     return TooManyRequests(
         _MESSAGES[usage.scope],
         code=f"{usage.scope}_rate_limited",
@@ -203,8 +214,11 @@ class IpRateLimitMiddleware:
         ip = client_ip(request.META)
         if ip is None:
             return None
+        scope, limit = SCOPE_IP, settings.RATE_LIMIT_IP_PER_MINUTE
+        if request.path == GAME_SERVER_PATH and settings.API_KEY_HEADER in request.META:
+            scope, limit = SCOPE_GAME_SERVER, settings.RATE_LIMIT_GAME_SERVER_PER_MINUTE
         try:
-            usage = _count(request, scope=SCOPE_IP, value=ip_key(ip), limit=settings.RATE_LIMIT_IP_PER_MINUTE)
+            usage = _count(request, scope=scope, value=ip_key(ip), limit=limit)
         except _StoreDown:
             return None  # fail open: reads degrade to PostgreSQL; score updates fail closed in the throttle
         if not usage.exceeded:

@@ -247,6 +247,8 @@ RATE_LIMIT_USER_PER_MINUTE = env.int("RATE_LIMIT_USER_PER_MINUTE", default=10)
 RATE_LIMIT_IP_PER_MINUTE = env.int("RATE_LIMIT_IP_PER_MINUTE", default=100)
 RATE_LIMIT_GLOBAL_PER_MINUTE = env.int("RATE_LIMIT_GLOBAL_PER_MINUTE", default=10_000)
 RATE_LIMIT_ENABLED = env.bool("RATE_LIMIT_ENABLED", default=True)
+# POST /v1/actions with an X-API-Key (game servers minting for all their players), per IP.
+RATE_LIMIT_GAME_SERVER_PER_MINUTE = env.int("RATE_LIMIT_GAME_SERVER_PER_MINUTE", default=60_000)
 FRAUD_FLAG_THRESHOLD = env.float("FRAUD_FLAG_THRESHOLD", default=0.5)
 FRAUD_BLOCK_THRESHOLD = env.float("FRAUD_BLOCK_THRESHOLD", default=0.8)
 # When the rate-limit counters (Redis) are down: "closed" refuses score updates with 503 + Retry-After,

@@ -7,8 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 from django.test import override_settings
+from prometheus_client import REGISTRY
 from rest_framework.test import APIClient
 
+from accounts import services as account_services
 from scoreboard import ratelimit
 from tests.conftest import submit
 from tests.fraud.conftest import NO_FRAUD_BLOCKING, error_of
@@ -34,6 +36,7 @@ def assert_rate_limited(response, code: str) -> None:
 @pytest.mark.embedded
 @override_settings(**NO_FRAUD_BLOCKING)
 def test_the_11th_update_in_a_minute_is_429_with_retry_after(player, client_for, mint):
+    triggers_before = REGISTRY.get_sample_value("scoreboard_rate_limit_triggers_total", {"scope": "user"}) or 0
     client = client_for(player)
     statuses = [submit(client, mint(player, increment=5)).status_code for _ in range(10)]
     assert statuses == [200] * 10
@@ -43,6 +46,7 @@ def test_the_11th_update_in_a_minute_is_429_with_retry_after(player, client_for,
     assert error_of(eleventh)["details"]["limit"] == 10
     player.refresh_from_db()
     assert player.current_score == 50
+    assert REGISTRY.get_sample_value("scoreboard_rate_limit_triggers_total", {"scope": "user"}) == triggers_before + 1
 
 
 @pytest.mark.embedded
@@ -128,6 +132,22 @@ def test_rejected_requests_count_toward_the_ip_limit(api_client):
     for _ in range(15):
         api_client.get("/v1/no-such-route")
     assert_rate_limited(api_client.get("/v1/leaderboard"), "ip_rate_limited")
+
+
+@pytest.mark.embedded
+@override_settings(RATE_LIMIT_IP_PER_MINUTE=3, RATE_LIMIT_GAME_SERVER_PER_MINUTE=6)
+def test_game_servers_minting_tokens_have_their_own_budget(api_client, player):
+    key = account_services.game_server_key_create(name="arcade")[1]
+    body = {"user_id": str(player.pk), "action_type": "LEVEL_COMPLETION", "score_increment": 10}
+    minted = [api_client.post("/v1/actions", body, format="json", HTTP_X_API_KEY=key).status_code for _ in range(6)]
+    assert minted == [201] * 6
+    assert_rate_limited(
+        api_client.post("/v1/actions", body, format="json", HTTP_X_API_KEY=key), "game_server_rate_limited"
+    )
+    # Forged keys draw on the same budget: they cannot be used to get around the limit.
+    assert api_client.post("/v1/actions", body, format="json", HTTP_X_API_KEY="sbk_x_y").status_code == 429
+    # The ordinary per-IP budget is separate.
+    assert api_client.get("/v1/leaderboard").status_code == 200
 
 
 @pytest.mark.embedded
