@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework.permissions import BasePermission
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import AuthenticationFailed
@@ -32,7 +33,7 @@ class ScopedJWTAuthentication(JWTAuthentication):
             raise AuthenticationFailed("The token carries no subject.", code="token_not_valid") from exc
         try:
             user = User.objects.get(pk=user_id)
-        except (User.DoesNotExist, ValueError) as exc:
+        except (User.DoesNotExist, ValueError, TypeError, DjangoValidationError) as exc:  # no such player, or no UUID
             raise AuthenticationFailed("The token's player does not exist.", code="user_not_found") from exc
         if not user.is_active:
             raise Forbidden("This account is disabled.", code="account_disabled")

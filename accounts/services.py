@@ -91,7 +91,10 @@ def player_tokens_refresh(*, refresh_token: str) -> TokenPair:
     """Rotate: the old refresh token is blacklisted and a new pair (same session) is issued."""
     refresh = _refresh_token_load(refresh_token)
     user_id = refresh.payload.get(jwt_settings.USER_ID_CLAIM)
-    user = User.objects.filter(pk=user_id, is_active=True).first() if user_id else None
+    try:
+        user = User.objects.filter(pk=user_id, is_active=True).first() if user_id else None
+    except (DjangoValidationError, ValueError, TypeError):  # a subject that is not a UUID
+        user = None
     if user is None:
         raise Unauthorized("No active account for this token.", code="no_active_account")
     try:

@@ -230,6 +230,9 @@ def test_expired_jwt_is_401(player, mint):
         ({"aud": "another-service"}, None),
         ({"iss": "someone-else"}, None),
         ({"sub": str(uuid.uuid4())}, None),  # no such player
+        ({"sub": "not-a-uuid"}, None),
+        ({"sub": 12345}, None),
+        ({"scope": "update:scores", "exp": "tomorrow"}, None),
         ({"token_type": "refresh"}, None),
     ],
 )
@@ -268,3 +271,11 @@ def test_jwt_leeway_is_small(player):
     token = jwt.encode(jwt_claims(player, iat=past - 60, exp=past), settings.JWT_SECRET, algorithm="HS256")
     error_of(bearer(token).get("/v1/leaderboard"), 401)
     assert dt.timedelta(seconds=int(settings.SIMPLE_JWT["LEEWAY"])) < dt.timedelta(minutes=1)
+
+
+@pytest.mark.parametrize("subject", ["not-a-uuid", 12345])
+def test_refresh_token_whose_subject_is_not_a_uuid_is_401(api_client, player, subject):
+    now = int(time.time())
+    claims = jwt_claims(player, token_type="refresh", sub=subject, exp=now + 3600)
+    token = jwt.encode(claims, settings.JWT_SECRET, algorithm="HS256")
+    error_of(refresh(api_client, token), 401)
