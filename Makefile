@@ -47,7 +47,9 @@ run: seed
 	@$(BIN)/python manage.py welcome --port $(PORT)
 	$(BIN)/python manage.py runserver $(HOST):$(PORT) --noreload
 
+# Without REDIS_URL there is no broker: the embedded default runs every task in-process (eagerly).
 worker: venv
+	@test -n "$$REDIS_URL" || { echo "make worker needs REDIS_URL (the broker); without it tasks run in-process"; exit 2; }
 	$(BIN)/celery -A scoreboard worker --beat --loglevel=info
 
 # nginx is not on a fresh machine: install it once (Debian package); nothing in /etc is changed,
