@@ -8,6 +8,8 @@ epoch ms) and reports, per message, the time until the first and the last client
 
 - ``hub``: the production path (``/v1/realtime``): a PUBLISH on ``sb:rt:board``, one pub/sub
   message per process, handed to each socket's mailbox.
+- ``bare``: the floor for the same path — a plain ``websockets`` server subscribed to the same
+  Redis channel that calls ``websockets.broadcast`` (no Django, no channels, no mailboxes).
 - ``group-core`` / ``group-pubsub``: a consumer per socket in a channels group
   (``channels_redis.core.RedisChannelLayer`` / ``channels_redis.pubsub.RedisPubSubChannelLayer``),
   fed by ``group_send`` — every message is copied per member and dispatched per consumer.
@@ -103,7 +105,7 @@ def _frame(seq: int) -> str:
 
 
 async def _publish(design: str, seq: int, layer: Any, redis: Any) -> None:
-    if design == "hub":
+    if design in ("hub", "bare"):
         from realtime.hub import board_channel
 
         await redis.publish(board_channel(), b"global\n%d\n" % seq + _frame(seq).encode())
@@ -116,7 +118,7 @@ async def _run(design: str, clients: int, messages: int, port: int) -> dict[str,
     import redis.asyncio as aioredis
     import websockets
 
-    url = f"ws://127.0.0.1:{port}/" + ("v1/realtime" if design == "hub" else "bench/group")
+    url = f"ws://127.0.0.1:{port}/" + {"hub": "v1/realtime", "bare": ""}.get(design, "bench/group")
     received: dict[int, list[float]] = {}
     sockets: list[Any] = []
     ready = asyncio.Event()
@@ -138,7 +140,7 @@ async def _run(design: str, clients: int, messages: int, port: int) -> dict[str,
     await asyncio.sleep(1.0)
 
     layer = None
-    if design != "hub":
+    if design.startswith("group"):
         from channels_redis.core import RedisChannelLayer
         from channels_redis.pubsub import RedisPubSubChannelLayer
 
@@ -173,20 +175,45 @@ async def _run(design: str, clients: int, messages: int, port: int) -> dict[str,
     }
 
 
+async def _bare_server(port: int) -> None:
+    import redis.asyncio as aioredis
+    from websockets.asyncio.server import ServerConnection, broadcast, serve
+
+    from realtime.hub import board_channel
+
+    clients: set[ServerConnection] = set()
+
+    async def handler(ws: ServerConnection) -> None:
+        clients.add(ws)
+        try:
+            await ws.wait_closed()
+        finally:
+            clients.discard(ws)
+
+    pubsub = aioredis.Redis.from_url(os.environ["REDIS_URL"]).pubsub(ignore_subscribe_messages=True)
+    await pubsub.subscribe(board_channel())
+    async with serve(handler, "127.0.0.1", port, backlog=4096, compression=None):
+        async for message in pubsub.listen():
+            broadcast(clients, message["data"].split(b"\n", 2)[2].decode())
+
+
 def _serve(design: str, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "BENCH_LAYER": design if design != "hub" else "group-core", "LOG_LEVEL": "WARNING"}
+    env = {**os.environ, "BENCH_LAYER": design if design.startswith("group") else "group-core", "LOG_LEVEL": "WARNING"}
+    argv = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "realtime.bench_fanout:application",
+        "--host=127.0.0.1",
+        f"--port={port}",
+        "--lifespan=off",
+        "--no-access-log",
+        "--backlog=4096",
+    ]
+    if design == "bare":
+        argv = [sys.executable, "-m", "realtime.bench_fanout", "--serve-bare", str(port)]
     process = subprocess.Popen(  # noqa: S603 - fixed argv
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "realtime.bench_fanout:application",
-            "--host=127.0.0.1",
-            f"--port={port}",
-            "--lifespan=off",
-            "--no-access-log",
-            "--backlog=4096",
-        ],
+        argv,
         cwd=ROOT,
         env=env,
         stdout=log.open("wb"),
@@ -208,8 +235,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, nargs="+", default=[1000, 2000])
     parser.add_argument("--messages", type=int, default=20)
-    parser.add_argument("--designs", nargs="+", default=["hub", "group-core", "group-pubsub"])
+    parser.add_argument("--designs", nargs="+", default=["bare", "hub", "group-core", "group-pubsub"])
     parser.add_argument("--port", type=int, default=8190)
+    parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not os.environ.get("REDIS_URL"):
         sys.exit("set REDIS_URL (the designs compared all go through Redis)")
@@ -217,6 +245,9 @@ def main() -> None:
     import django
 
     django.setup()
+    if args.serve_bare:
+        asyncio.run(_bare_server(args.serve_bare))
+        return
     print(f"{'design':<14}{'clients':>8}{'first p50 ms':>14}{'all p50 ms':>12}{'all max ms':>12}{'incomplete':>11}")
     for clients in args.clients:
         for design in args.designs:
