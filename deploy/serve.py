@@ -258,7 +258,7 @@ def commands(plan: Plan, nginx_conf: Path) -> list[tuple[str, list[str]]]:
     ]
     for i, port in enumerate(plan.asgi_ports, start=1):
         if plan.asgi_server == "daphne":
-            cmd = [str(b / "daphne"), "-b", "127.0.0.1", "-p", str(port), "--proxy-headers"]
+            cmd = [str(b / "daphne"), "-v", "0", "-b", "127.0.0.1", "-p", str(port), "--proxy-headers"]
             cmd += ["--application-close-timeout", "5", "scoreboard.asgi:application"]
         else:
             cmd = [str(b / "uvicorn"), "scoreboard.asgi:application", "--host", "127.0.0.1", "--port", str(port)]

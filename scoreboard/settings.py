@@ -60,6 +60,8 @@ JWT_SECRET = _secret("JWT_SECRET")
 ACTION_TOKEN_SECRET = _secret("ACTION_TOKEN_SECRET")
 # During a rotation the previous action-token secret is still accepted (never used to sign).
 ACTION_TOKEN_SECRET_PREVIOUS = env.str("ACTION_TOKEN_SECRET_PREVIOUS", default="")
+# Same for JWTs: tokens signed with the previous JWT_SECRET still verify (scoreboard/jwt_rotation.py).
+JWT_SECRET_PREVIOUS = env.str("JWT_SECRET_PREVIOUS", default="")
 USING_DEV_SECRETS = tuple(_USING_DEV_SECRETS)
 
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
@@ -81,6 +83,7 @@ INSTALLED_APPS = [
     "scores",
     "fraud",
     "realtime",
+    "scoreboard.apps.ScoreboardConfig",
 ]
 
 MIDDLEWARE = [

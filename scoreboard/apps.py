@@ -1,0 +1,13 @@
+from django.apps import AppConfig
+
+
+class ScoreboardConfig(AppConfig):
+    """The project package as an app: process-wide wiring that must happen once Django is ready."""
+
+    name = "scoreboard"
+    verbose_name = "Scoreboard (project)"
+
+    def ready(self) -> None:
+        from scoreboard import jwt_rotation
+
+        jwt_rotation.install()
