@@ -421,7 +421,8 @@ def player_index_sync(*, user_id: str, board: Board = GLOBAL) -> None:
 def player_standing_changed(*, user_id: str, board: Board = GLOBAL) -> None:
     """Call after a player was banned or unbanned: bumps the version so the index takes the change."""
     User.objects.filter(pk=user_id).update(score_version=F("score_version") + 1)
-    transaction.on_commit(lambda: player_index_sync(user_id=user_id, board=board))
+    # Re-index, then let the live board drop (or restore) the player if the top 10 changed.
+    transaction.on_commit(lambda: _after_correction(user_id=user_id, board=board))
 
 
 def score_reverse(*, history: ScoreHistory, reason: str, board: Board = GLOBAL) -> ScoreHistory:

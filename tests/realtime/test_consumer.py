@@ -213,3 +213,19 @@ async def test_private_board_needs_a_read_token(settings, player, token_for):
     assert (await receive(ws))["type"] == "auth_ok"
     assert (await receive(ws))["type"] == "leaderboard_update"
     await ws.disconnect()
+
+
+def _ban(user: User) -> None:
+    User.objects.filter(pk=user.pk).update(is_active=False)
+    score_services.player_standing_changed(user_id=str(user.pk))
+
+
+async def test_a_banned_leader_leaves_the_live_board(db):
+    cheater, honest = await sync_to_async(ranked_players)([9000, 200])
+    ws = await connected()
+    assert (await receive(ws))["leaderboard"][0]["user_id"] == str(cheater.pk)
+    await sync_to_async(_ban)(cheater)
+    update = await receive(ws)
+    assert [r["user_id"] for r in update["leaderboard"]] == [str(honest.pk)]
+    assert update["leaderboard"][0]["rank"] == 1
+    await ws.disconnect()
