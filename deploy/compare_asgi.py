@@ -77,7 +77,7 @@ async def measure(server: str, ws_clients: int, sse_clients: int, messages: int)
         deadline = time.monotonic() + 30
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/healthz", timeout=1):  # noqa: S310
+                with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/healthz", timeout=1):
                     break
             except OSError:
                 if time.monotonic() > deadline:
