@@ -9,5 +9,7 @@ class ScoreboardConfig(AppConfig):
 
     def ready(self) -> None:
         from scoreboard import jwt_rotation
+        from scoreboard import logging as sb_logging
 
         jwt_rotation.install()
+        sb_logging.install_celery_request_ids()

@@ -192,8 +192,15 @@ def security_event(event: str, message: str, **fields: Any) -> None:
     logging.getLogger(SECURITY_LOGGER).warning(message, extra={"event": event, **fields})
 
 
+_task_tokens: dict[str, contextvars.Token[str | None]] = {}
+
+
 def install_celery_request_ids() -> None:
-    """Carry the request id of the publishing request into the task's log lines (or the task id)."""
+    """Carry the request id of the publishing request into the task's log lines.
+
+    A task queued by a request logs that request's id; a task started by beat logs its task id.
+    An eager task (the embedded default) keeps the caller's id and gives it back afterwards.
+    """
     from celery import signals
 
     @signals.before_task_publish.connect(weak=False)
@@ -206,8 +213,12 @@ def install_celery_request_ids() -> None:
     def _bind(task_id: str | None = None, task: Any = None, **_: Any) -> None:
         request = getattr(task, "request", None)
         inherited = getattr(request, "request_id", None) if request is not None else None
-        _request_id.set(clean_request_id(inherited or task_id))
+        bound = clean_request_id(inherited or _request_id.get() or task_id)
+        _task_tokens[task_id or ""] = _request_id.set(bound)
 
     @signals.task_postrun.connect(weak=False)
-    def _unbind(**_: Any) -> None:
-        _request_id.set(None)
+    def _unbind(task_id: str | None = None, **_: Any) -> None:
+        token = _task_tokens.pop(task_id or "", None)
+        if token is not None:
+            with contextlib.suppress(ValueError):  # set in another context: nothing to give back
+                _request_id.reset(token)

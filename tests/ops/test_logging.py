@@ -96,3 +96,19 @@ def test_refused_requests_are_security_warnings_with_the_request_id(db: None, js
     assert event["request_id"] == "trace-0000000001"
     assert event["status"] == 401
     assert JWT not in json.dumps(json_lines())
+
+
+@pytest.mark.embedded
+def test_celery_tasks_log_the_request_id_of_their_caller_and_give_it_back() -> None:
+    from scoreboard.celery import app
+
+    @app.task(name="tests.ops.request_id_probe")
+    def probe() -> str | None:
+        return sb_logging.get_request_id()
+
+    with sb_logging.bound_request_id("caller-req-0001"):
+        assert probe.apply().get() == "caller-req-0001"
+        assert sb_logging.get_request_id() == "caller-req-0001"
+    result = probe.apply()
+    assert result.get() == result.id  # a task nobody's request queued logs its own id
+    assert sb_logging.get_request_id() is None
