@@ -88,7 +88,6 @@ def _signals(*, user: User, claims: ActionClaims, context: RequestContext, now: 
         action_id=claims.action_id,
     )
     window = windows.attempt_record_and_load(user_id=user_id, ip=context.ip_address, attempt=attempt)
-    rejected_player, rejected_ip = windows.token_rejections(user_id=user_id, ip=context.ip_address, now=now)
     return rules.Signals(
         now=now,
         action_type=claims.action_type,
@@ -100,8 +99,8 @@ def _signals(*, user: User, claims: ActionClaims, context: RequestContext, now: 
         score_before=user.current_score,
         ip_address=context.ip_address,
         accounts_on_ip=window.accounts_on_ip,
-        rejected_tokens_player=rejected_player,
-        rejected_tokens_ip=rejected_ip,
+        rejected_tokens_player=window.rejected_tokens_player,
+        rejected_tokens_ip=window.rejected_tokens_ip,
     ), window.source
 
 

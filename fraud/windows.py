@@ -10,9 +10,11 @@ by the players active in the last hour:
 
 Reading and appending happen in one MULTI/EXEC round trip, so two concurrent attempts of one player
 each see the other. Without Redis (the embedded default, or Redis down) the window is read from
-``score_history`` (applied actions) and ``fraud_logs`` (blocked attempts). Rejected-token counters
-go through the Django cache (Redis when configured, local memory in the embedded default) in fixed
-five-minute buckets.
+``score_history`` (applied actions) and ``fraud_logs`` (blocked attempts).
+
+Rejected action tokens are counted per player and per address in fixed five-minute buckets
+(``sb:fraud:rej:...``, read in the same round trip as the window), or in the local-memory cache in
+the embedded default. One attempt therefore costs the fraud engine a single Redis round trip.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ class WindowView:
     recent: list[Attempt]  # newest first, without the attempt just recorded
     accounts_on_ip: int
     source: str  # "redis" or "database"
+    rejected_tokens_player: int = 0
+    rejected_tokens_ip: int = 0
 
 
 def _player_key(user_id: str) -> str:
@@ -91,7 +95,11 @@ def attempt_record_and_load(*, user_id: str, ip: str | None, attempt: Attempt) -
 
 def _from_redis(client: redis.Redis, *, user_id: str, ip: str | None, attempt: Attempt) -> WindowView:
     player_key = _player_key(user_id)
+    rejection_keys = _rejection_keys("u", user_id, attempt.submitted_at)
+    if ip:
+        rejection_keys += _rejection_keys("ip", ip, attempt.submitted_at)
     pipe = client.pipeline(transaction=True)
+    pipe.mget(rejection_keys)
     pipe.lrange(player_key, 0, WINDOW_SIZE - 1)
     pipe.lpush(player_key, encode(attempt))
     pipe.ltrim(player_key, 0, WINDOW_SIZE - 1)
@@ -104,9 +112,15 @@ def _from_redis(client: redis.Redis, *, user_id: str, ip: str | None, attempt: A
         pipe.zcard(ip_key)
         pipe.expire(ip_key, IP_WINDOW_SECONDS)
     results = pipe.execute()
-    recent = [a for a in (decode(raw) for raw in results[0]) if a is not None]
-    accounts_on_ip = int(results[7]) if ip else 1
-    return WindowView(recent=recent, accounts_on_ip=accounts_on_ip, source="redis")
+    rejections = [int(v) if v is not None else 0 for v in results[0]]
+    recent = [a for a in (decode(raw) for raw in results[1]) if a is not None]
+    return WindowView(
+        recent=recent,
+        accounts_on_ip=int(results[8]) if ip else 1,
+        source="redis",
+        rejected_tokens_player=sum(rejections[:REJECTION_BUCKETS]),
+        rejected_tokens_ip=sum(rejections[REJECTION_BUCKETS:]),
+    )
 
 
 def _from_database(*, user_id: str, ip: str | None, now: float) -> WindowView:
@@ -160,7 +174,14 @@ def _from_database(*, user_id: str, ip: str | None, now: float) -> WindowView:
             .distinct()
             .count()
         )
-    return WindowView(recent=recent, accounts_on_ip=accounts_on_ip, source="database")
+    rejected_player, rejected_ip = _cached_rejections(user_id=user_id, ip=ip, now=now)
+    return WindowView(
+        recent=recent,
+        accounts_on_ip=accounts_on_ip,
+        source="database",
+        rejected_tokens_player=rejected_player,
+        rejected_tokens_ip=rejected_ip,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -168,30 +189,46 @@ def _from_database(*, user_id: str, ip: str | None, now: float) -> WindowView:
 # ---------------------------------------------------------------------------------------------
 def _rejection_keys(kind: str, who: str, now: float) -> list[str]:
     bucket = int(now // REJECTION_BUCKET_SECONDS)
-    return [f"fraud:rej:{kind}:{who}:{bucket - i}" for i in range(REJECTION_BUCKETS)]
+    return [f"sb:fraud:rej:{kind}:{who}:{bucket - i}" for i in range(REJECTION_BUCKETS)]
+
+
+REJECTION_TTL_SECONDS = REJECTION_BUCKET_SECONDS * (REJECTION_BUCKETS + 1)
 
 
 def token_rejection_record(*, user_id: str | None, ip: str | None, now: float) -> None:
-    """Count one rejected action token for the player and the address (best effort)."""
+    """Count one rejected action token for the player and the address (best effort).
+
+    In Redis when configured (read back in the window's round trip), else in the Django cache.
+    """
     keys = []
     if user_id:
         keys.append(_rejection_keys("u", user_id, now)[0])
     if ip:
         keys.append(_rejection_keys("ip", ip, now)[0])
+    if not keys:
+        return
+    client = get_redis()
+    if client is not None:
+        with contextlib.suppress(*REDIS_ERRORS):
+            pipe = client.pipeline(transaction=False)
+            for key in keys:
+                pipe.incr(key)
+                pipe.expire(key, REJECTION_TTL_SECONDS)
+            pipe.execute()
+        return
     for key in keys:
-        with contextlib.suppress(*REDIS_ERRORS, ValueError):
-            cache.add(key, 0, timeout=REJECTION_BUCKET_SECONDS * (REJECTION_BUCKETS + 1))
+        with contextlib.suppress(ValueError):
+            cache.add(key, 0, timeout=REJECTION_TTL_SECONDS)
             cache.incr(key)
 
 
-def token_rejections(*, user_id: str, ip: str | None, now: float) -> tuple[int, int]:
-    """(rejected tokens from the player, from the address) over the last 5-10 minutes."""
+def _cached_rejections(*, user_id: str, ip: str | None, now: float) -> tuple[int, int]:
+    """Rejection counts without Redis: the embedded default's local-memory cache (0 when Redis is down)."""
+    if get_redis() is not None:
+        return 0, 0  # Redis is configured but not answering: the counters are out of reach
     player_keys = _rejection_keys("u", user_id, now)
     ip_keys = _rejection_keys("ip", ip, now) if ip else []
-    try:
-        values = cache.get_many([*player_keys, *ip_keys])
-    except REDIS_ERRORS:
-        return 0, 0
+    values = cache.get_many([*player_keys, *ip_keys])
     return (
         sum(int(values.get(k, 0)) for k in player_keys),
         sum(int(values.get(k, 0)) for k in ip_keys),

@@ -15,7 +15,8 @@ from scoreboard import ratelimit
 from tests.conftest import submit
 from tests.fraud.conftest import NO_FRAUD_BLOCKING, error_of
 
-pytestmark = [pytest.mark.django_db]
+# The simulated clock stands still unless a test moves it, so no run straddles a window boundary.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clock")]
 
 MINUTE = 60
 
