@@ -132,6 +132,37 @@ async def worker(host: str, port: int, queue: asyncio.Queue[tuple[float, bytes] 
             await writer.wait_closed()
 
 
+async def closed_worker(host: str, port: int, request: bytes, deadline: float, result: StreamResult) -> None:
+    """Closed loop (throughput only): send, wait for the answer, send again until the deadline."""
+    reader: asyncio.StreamReader | None = None
+    writer: asyncio.StreamWriter | None = None
+    while time.perf_counter() < deadline:
+        sent = time.perf_counter()
+        result.scheduled += 1
+        try:
+            if writer is None or reader is None:
+                conn_reader, conn_writer = await asyncio.wait_for(asyncio.open_connection(host, port), CONNECT_TIMEOUT)
+                reader, writer = conn_reader, conn_writer
+            else:
+                conn_reader, conn_writer = reader, writer
+            conn_writer.write(request)
+            status, keep_alive = await read_response(conn_reader)
+            done = time.perf_counter()
+            result.latencies_ms.append((done - sent) * 1000.0)
+            result.last_done = max(result.last_done, done)
+            result.status(status)
+            if not keep_alive:
+                conn_writer.close()
+                reader = writer = None
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError) as exc:
+            result.error(type(exc).__name__)
+            if writer is not None:
+                writer.close()
+            reader = writer = None
+    if writer is not None:
+        writer.close()
+
+
 async def dispatch(
     start: float, rate: float, requests: list[bytes], queue: asyncio.Queue[tuple[float, bytes] | None]
 ) -> None:
@@ -152,6 +183,16 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     queues: list[tuple[asyncio.Queue[tuple[float, bytes] | None], int]] = []
     dispatchers = []
     for stream in spec["streams"]:
+        if stream.get("closed"):
+            result = StreamResult(name=stream["name"], rate=0.0, first_send=start)
+            results.append(result)
+            deadline = start + duration
+            request = stream["request"].encode()
+            tasks += [
+                asyncio.create_task(closed_worker(host, port, request, deadline, result))
+                for _ in range(int(stream.get("connections", 64)))
+            ]
+            continue
         rate = float(stream["rate"])
         count = int(rate * duration)
         if "requests_file" in stream:

@@ -14,25 +14,28 @@ TOP = 15
 
 
 def _package(path: str) -> str:
-    if "site-packages/" in path:
-        return path.split("site-packages/", 1)[1].split("/", 1)[0]
-    if "/python3." in path:
-        return "stdlib"
-    for name in PROJECT_PACKAGES:
-        if f"/{name}/" in path or path.startswith(f"{name}/"):
-            return name
-    return "other"
+    """py-spy prints paths relative to sys.path: the first component names the package."""
+    head = path.split("/", 1)[0]
+    return head[:-3] if head.endswith(".py") else head
+
+
+IN_REQUEST = "handle_request (gunicorn/workers/sync.py"  # a worker busy with a request, not waiting for one
 
 
 def hot_spots(raw: Path) -> dict[str, Any]:
-    """Top frames by self samples, and samples per package, from py-spy's ``--format raw`` output."""
+    """Where a request's wall time goes, from py-spy ``--idle --format raw`` samples of the workers.
+
+    Only samples taken while a worker was handling a request count (a sync worker waiting in
+    accept() is not part of any request). ``packages`` groups samples by the innermost frame's
+    package: ``redis``/``psycopg`` there are round trips (waiting on Redis/PostgreSQL), the rest is CPU.
+    """
     self_time: Counter[str] = Counter()
     packages: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     total = 0
     for line in raw.read_text(errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
+        if not stack or not count_text.isdigit() or IN_REQUEST not in stack:
             continue
         count = int(count_text)
         frames = [f for f in stack.split(";") if not f.startswith("process ")]
@@ -40,10 +43,7 @@ def hot_spots(raw: Path) -> dict[str, Any]:
             continue
         total += count
         parsed = [FRAME.match(f) for f in frames]
-        names = [
-            f"{m['func']} ({m['file'].rsplit('site-packages/', 1)[-1]})" if m else f
-            for m, f in zip(parsed, frames, strict=True)
-        ]
+        names = [f"{m['func']} ({m['file']})" if m else f for m, f in zip(parsed, frames, strict=True)]
         self_time[names[-1]] += count
         leaf = parsed[-1]
         packages[_package(leaf["file"]) if leaf else "other"] += count
@@ -54,7 +54,7 @@ def hot_spots(raw: Path) -> dict[str, Any]:
                 inclusive[name] += count
     share = lambda n: n / total if total else 0.0  # noqa: E731
     return {
-        "samples": total,
+        "samples_in_requests": total,
         "self": [{"frame": f, "samples": n, "share": round(share(n), 4)} for f, n in self_time.most_common(TOP)],
         "packages": [{"package": p, "samples": n, "share": round(share(n), 4)} for p, n in packages.most_common()],
         "project_inclusive": [
@@ -137,7 +137,7 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     )
     out.append(
         (
-            "Redis ops per update (ranking Lua + pre-filter) vs raw Redis",
+            "Redis baseline (the update path makes several round trips per update)",
             "—",
             f"redis-benchmark ZADD {_fmt(redis.get('zadd'))}/s, ZREVRANK {_fmt(redis.get('zrevrank'))}/s",
             "—",
@@ -194,11 +194,17 @@ def markdown(result: dict[str, Any]) -> str:
         )
     profile = result.get("profile")
     if profile:
-        lines += ["", f"## Update path profile (py-spy, gunicorn workers, {profile['rate']} updates/s)", ""]
-        lines += ["CPU samples by package of the innermost frame:", ""]
-        lines += [f"- {p['package']}: {p['share']:.1%}" for p in profile["packages"][:10]]
-        lines += ["", "Top frames by self time:", ""]
-        lines += [f"- {h['share']:.1%} `{h['frame']}`" for h in profile["self"][:10]]
+        lines += ["", f"## Update path profile (py-spy --idle, gunicorn workers, {profile['rate']} updates/s)", ""]
+        lines += [
+            "Share of the wall time of requests in progress, by the package of the innermost frame "
+            "(redis / psycopg = waiting on a round trip; the rest is Python CPU):",
+            "",
+        ]
+        lines += [f"- {p['package']}: {p['share']:.1%}" for p in profile["packages"][:12]]
+        lines += ["", "Top frames (innermost):", ""]
+        lines += [f"- {h['share']:.1%} `{h['frame']}`" for h in profile["self"][:12]]
+        lines += ["", "Project frames, inclusive (time spent in and below them):", ""]
+        lines += [f"- {h['share']:.1%} `{h['frame']}`" for h in profile["project_inclusive"][:12]]
     if result.get("error"):
         lines += ["", f"**The run stopped early:** `{result['error']}`"]
     return "\n".join(lines) + "\n"

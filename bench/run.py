@@ -339,14 +339,19 @@ class Bench:
             else None
         )
 
-    def saturation(self, name: str, port: int, path: str, rate: int) -> dict[str, Any]:
-        """Throughput with more offered load than the server can take (latency is not the point here)."""
+    def saturation(self, name: str, port: int, path: str, connections: int = 32) -> dict[str, Any]:
+        """Closed-loop throughput (each connection sends again as soon as it is answered)."""
         spec = {
             "host": "127.0.0.1",
             "port": port,
             "duration": self.mode.saturation_seconds,
             "streams": [
-                {"name": name, "rate": rate, "connections": 64, "request": self.get_request(path, f"127.0.0.1:{port}")}
+                {
+                    "name": name,
+                    "closed": True,
+                    "connections": connections,
+                    "request": self.get_request(path, f"127.0.0.1:{port}"),
+                }
             ],
         }
         out = self.summarise(self.loadgen(name, spec)["streams"][0])
@@ -376,6 +381,7 @@ class Bench:
                 "97",
                 "--duration",
                 str(int(self.mode.profile_seconds)),
+                "--idle",
                 "--nonblocking",
                 "--output",
                 str(raw),
@@ -397,7 +403,6 @@ class Bench:
             os.killpg(spy.pid, signal.SIGKILL)
         self.result["profile"] = {"rate": rate, **report.hot_spots(raw)} if raw.exists() else None
         if raw.exists():
-            shutil.copy(raw, RESULTS / "latest-profile.txt")
             log(
                 "profile: top self time: "
                 + ", ".join(f"{h['frame']} {h['share']:.1%}" for h in self.result["profile"]["self"][:5])
@@ -608,9 +613,9 @@ class Bench:
             baselines: dict[str, Any] = {}
             baselines["pgbench"] = self.pgbench(database_url)
             baselines["redis"] = self.redis_benchmark(redis_url)
-            baselines["bare_drf"] = self.saturation("bare_drf", NGINX_BASELINE_PORT, "/ping", 8000)
+            baselines["bare_drf"] = self.saturation("bare_drf", NGINX_BASELINE_PORT, "/ping")
             self.result["baselines"] = baselines
-            self.result["leaderboard_saturation"] = self.saturation("leaderboard", NGINX_PORT, "/v1/leaderboard", 8000)
+            self.result["leaderboard_saturation"] = self.saturation("leaderboard", NGINX_PORT, "/v1/leaderboard")
         if "updates" not in self.skip:
             self.update_ladder()
             self.profile_updates()
