@@ -16,7 +16,7 @@ Everything is set by the environment (``make serve`` passes it through):
     CELERY=1                  Celery worker with embedded beat (CELERY_CONCURRENCY=1); 0 = none
     METRICS_PORT              also expose /metrics on this port (python -m scoreboard.metrics_server)
     STATE_DIR=.state/serve-PORT   nginx config, metrics files, pids, ready marker
-    SERVE_SKIP_MIGRATE=1      skip migrate/collectstatic (a benchmark that already did them)
+    SERVE_SKIP_MIGRATE=1      skip migrate/collectstatic/rebuild_leaderboard (a caller that did them)
 
 With DJANGO_DEBUG unset the processes run in production mode (DJANGO_DEBUG=0), which refuses
 development secrets: secrets missing from the environment are generated once into
@@ -330,9 +330,11 @@ class Topology:
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir()
         if self.env.get("SERVE_SKIP_MIGRATE") != "1":
-            log("applying migrations and collecting static files")
+            log("applying migrations, collecting static files, rebuilding the Redis index")
             self.run_manage("migrate", "--noinput", "-v", "0")
             self.run_manage("collectstatic", "--noinput", "-v", "0")
+            # Redis is derived: whatever it holds (or lost), start from PostgreSQL's truth.
+            self.run_manage("rebuild_leaderboard")
         nginx_conf = write_nginx_config(plan)
         test = subprocess.run([nginx_binary(), "-t", "-q", "-c", str(nginx_conf)], check=False)  # noqa: S603
         if test.returncode != 0:
@@ -432,8 +434,8 @@ def cmd_start(args: argparse.Namespace) -> int:
         generated = load_or_make_secrets(env)
         if generated:
             log(
-                f"production mode (DJANGO_DEBUG=0): generated throwaway {', '.join(generated)} into "
-                ".state/secrets.env for local use; set real ones in the environment for anything else"
+                f"production mode (DJANGO_DEBUG=0): {', '.join(generated)} not set, so throwaway values from "
+                ".state/secrets.env are used (generated once, local use only); set real ones for anything else"
             )
     topology = Topology(plan, child_env(plan, env))
 
