@@ -107,6 +107,15 @@ class AutoSchema(SpectacularAutoSchema):
     (STYLE.md), so the bare class names would collide (``RegisterApi.InputSerializer`` becomes
     ``RegisterInput``, ``ScoreSubmitApi.OutputSerializer`` becomes ``ScoreSubmitOutput``)."""
 
+    def _get_response_headers_for_code(self, status_code: Any, direction: Any = "response") -> dict[str, Any]:
+        headers: dict[str, Any] = super()._get_response_headers_for_code(status_code, direction)
+        if str(status_code) == "429":  # every refusal says when to retry (DESIGN: "Every 429 carries Retry-After")
+            headers["Retry-After"] = {
+                "schema": {"type": "integer", "minimum": 1},
+                "description": "Seconds to wait before retrying.",
+            }
+        return headers
+
     def get_serializer_name(self, serializer: serializers.Serializer, direction: Any) -> str:
         owner, _, name = type(serializer).__qualname__.rpartition(".")
         if not owner or "<locals>" in owner:

@@ -43,6 +43,12 @@ def test_every_operation_documents_its_success_and_error_statuses(schema):
             assert ref == "#/components/schemas/ErrorEnvelope", (path, method, status)
 
 
+def test_every_429_documents_retry_after(schema):
+    for (path, method), _statuses in OPERATIONS.items():
+        headers = schema["paths"][path][method]["responses"]["429"].get("headers", {})
+        assert headers["Retry-After"]["schema"]["type"] == "integer", (path, method)
+
+
 def test_error_envelope_and_security_schemes(schema):
     envelope = schema["components"]["schemas"]["ErrorEnvelope"]
     assert set(envelope["properties"]) == {"success", "error"}
