@@ -110,3 +110,14 @@ def test_ranks_in_the_response_are_right_while_redis_is_down(make_player, client
     data = submit(client_for(last), mint(last, increment=250)).json()["data"]
 
     assert (data["old_score"], data["new_score"], data["old_rank"], data["new_rank"]) == (100, 350, 3, 1)
+
+
+def test_replay_is_still_refused_while_redis_is_down(player, auth_client, mint, unthrottled, redis_down):
+    """The Redis pre-filter is only an optimisation: PostgreSQL's unique constraint refuses the replay."""
+    token = mint(player, increment=60)
+    assert submit(auth_client, token).status_code == 200
+    again = submit(auth_client, token)
+    assert again.status_code == 409
+    assert again.json()["error"]["details"]["new_score"] == 60
+    player.refresh_from_db()
+    assert player.current_score == 60
