@@ -154,3 +154,27 @@ def test_non_api_pages_keep_html_errors(client):
     response = client.get("/no-such-page")
     assert response.status_code == 404
     assert not response["Content-Type"].startswith("application/json")
+
+
+def test_unexpected_error_is_a_json_500_without_a_traceback(client, monkeypatch, settings):
+    from scores import selectors
+
+    def broken(**_: Any) -> Any:
+        raise RuntimeError("secret internal detail")
+
+    settings.DEBUG = True  # even with the debug page on, /v1/ answers in the envelope
+    monkeypatch.setattr(selectors, "leaderboard_top", broken)
+    error = envelope(client.get("/v1/leaderboard"), 500, "internal_error")
+    assert "secret internal detail" not in json.dumps(error)
+
+
+def test_database_outage_is_a_json_503(client, monkeypatch):
+    from django.db import OperationalError
+
+    from scores import selectors
+
+    def unreachable(**_: Any) -> Any:
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(selectors, "leaderboard_top", unreachable)
+    envelope(client.get("/v1/leaderboard"), 503, "service_unavailable")
