@@ -71,9 +71,9 @@ MODES = {
     "short": Mode("short", 8_000, (250, 500, 1000, 1500), 4.0, 0.2, (500, 1000, 2000), 4.0, 200, 4.0, 5, 50_000, 3.0),
     "full": Mode(
         "full",
-        30_000,
+        24_000,
         (250, 500, 750, 1000, 1250, 1500, 2000, 2500, 3000),
-        10.0,
+        8.0,
         0.2,
         (1000, 2000, 5000, 10000),
         10.0,
@@ -354,6 +354,8 @@ class Bench:
                 }
             ],
         }
+        # Warm every worker first (each one imports the URLconf and views on its first request).
+        self.loadgen(f"{name}-warm", dict(spec, duration=2.0))
         out = self.summarise(self.loadgen(name, spec)["streams"][0])
         log(f"{name}: {out['achieved_per_s']} req/s ok {out['ok']}/{out['requests']} {out['statuses']}")
         return out
@@ -367,7 +369,7 @@ class Bench:
         count = int(rate * (self.mode.profile_seconds + 1))
         path = self.update_file("profile", count)
         raw = self.work / "profile.txt"
-        master = self.topology.procs["gunicorn"].pid  # type: ignore[union-attr]
+        master = self.topology.wsgi_master()  # type: ignore[union-attr]
         spy = subprocess.Popen(  # noqa: S603
             [
                 pyspy,
@@ -568,6 +570,7 @@ class Bench:
             "server_rss_kb_before": before,
             "server_rss_kb_after": after,
             "kb_per_connection": round(per_conn, 1) if per_conn is not None else None,
+            "server_pids": server_pids,
             "updates_during": updates,
             **percentiles(latencies),
         }
@@ -581,7 +584,7 @@ class Bench:
     def delivery(self) -> None:
         topo = self.topology
         assert topo is not None
-        asgi_pids = topo.pids("uvicorn")
+        asgi_pids = topo.asgi_pids()
         self.result["ws_app"] = [self.ws_step(NGINX_PORT, k, "app", asgi_pids, True) for k in self.mode.ws_steps]
         proc = topo.start_ws_baseline(WS_BASELINE_RATE, WS_FRAME_BYTES)
         time.sleep(0.5)
@@ -605,9 +608,14 @@ class Bench:
         self.topology = Topology(run_dir=self.work / "run", env=env)
         self.topology.start_app()
         log(
-            f"topology up: nginx :{NGINX_PORT}, gunicorn x{self.topology.wsgi_workers}, "
-            f"uvicorn x{self.topology.asgi_processes}, celery"
+            f"topology up ({self.topology.kind}): nginx :{NGINX_PORT}, gunicorn x{self.topology.wsgi_workers}, "
+            f"ASGI x{self.topology.asgi_processes}, celery"
         )
+        self.result["topology"] = {
+            "kind": self.topology.kind,
+            "wsgi_workers": self.topology.wsgi_workers,
+            "asgi_processes": self.topology.asgi_processes,
+        }
         self.warm_up()
         if "baselines" not in self.skip:
             baselines: dict[str, Any] = {}

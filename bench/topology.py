@@ -9,6 +9,7 @@ Every process is started in its own session and stopped by its process group id.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -23,8 +24,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 NGINX_PORT = 8500  # the app, as clients see it
-NGINX_BASELINE_PORT = 8501  # the bare DRF project behind the same nginx
-WS_BASELINE_PORT = 8502  # bare websockets broadcast server (direct)
+# deploy/serve.py with PORT=8500 also takes 8501 (gunicorn) and 8502-8503 (ASGI servers).
+NGINX_BASELINE_PORT = 8504  # the bare DRF project behind nginx
+WS_BASELINE_PORT = 8505  # bare websockets broadcast server (direct)
+SERVE_SCRIPT = ROOT / "deploy" / "serve.py"
+GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
 NOFILE_WANTED = 20_000
 
 NGINX_CONF = """
@@ -43,10 +47,21 @@ http {{
     scgi_temp_path {run}/scgi;
     keepalive_requests 1000000;
     keepalive_timeout 120s;
+{app}
+    upstream baseline {{ server unix:{run}/baseline.sock; }}
+    server {{
+        listen 127.0.0.1:{baseline_port} backlog=8192;
+        location / {{ proxy_pass http://baseline; proxy_set_header Host $host; }}
+    }}
+}}
+"""
+
+
+# The app behind nginx when the bench runs its own topology (BENCH_TOPOLOGY=own).
+NGINX_APP = """
     map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
     upstream wsgi {{ server unix:{run}/wsgi.sock; }}
     upstream asgi {{ least_conn; {asgi_servers} }}
-    upstream baseline {{ server unix:{run}/baseline.sock; }}
     server {{
         listen 127.0.0.1:{port} backlog=8192 reuseport;
         location ~ ^/v1/(realtime|leaderboard/stream) {{
@@ -65,11 +80,6 @@ http {{
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         }}
     }}
-    server {{
-        listen 127.0.0.1:{baseline_port} backlog=8192;
-        location / {{ proxy_pass http://baseline; proxy_set_header Host $host; }}
-    }}
-}}
 """
 
 
@@ -139,7 +149,9 @@ class Topology:
     wsgi_workers: int = int(os.environ.get("BENCH_WSGI_WORKERS", "6"))
     asgi_processes: int = int(os.environ.get("BENCH_ASGI_PROCESSES", "2"))
     celery: bool = True
+    kind: str = field(default_factory=lambda: os.environ.get("BENCH_TOPOLOGY", "own"))
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    serve_pids: dict[str, int] = field(default_factory=dict)
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log = open(self.run_dir / f"{name}.log", "wb")  # noqa: SIM115 (lives as long as the process)
@@ -150,7 +162,10 @@ class Topology:
         return proc
 
     def gunicorn_argv(self, app: str, sock: str) -> list[str]:
-        # One configuration for the app and the bare DRF baseline: sync workers behind nginx.
+        """deploy/gunicorn.conf.py when it exists (the production settings), else the same flags inline."""
+        bind = f"unix:{self.run_dir / sock}"
+        if GUNICORN_CONF.exists():
+            return [str(VENV_BIN / "gunicorn"), "-c", str(GUNICORN_CONF), "--bind", bind, app]
         return [
             str(VENV_BIN / "gunicorn"),
             app,
@@ -159,7 +174,7 @@ class Topology:
             "--worker-class",
             "sync",
             "--bind",
-            f"unix:{self.run_dir / sock}",
+            bind,
             "--backlog",
             "4096",
             "--log-level",
@@ -168,6 +183,59 @@ class Topology:
 
     def start_app(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.env = dict(self.env, WEB_CONCURRENCY=str(self.wsgi_workers))
+        if self.kind == "serve":
+            self._start_serve()
+        else:
+            self._start_own()
+        base_env = dict(self.env, DJANGO_SETTINGS_MODULE="bench.baseline_drf.settings")
+        base_env["WEB_CONCURRENCY"] = str(self.wsgi_workers)
+        self._spawn(
+            "baseline_drf", self.gunicorn_argv("bench.baseline_drf.wsgi:application", "baseline.sock"), base_env
+        )
+        app = ""
+        if self.kind != "serve":
+            asgi = " ".join(f"server unix:{self.run_dir / f'asgi{i}.sock'};" for i in range(self.asgi_processes))
+            app = NGINX_APP.format(run=self.run_dir, port=NGINX_PORT, asgi_servers=asgi)
+        conf = NGINX_CONF.format(run=self.run_dir, baseline_port=NGINX_BASELINE_PORT, app=app)
+        (self.run_dir / "nginx.conf").write_text(conf)
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        self._spawn(
+            "nginx", [nginx, "-c", str(self.run_dir / "nginx.conf"), "-p", str(self.run_dir), "-g", "daemon off;"]
+        )
+        wait_for((self.run_dir / "baseline.sock").exists, "baseline.sock")
+        wait_for(lambda: port_open(NGINX_PORT), "nginx", timeout=120)
+        # Workers import Django after the socket exists: wait until the app and the baseline answer.
+        wait_for(lambda: http_ok(NGINX_PORT, "/v1/leaderboard"), "the app behind nginx", timeout=120)
+        wait_for(lambda: http_ok(NGINX_BASELINE_PORT, "/ping"), "the bare DRF baseline", timeout=120)
+        self.check_alive()
+
+    def _start_serve(self) -> None:
+        """The project's own production topology: deploy/serve.py (nginx, gunicorn, ASGI servers, Celery)."""
+        env = dict(
+            self.env,
+            PORT=str(NGINX_PORT),
+            HOST="127.0.0.1",
+            STATE_DIR=str(self.run_dir / "serve"),
+            SERVE_SKIP_MIGRATE="1",
+            WEB_CONCURRENCY=str(self.wsgi_workers),
+            ASGI_PROCESSES=str(self.asgi_processes),
+            CELERY="1" if self.celery else "0",
+        )
+        self._spawn("serve", [sys.executable, str(SERVE_SCRIPT), "start"], env)
+        state = self.run_dir / "serve" / "serve.json"
+
+        def ready() -> bool:
+            self.check_alive()
+            try:
+                return bool(json.loads(state.read_text()).get("ready"))
+            except (OSError, ValueError):
+                return False
+
+        wait_for(ready, "deploy/serve.py to report ready", timeout=180)
+        self.serve_pids = {k: int(v) for k, v in json.loads(state.read_text())["pids"].items()}
+
+    def _start_own(self) -> None:
         self._spawn("gunicorn", self.gunicorn_argv("scoreboard.wsgi:application", "wsgi.sock"))
         for i in range(self.asgi_processes):
             self._spawn(
@@ -181,6 +249,8 @@ class Topology:
                     "uvloop",
                     "--http",
                     "httptools",
+                    "--ws",
+                    "websockets",
                     "--no-access-log",
                     "--log-level",
                     "warning",
@@ -193,34 +263,20 @@ class Topology:
                 "celery",
                 [str(VENV_BIN / "celery"), "-A", "scoreboard", "worker", "--beat", "-c", "1", "--loglevel", "warning"],
             )
-        base_env = dict(self.env, DJANGO_SETTINGS_MODULE="bench.baseline_drf.settings")
-        self._spawn(
-            "baseline_drf", self.gunicorn_argv("bench.baseline_drf.wsgi:application", "baseline.sock"), base_env
-        )
-        asgi = " ".join(f"server unix:{self.run_dir / f'asgi{i}.sock'};" for i in range(self.asgi_processes))
-        conf = NGINX_CONF.format(
-            run=self.run_dir, port=NGINX_PORT, baseline_port=NGINX_BASELINE_PORT, asgi_servers=asgi
-        )
-        (self.run_dir / "nginx.conf").write_text(conf)
-        self._spawn(
-            "nginx",
-            [
-                shutil.which("nginx") or "/usr/sbin/nginx",
-                "-c",
-                str(self.run_dir / "nginx.conf"),
-                "-p",
-                str(self.run_dir),
-                "-g",
-                "daemon off;",
-            ],
-        )
-        for name in ["wsgi.sock", "baseline.sock", *[f"asgi{i}.sock" for i in range(self.asgi_processes)]]:
+        for name in ["wsgi.sock", *[f"asgi{i}.sock" for i in range(self.asgi_processes)]]:
             wait_for((self.run_dir / name).exists, name)
-        wait_for(lambda: port_open(NGINX_PORT), "nginx")
-        # Workers import Django after the socket exists: wait until the app and the baseline answer.
-        wait_for(lambda: http_ok(NGINX_PORT, "/v1/leaderboard"), "the app behind nginx", timeout=120)
-        wait_for(lambda: http_ok(NGINX_BASELINE_PORT, "/ping"), "the bare DRF baseline", timeout=120)
-        self.check_alive()
+
+    def wsgi_master(self) -> int:
+        return self.serve_pids["wsgi"] if self.kind == "serve" else self.procs["gunicorn"].pid
+
+    def asgi_pids(self) -> list[int]:
+        if self.kind == "serve":
+            # Re-read the state file: the supervisor rewrites it when it restarts a child.
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                state = json.loads((self.run_dir / "serve" / "serve.json").read_text())
+                self.serve_pids = {k: int(v) for k, v in state["pids"].items()}
+            return [pid for name, pid in self.serve_pids.items() if name.startswith("asgi")]
+        return [proc.pid for name, proc in self.procs.items() if name.startswith("uvicorn")]
 
     def start_ws_baseline(self, rate: float, frame_bytes: int) -> subprocess.Popen[bytes]:
         proc = self._spawn(
@@ -256,18 +312,17 @@ class Topology:
     def stop_all(self) -> None:
         for name in list(self.procs):
             self.stop(name)
+        # deploy/serve.py stops its children on SIGTERM; make sure none outlived it.
+        marker = f"STATE_DIR={self.run_dir / 'serve'}".encode()
+        for pid in self.serve_pids.values():
+            with contextlib.suppress(OSError):
+                # Only a process that still carries this run's STATE_DIR is ours (pids get reused).
+                if marker in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                    os.kill(pid, signal.SIGKILL)
+        self.serve_pids = {}
 
     def check_alive(self) -> None:
         dead = [name for name, proc in self.procs.items() if proc.poll() is not None]
         if dead:
             logs = {n: (self.run_dir / f"{n}.log").read_text(errors="replace")[-2000:] for n in dead}
             raise RuntimeError(f"server processes died: {dead}\n{logs}")
-
-    def pids(self, prefix: str) -> list[int]:
-        """The pids doing the work for processes named ``prefix*`` (gunicorn workers, not the arbiter)."""
-        out: list[int] = []
-        for name, proc in self.procs.items():
-            if name.startswith(prefix):
-                kids = children(proc.pid)
-                out += kids if name.startswith("gunicorn") and kids else [proc.pid]
-        return out
