@@ -17,7 +17,7 @@ import datetime as dt
 import logging
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -119,6 +119,10 @@ def score_attempt_assess(*, user: User, claims: ActionClaims, context: RequestCo
         primary_rule=verdict.primary_rule,
         window_source=source,
     )
+    if assessment.blocked and score_services.original_result(claims) is not None:
+        # A replay of an applied action (the Redis pre-filter was not there to say so): replay comes
+        # before fraud (DESIGN), so let the score service answer 409 with the original result.
+        return replace(assessment, decision=ALLOW)
     if assessment.blocked:
         metrics.FRAUD_DETECTIONS.labels(outcome="blocked").inc()
         log = _log_write(

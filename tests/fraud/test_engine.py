@@ -58,6 +58,24 @@ def test_a_bot_loop_is_blocked_with_a_fraud_log_and_429(player, client_for, mint
     assert ScoreHistory.objects.filter(user=player).count() == 4
 
 
+@pytest.mark.embedded
+def test_a_replay_is_409_even_from_a_player_who_is_being_blocked(player, client_for, mint, clock):
+    """Replay is checked before fraud (DESIGN), also without the Redis pre-filter (embedded default)."""
+    client = client_for(player)
+    tokens = []
+    for _ in range(6):
+        clock.advance(1)
+        tokens.append(mint(player, increment=1000))
+        submit(client, tokens[-1])
+    assert submit(client, mint(player, increment=1000)).status_code == 429  # still being blocked
+
+    replay = submit(client, tokens[0])
+
+    assert replay.status_code == 409
+    assert error_of(replay)["code"] == "action_token_replayed"
+    assert error_of(replay)["details"]["new_score"] == 1000
+
+
 def test_flagged_updates_are_applied_and_logged_against_their_history_row(player, client_for, mint, clock):
     client = client_for(player)
     clock.advance(1)
