@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from accounts.models import User
@@ -147,9 +147,15 @@ def score_attempt_assess(*, user: User, claims: ActionClaims, context: RequestCo
 def score_applied_record(
     *, user: User, claims: ActionClaims, context: RequestContext, assessment: Assessment, history_id: str
 ) -> None:
-    """After the score was applied: a flagged attempt gets a fraud log linked to its history row."""
-    if assessment.flagged:
-        metrics.FRAUD_DETECTIONS.labels(outcome="flagged").inc()
+    """After the score was applied: a flagged attempt gets a fraud log linked to its history row.
+
+    The score is already committed, so a failure here must not turn the answer into "nothing was
+    applied" (503): it is logged instead, and the batch scan still sees the history row.
+    """
+    if not assessment.flagged:
+        return
+    metrics.FRAUD_DETECTIONS.labels(outcome="flagged").inc()
+    try:
         _log_write(
             user=user,
             claims=claims,
@@ -158,6 +164,8 @@ def score_applied_record(
             decision=FraudLog.Decision.FLAGGED,
             history_id=history_id,
         )
+    except DatabaseError:
+        logger.exception("could not write the fraud log of flagged action %s", claims.action_id)
 
 
 def _rules_field(names: list[str]) -> str:
