@@ -95,9 +95,12 @@ def raise_nofile() -> int:
 
 
 def rss_kb(pids: list[int]) -> int:
-    """Resident set size of the given processes (VmRSS, KB)."""
+    """Resident set size of the given processes and their children (VmRSS, KB).
+
+    Children count because a server may fork workers (uvicorn does when WEB_CONCURRENCY is set).
+    """
     total = 0
-    for pid in pids:
+    for pid in {*pids, *(kid for pid in pids for kid in children(pid))}:
         with contextlib.suppress(OSError):
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -245,6 +248,8 @@ class Topology:
                     "scoreboard.asgi:application",
                     "--uds",
                     str(self.run_dir / f"asgi{i}.sock"),
+                    "--workers",  # explicit: uvicorn would otherwise fork WEB_CONCURRENCY workers
+                    "1",
                     "--loop",
                     "uvloop",
                     "--http",
