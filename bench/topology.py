@@ -100,7 +100,7 @@ def rss_kb(pids: list[int]) -> int:
     Children count because a server may fork workers (uvicorn does when WEB_CONCURRENCY is set).
     """
     total = 0
-    for pid in {*pids, *(kid for pid in pids for kid in children(pid))}:
+    for pid in {*pids, *(kid for parent in pids for kid in children(parent))}:
         with contextlib.suppress(OSError):
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
