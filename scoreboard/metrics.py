@@ -133,6 +133,36 @@ class MetricsMiddleware:
         return response
 
 
+SSE_PATH = "/v1/leaderboard/stream"
+
+
+class StreamMetricsMiddleware:
+    """ASGI wrapper (HTTP) counting open Server-Sent Events streams: from a 200 response start
+    until the application returns (the client left or the server stops)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http" or scope.get("path") != SSE_PATH:
+            await self.inner(scope, receive, send)
+            return
+        streaming = False
+
+        async def counting_send(message: Any) -> None:
+            nonlocal streaming
+            if message.get("type") == "http.response.start" and message.get("status") == 200 and not streaming:
+                streaming = True
+                SSE_CONNECTIONS.inc()
+            await send(message)
+
+        try:
+            await self.inner(scope, receive, counting_send)
+        finally:
+            if streaming:
+                SSE_CONNECTIONS.dec()
+
+
 class WebSocketMetricsMiddleware:
     """ASGI wrapper counting accepted WebSocket connections while they are open."""
 

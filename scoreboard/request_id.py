@@ -75,20 +75,24 @@ class RequestIdMiddleware:
 
 
 class RequestIdASGIMiddleware:
-    """ASGI wrapper for WebSocket connections: binds the id for the whole connection.
+    """ASGI wrapper binding the id for a whole WebSocket connection or HTTP exchange.
 
-    Every line a consumer logs while serving the connection carries it; ``scope["request_id"]``
-    holds it for consumers that want to send it to the client.
+    Every line a consumer logs while serving the connection carries it, and so does every line an
+    HTTP streaming response (SSE) logs after Django's middleware has returned. The id is written
+    back into the scope's headers, so ``RequestIdMiddleware`` reuses the same one;
+    ``scope["request_id"]`` holds it for consumers that want to send it to the client.
     """
 
     def __init__(self, inner: ASGIApp) -> None:
         self.inner = inner
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("type") != "websocket":
+        if scope.get("type") not in ("websocket", "http"):
             await self.inner(scope, receive, send)
             return
+        headers = [(k, v) for k, v in scope.get("headers", []) if k != _SCOPE_HEADER]
         supplied = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == _SCOPE_HEADER), None)
         with sb_logging.bound_request_id(supplied) as request_id:
-            scope = dict(scope, request_id=request_id)
+            headers.append((_SCOPE_HEADER, request_id.encode("latin-1")))
+            scope = dict(scope, request_id=request_id, headers=headers)
             await self.inner(scope, receive, send)

@@ -253,6 +253,15 @@ def test_a_score_through_nginx_reaches_websockets_on_both_asgi_processes(
     assert sorted(upstreams) == sorted(f"127.0.0.1:{p}" for p in ASGI_PORTS), upstreams
 
 
+def _first_event_data(lines: Iterator[str]) -> str:
+    """Reads up to the first event's data. The caller keeps ``lines`` referenced: a closed line
+    iterator closes the HTTP connection (and so the stream) underneath."""
+    for line in lines:
+        if line.startswith("data:"):
+            return line
+    raise AssertionError("the stream ended without an event")
+
+
 def test_metrics_move_and_are_summed_across_processes(topology: Topology, player_login: tuple[str, str]) -> None:
     user_id, access = player_login
     before = httpx.get(f"{topology.url}/metrics").text
@@ -281,6 +290,13 @@ def test_metrics_move_and_are_summed_across_processes(topology: Topology, player
     assert _metric(after, latency) >= 3
     assert _metric(after, "scoreboard_redis_used_memory_bytes") > 0
     assert _metric(after, "scoreboard_db_connections") >= 1
+    # An open SSE stream (served by an ASGI process) is counted while it is open.
+    with httpx.stream("GET", f"{topology.url}/v1/leaderboard/stream", timeout=WAIT_SECONDS) as stream:
+        assert stream.status_code == 200
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        lines = stream.iter_lines()
+        assert '"leaderboard_update"' in _first_event_data(lines)
+        assert _metric(httpx.get(f"{topology.url}/metrics").text, "scoreboard_sse_connections") == 1
     # The same sums on the dedicated metrics port.
     dedicated = httpx.get(f"http://127.0.0.1:{METRICS_PORT}/metrics").text
     assert _metric(dedicated, "scoreboard_score_updates_total") == _metric(after, "scoreboard_score_updates_total")
