@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
@@ -193,8 +194,22 @@ def _database_url() -> str:
     return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
+@dataclass(frozen=True)
+class Worker:
+    queue: str
+    log: Path
+
+    def wait_for(self, condition: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + WORKER_DEADLINE_SECONDS
+        while not condition():
+            if time.monotonic() > deadline:
+                tail = self.log.read_text()[-3000:]
+                raise AssertionError(f"the worker did not {what} within {WORKER_DEADLINE_SECONDS} s; its log:\n{tail}")
+            time.sleep(0.2)
+
+
 @pytest.fixture
-def worker(tmp_path: Path) -> Iterator[str]:
+def worker(tmp_path: Path) -> Iterator[Worker]:
     """A Celery worker process on our Redis database (broker) and our PostgreSQL test database."""
     queue = f"sbtest-{uuid.uuid4().hex[:8]}"
     env = {
@@ -213,7 +228,7 @@ def worker(tmp_path: Path) -> Iterator[str]:
         cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
-        yield queue
+        yield Worker(queue=queue, log=tmp_path / "worker.log")
     finally:
         process.terminate()
         try:
@@ -222,16 +237,6 @@ def worker(tmp_path: Path) -> Iterator[str]:
             process.kill()
             process.wait()
         log.close()
-        if process.returncode not in (0, -15):
-            print((tmp_path / "worker.log").read_text()[-4000:])
-
-
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WORKER_DEADLINE_SECONDS
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the worker did not {what} within {WORKER_DEADLINE_SECONDS} s")
-        time.sleep(0.2)
 
 
 @pytest.mark.redis
@@ -250,8 +255,8 @@ def test_the_jobs_run_in_a_real_worker_with_redis_as_broker(make_player, redis_c
     assert redis_client.zcard(ranking.GLOBAL.zset_key) == 0  # rows written behind the index's back
 
     for task in (used_nonces_purge_task, leaderboard_drift_check_task, fraud_batch_scan_task):
-        task.apply_async(queue=worker)
+        task.apply_async(queue=worker.queue)
 
-    wait_for(lambda: not UsedNonce.objects.filter(action_id="stale").exists(), "purge the stale nonce")
-    wait_for(lambda: redis_client.zcard(ranking.GLOBAL.zset_key) == 6, "rebuild the index")
-    wait_for(lambda: FraudLog.objects.filter(user=farmer, event_type="velocity_outlier").exists(), "scan")
+    worker.wait_for(lambda: not UsedNonce.objects.filter(action_id="stale").exists(), "purge the stale nonce")
+    worker.wait_for(lambda: redis_client.zcard(ranking.GLOBAL.zset_key) == 6, "rebuild the index")
+    worker.wait_for(lambda: FraudLog.objects.filter(user=farmer, event_type="velocity_outlier").exists(), "scan")
