@@ -14,7 +14,6 @@ and the socket's own writer task sends them, so a slow client only ever delays i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
@@ -88,10 +87,14 @@ class LiveBoardConsumer(AsyncWebsocketConsumer):
         self.writer = asyncio.create_task(self._write())
 
     async def _write(self) -> None:
-        with contextlib.suppress(asyncio.CancelledError):
+        try:
             while True:
                 for frame in await self.box.take():
                     await self.send(text_data=frame.text)
+        except asyncio.CancelledError:
+            pass
+        except Exception:  # the client went away mid-send: disconnect() cleans up
+            logger.debug("realtime: socket writer stopped", exc_info=True)
 
     async def _close_unless_authenticated(self) -> None:
         await asyncio.sleep(AUTH_GRACE_SECONDS)

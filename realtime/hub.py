@@ -109,6 +109,7 @@ class Hub:
         self._players: dict[str, set[Mailbox]] = defaultdict(set)
         self._listener: asyncio.Task[None] | None = None
         self._subscribed: asyncio.Event | None = None
+        self._subscribe_deadline = 0.0
         self.delivered = 0
 
     # -- registry (event loop thread) -------------------------------------------------------
@@ -186,11 +187,15 @@ class Hub:
             return
         if self._listener is None or self._listener.done():
             self._subscribed = asyncio.Event()
+            self._subscribe_deadline = loop.time() + SUBSCRIBE_WAIT_SECONDS
             self._listener = loop.create_task(self._listen(self._subscribed), name="realtime-hub-listener")
         assert self._subscribed is not None
-        if not self._subscribed.is_set():
+        # Sockets opened while the first subscription is being set up wait for it (bounded), so they
+        # cannot miss a publish; once the deadline passed (Redis down at start) nobody waits.
+        remaining = self._subscribe_deadline - loop.time()
+        if not self._subscribed.is_set() and remaining > 0:
             try:
-                async with asyncio.timeout(SUBSCRIBE_WAIT_SECONDS):
+                async with asyncio.timeout(remaining):
                     await self._subscribed.wait()
             except TimeoutError:
                 logger.warning("realtime: Redis subscription not ready; serving without live updates for now")
