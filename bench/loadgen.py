@@ -59,6 +59,7 @@ class StreamResult:
     latencies_ms: list[float] = field(default_factory=list)
     statuses: dict[str, int] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
+    samples: dict[str, str] = field(default_factory=dict)  # first body seen per non-2xx status
     first_send: float = 0.0
     last_done: float = 0.0
 
@@ -70,8 +71,8 @@ class StreamResult:
         self.errors[kind] = self.errors.get(kind, 0) + 1
 
 
-async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
-    """Read one response; returns (status, keep_alive)."""
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool, bytes]:
+    """Read one response; returns (status, keep_alive, body; chunked bodies are not kept)."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     status = int(lines[0].split(b" ", 2)[1])
@@ -87,6 +88,7 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
             chunked = True
         elif lname == b"connection" and b"close" in value.lower():
             keep_alive = False
+    body = b""
     if chunked:
         while True:
             size = int((await reader.readuntil(b"\r\n")).strip().split(b";")[0], 16)
@@ -94,8 +96,8 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
             if size == 0:
                 break
     elif length:
-        await reader.readexactly(length)
-    return status, keep_alive
+        body = await reader.readexactly(length)
+    return status, keep_alive, body
 
 
 async def worker(host: str, port: int, queue: asyncio.Queue[tuple[float, bytes] | None], result: StreamResult) -> None:
@@ -113,7 +115,9 @@ async def worker(host: str, port: int, queue: asyncio.Queue[tuple[float, bytes] 
             else:
                 conn_reader, conn_writer = reader, writer
             conn_writer.write(request)
-            status, keep_alive = await read_response(conn_reader)
+            status, keep_alive, body = await read_response(conn_reader)
+            if status >= 300 and str(status) not in result.samples:
+                result.samples[str(status)] = body[:300].decode(errors="replace")
             done = time.perf_counter()
             result.latencies_ms.append((done - scheduled) * 1000.0)
             result.last_done = max(result.last_done, done)
@@ -146,7 +150,9 @@ async def closed_worker(host: str, port: int, request: bytes, deadline: float, r
             else:
                 conn_reader, conn_writer = reader, writer
             conn_writer.write(request)
-            status, keep_alive = await read_response(conn_reader)
+            status, keep_alive, body = await read_response(conn_reader)
+            if status >= 300 and str(status) not in result.samples:
+                result.samples[str(status)] = body[:300].decode(errors="replace")
             done = time.perf_counter()
             result.latencies_ms.append((done - sent) * 1000.0)
             result.last_done = max(result.last_done, done)
@@ -229,6 +235,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
                 "achieved_per_s": ok / elapsed,
                 "statuses": result.statuses,
                 "errors": result.errors,
+                "samples": result.samples,
                 "latencies_ms": result.latencies_ms,
             }
         )

@@ -116,6 +116,19 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             "≥ 1,500/s",
         )
     )
+    steps = result.get("update_steps", [])
+    at = next((st for st in steps if st["rate"] == sustained.get("rate")), steps[0] if steps else None)
+    cpu = at["update"].get("wsgi_cpu_ms_per_request") if at else None
+    drf_cpu = base.get("bare_drf", {}).get("wsgi_cpu_ms_per_request")
+    out.append(
+        (
+            f"gunicorn worker CPU per request (updates + reads, {at['rate'] if at else '—'}/s step)",
+            _fmt(cpu, " ms"),
+            f"bare DRF: {_fmt(drf_cpu, ' ms')}",
+            _ratio(cpu, drf_cpu),
+            "—",
+        )
+    )
     lb = result.get("leaderboard_saturation", {})
     out.append(
         (
@@ -192,6 +205,15 @@ def markdown(result: dict[str, Any]) -> str:
             f" | {u['error_rate']:.2%} | {u['statuses']} {u['errors'] or ''} | {_fmt(r['achieved_per_s'])}"
             f" | {_fmt(r['p95'])} |"
         )
+    samples = {
+        code: body
+        for step in result.get("update_steps", [])
+        for stream in (step["update"], step["read"])
+        for code, body in stream.get("error_samples", {}).items()
+    }
+    if samples:
+        lines += ["", "Non-2xx answers seen (first body per status):", ""]
+        lines += [f"- {code}: `{body[:200]}`" for code, body in sorted(samples.items())]
     profile = result.get("profile")
     if profile:
         lines += ["", f"## Update path profile (py-spy --idle, gunicorn workers, {profile['rate']} updates/s)", ""]

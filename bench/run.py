@@ -28,7 +28,16 @@ from typing import Any
 from urllib.parse import urlparse
 
 from bench import report
-from bench.topology import NGINX_BASELINE_PORT, NGINX_PORT, ROOT, WS_BASELINE_PORT, Topology, raise_nofile, rss_kb
+from bench.topology import (
+    NGINX_BASELINE_PORT,
+    NGINX_PORT,
+    ROOT,
+    WS_BASELINE_PORT,
+    Topology,
+    cpu_seconds,
+    raise_nofile,
+    rss_kb,
+)
 
 RESULTS = ROOT / "bench" / "results"
 P95_LIMIT_MS = 100.0
@@ -68,11 +77,13 @@ class Mode:
 
 
 MODES = {
-    "short": Mode("short", 8_000, (250, 500, 1000, 1500), 4.0, 0.2, (500, 1000, 2000), 4.0, 200, 4.0, 5, 50_000, 3.0),
+    "short": Mode(
+        "short", 8_000, (100, 250, 500, 1000, 1500), 4.0, 0.2, (500, 1000, 2000), 4.0, 200, 4.0, 5, 50_000, 3.0
+    ),
     "full": Mode(
         "full",
         24_000,
-        (250, 500, 750, 1000, 1250, 1500, 2000, 2500, 3000),
+        (100, 250, 500, 750, 1000, 1250, 1500, 2000, 2500, 3000),
         8.0,
         0.2,
         (1000, 2000, 5000, 10000),
@@ -269,6 +280,7 @@ class Bench:
             "error_rate": round(failed / scheduled, 4) if scheduled else 0.0,
             "statuses": stream["statuses"],
             "errors": stream["errors"],
+            "error_samples": stream.get("samples", {}),
             **percentiles(stream["latencies_ms"]),
         }
 
@@ -307,13 +319,20 @@ class Bench:
                     },
                 ],
             }
+            workers = [self.topology.wsgi_master()]  # type: ignore[union-attr]
+            cpu_before = cpu_seconds(workers)
             out = self.loadgen(f"step{rate}", spec)
+            cpu_used = cpu_seconds(workers) - cpu_before
             update, read = (self.summarise(s) for s in out["streams"])
+            answered = update["ok"] + read["ok"]
+            # CPU the gunicorn workers spent per answered request (updates and reads together).
+            update["wsgi_cpu_ms_per_request"] = round(cpu_used * 1000 / answered, 2) if answered else None
             steps.append({"rate": rate, "update": update, "read": read})
             log(
                 f"updates {rate}/s: achieved {update['achieved_per_s']}/s p50 {update['p50']} p95 {update['p95']}"
                 f" p99 {update['p99']} ms errors {update['error_rate']:.2%} {update['statuses']} {update['errors']}"
                 f" | reads {read_rate}/s p95 {read['p95']} ms"
+                f" | worker CPU {update['wsgi_cpu_ms_per_request']} ms/request"
             )
             self.topology.check_alive()  # type: ignore[union-attr]
             if update["p95"] is None or update["p95"] > P95_LIMIT_MS or update["error_rate"] > ERROR_LIMIT:
@@ -356,8 +375,17 @@ class Bench:
         }
         # Warm every worker first (each one imports the URLconf and views on its first request).
         self.loadgen(f"{name}-warm", dict(spec, duration=2.0))
+        topo = self.topology
+        assert topo is not None
+        workers = [topo.procs["baseline_drf"].pid] if port == NGINX_BASELINE_PORT else [topo.wsgi_master()]
+        cpu_before = cpu_seconds(workers)
         out = self.summarise(self.loadgen(name, spec)["streams"][0])
-        log(f"{name}: {out['achieved_per_s']} req/s ok {out['ok']}/{out['requests']} {out['statuses']}")
+        cpu_used = cpu_seconds(workers) - cpu_before
+        out["wsgi_cpu_ms_per_request"] = round(cpu_used * 1000 / out["ok"], 2) if out["ok"] else None
+        log(
+            f"{name}: {out['achieved_per_s']} req/s ok {out['ok']}/{out['requests']} {out['statuses']}"
+            f" p50 {out['p50']} ms, worker CPU {out['wsgi_cpu_ms_per_request']} ms/request"
+        )
         return out
 
     def profile_updates(self) -> None:

@@ -108,6 +108,17 @@ def rss_kb(pids: list[int]) -> int:
     return total
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time consumed so far by the given processes and their children."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in {*pids, *(kid for parent in pids for kid in children(parent))}:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
 def children(pid: int) -> list[int]:
     out: list[int] = []
     with contextlib.suppress(OSError):
