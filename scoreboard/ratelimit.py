@@ -20,16 +20,17 @@ We count with ``get_usage`` instead of the ``@ratelimit`` decorator: the decorat
 
 **When the counter store (Redis) is down**, ``RATE_LIMIT_REDIS_DOWN`` decides:
 
-- ``closed`` (default): score updates are refused with 503 + ``Retry-After`` — without shared counters
-  nothing bounds how fast a player (or a botnet) can write; a refused update can be retried with the
-  same token within its 5-minute window, while a cheat that was applied is hard to undo. Reads are
-  not affected.
-- ``open``: score updates go through unlimited (the fraud engine still runs, from PostgreSQL). This is
-  DESIGN's "if Redis is unreachable the update still commits", for operators who prefer availability.
+- ``local`` (default): every limit falls back to counters kept in this process (same fixed
+  one-minute windows). Score updates still commit, as DESIGN asks ("if Redis is unreachable the
+  update still commits"), and no player or address goes unlimited: each process enforces the full
+  limit on its own, so with N processes behind a balancer the effective ceiling is at most N times
+  the setting until Redis returns.
+- ``closed``: score updates are refused with 503 + ``Retry-After`` (nothing applied; the token stays
+  usable for its 5-minute window). For operators who prefer refusing writes to approximate limits.
+- ``open``: score updates go through unlimited (the fraud engine still runs, from PostgreSQL).
 
-The per-IP limit always fails open: reads keep working from PostgreSQL, as DESIGN asks. After a
-failure the store is not tried again for ``BREAKER_SECONDS``, so an outage does not add a socket
-timeout to every request.
+After a failure the store is not tried again for ``BREAKER_SECONDS``, so an outage does not add a
+socket timeout to every request.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ security_log = logging.getLogger("scoreboard.security")
 WINDOW_SECONDS = 60
 BREAKER_SECONDS = 2.0
 IPV6_PREFIX = 64
+FAIL_LOCAL = "local"
 FAIL_CLOSED = "closed"
 FAIL_OPEN = "open"
 
@@ -117,6 +119,46 @@ breaker = _Breaker()
 
 class _StoreDown(Exception):
     pass
+
+
+def _now() -> float:
+    return time.time()
+
+
+class _LocalCounters:
+    """Fixed one-minute windows held in this process: the fallback while Redis is down."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._window = -1
+        self._counts: dict[tuple[str, str], int] = {}
+
+    def hit(self, *, scope: str, value: str, limit: int) -> Usage:
+        now = _now()
+        window = int(now // WINDOW_SECONDS)
+        with self._lock:
+            if window != self._window:  # a new window: forget the old one (bounded memory)
+                self._window, self._counts = window, {}
+            count = self._counts.get((scope, value), 0) + 1
+            self._counts[(scope, value)] = count
+        return Usage(scope=scope, limit=limit, count=count, retry_after=WINDOW_SECONDS - int(now % WINDOW_SECONDS))
+
+    def reset(self) -> None:
+        with self._lock:
+            self._window, self._counts = -1, {}
+
+
+local_counters = _LocalCounters()
+
+
+def _count_or_local(request: HttpRequest, *, scope: str, value: str, limit: int) -> Usage:
+    """Count in the shared store; while it is down, in this process when the policy is ``local``."""
+    try:
+        return _count(request, scope=scope, value=value, limit=limit)
+    except _StoreDown:
+        if settings.RATE_LIMIT_REDIS_DOWN != FAIL_LOCAL:
+            raise
+        return local_counters.hit(scope=scope, value=value, limit=limit)
 
 
 def _count(request: HttpRequest, *, scope: str, value: str, limit: int) -> Usage:
@@ -177,7 +219,7 @@ def score_update_limits_check(request: HttpRequest, *, user_id: str) -> None:
             (SCOPE_USER, user_id, settings.RATE_LIMIT_USER_PER_MINUTE),
             (SCOPE_GLOBAL, "all", settings.RATE_LIMIT_GLOBAL_PER_MINUTE),
         ):
-            usage = _count(request, scope=scope, value=value, limit=limit)
+            usage = _count_or_local(request, scope=scope, value=value, limit=limit)
             if usage.exceeded:
                 raise _refusal(usage)
     except _StoreDown:
@@ -218,9 +260,9 @@ class IpRateLimitMiddleware:
         if request.path == GAME_SERVER_PATH and settings.API_KEY_HEADER in request.META:
             scope, limit = SCOPE_GAME_SERVER, settings.RATE_LIMIT_GAME_SERVER_PER_MINUTE
         try:
-            usage = _count(request, scope=scope, value=ip_key(ip), limit=limit)
+            usage = _count_or_local(request, scope=scope, value=ip_key(ip), limit=limit)
         except _StoreDown:
-            return None  # fail open: reads degrade to PostgreSQL; score updates fail closed in the throttle
+            return None  # policy "closed"/"open": reads keep working; score updates are decided in the throttle
         if not usage.exceeded:
             return None
         exc = _refusal(usage)

@@ -258,11 +258,12 @@ RATE_LIMIT_ENABLED = env.bool("RATE_LIMIT_ENABLED", default=True)
 RATE_LIMIT_GAME_SERVER_PER_MINUTE = env.int("RATE_LIMIT_GAME_SERVER_PER_MINUTE", default=60_000)
 FRAUD_FLAG_THRESHOLD = env.float("FRAUD_FLAG_THRESHOLD", default=0.5)
 FRAUD_BLOCK_THRESHOLD = env.float("FRAUD_BLOCK_THRESHOLD", default=0.8)
-# When the rate-limit counters (Redis) are down: "closed" refuses score updates with 503 + Retry-After,
-# "open" lets them through unlimited. The per-IP limit always fails open. See scoreboard/ratelimit.py.
-RATE_LIMIT_REDIS_DOWN: str = env.str("RATE_LIMIT_REDIS_DOWN", default="closed")
-if RATE_LIMIT_REDIS_DOWN not in ("closed", "open"):
-    raise ImproperlyConfigured("RATE_LIMIT_REDIS_DOWN must be 'closed' or 'open'.")
+# When the rate-limit counters (Redis) are down: "local" (default) counts in each process so updates
+# still commit under (per-process) limits; "closed" refuses score updates with 503 + Retry-After;
+# "open" lets them through unlimited. See scoreboard/ratelimit.py.
+RATE_LIMIT_REDIS_DOWN: str = env.str("RATE_LIMIT_REDIS_DOWN", default="local")
+if RATE_LIMIT_REDIS_DOWN not in ("local", "closed", "open"):
+    raise ImproperlyConfigured("RATE_LIMIT_REDIS_DOWN must be 'local', 'closed' or 'open'.")
 RATELIMIT_USE_CACHE = "default"  # django-ratelimit: django-redis with REDIS_URL, local memory otherwise
 RATELIMIT_CACHE_PREFIX = "rl:"
 # Fraud engine (fraud/rules.py): risk = min(1, sum of weight x contribution), each contribution in [0, 1].

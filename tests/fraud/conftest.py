@@ -60,6 +60,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     fake = FakeClock(time.time())
     monkeypatch.setattr("scores.action_tokens.time", fake)
     monkeypatch.setattr("django_ratelimit.core.time", fake)
+    monkeypatch.setattr("scoreboard.ratelimit._now", fake.time)
     monkeypatch.setattr("fraud.services._now", fake.time)
     monkeypatch.setattr("django.utils.timezone.now", lambda: dt.datetime.fromtimestamp(fake.now, tz=dt.UTC))
     return fake

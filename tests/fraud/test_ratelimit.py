@@ -200,7 +200,30 @@ def counters_down() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(autouse=True)
+def _fresh_local_counters() -> Iterator[None]:
+    ratelimit.local_counters.reset()
+    ratelimit.breaker.reset()
+    yield
+    ratelimit.local_counters.reset()
+    ratelimit.breaker.reset()
+
+
 @pytest.mark.redis
+def test_by_default_updates_commit_under_per_process_limits_while_the_counters_are_down(
+    player, client_for, mint, counters_down
+):
+    client = client_for(player)
+    statuses = [submit(client, mint(player, increment=10)).status_code for _ in range(11)]
+    assert statuses[:10] == [200] * 10  # DESIGN: with Redis down the update still commits
+    assert statuses[10] == 429  # ...and the player is still limited, by this process's counters
+    player.refresh_from_db()
+    assert player.current_score == 100
+    assert APIClient().get("/v1/leaderboard").status_code == 200
+
+
+@pytest.mark.redis
+@override_settings(RATE_LIMIT_REDIS_DOWN="closed")
 def test_score_updates_fail_closed_when_the_counters_are_down(player, client_for, mint, counters_down):
     response = submit(client_for(player), mint(player))
     assert response.status_code == 503

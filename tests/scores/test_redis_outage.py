@@ -121,3 +121,31 @@ def test_replay_is_still_refused_while_redis_is_down(player, auth_client, mint, 
     assert again.json()["error"]["details"]["new_score"] == 60
     player.refresh_from_db()
     assert player.current_score == 60
+
+
+DEAD_CACHES = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": DEAD_REDIS_URL,
+        "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.2, "SOCKET_TIMEOUT": 0.2},
+    }
+}
+
+
+def test_whole_pipeline_with_redis_down_and_limits_on(player, client_for, mint, api_client, redis_down):
+    """Everything Redis backs is down at once (index, pre-filter, rate-limit counters, fraud windows),
+    with the default limits on: the update still commits and the board still answers."""
+    from scoreboard import ratelimit
+
+    ratelimit.local_counters.reset()
+    ratelimit.breaker.reset()
+    with override_settings(CACHES=DEAD_CACHES):
+        response = submit(client_for(player), mint(player, increment=120))
+        assert response.status_code == 200, response.content
+        assert response.json()["data"]["new_score"] == 120
+        board = api_client.get("/v1/leaderboard").json()["data"]
+    assert board["leaderboard"][0]["user_id"] == str(player.pk)
+    player.refresh_from_db()
+    assert player.current_score == 120
+    ratelimit.local_counters.reset()
+    ratelimit.breaker.reset()
