@@ -9,6 +9,7 @@ from django.http import HttpRequest
 from accounts import services
 from accounts.models import GameServerKey, User
 from fraud.models import FraudLog
+from scores import services as score_services
 from scores.models import ScoreHistory
 
 RECENT_ROWS_ON_PLAYER_PAGE = 20
@@ -73,6 +74,20 @@ class UserAdmin(DjangoUserAdmin):
         *(DjangoUserAdmin.fieldsets or ()),
         ("Score", {"fields": ("id", "current_score", "score_reached_at", "score_version", "updated_at")}),
     )
+
+    def save_model(self, request: HttpRequest, obj: Any, form: ModelForm, change: bool) -> None:
+        if not change:
+            super().save_model(request, obj, form, change)
+            return
+        # Write only what the moderator changed: a full save would write back the score the form
+        # loaded and silently undo updates the player made while the page was open.
+        concrete = {f.name for f in User._meta.concrete_fields}
+        changed = [name for name in form.changed_data if name in concrete]
+        if changed:
+            obj.save(update_fields=changed)
+        if "is_active" in changed:
+            # A ban or unban by hand: the board and the live page follow now, not at the next drift check.
+            score_services.player_standing_changed(user_id=str(obj.pk))
 
 
 @admin.register(GameServerKey)
