@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from django.contrib import admin
@@ -29,12 +30,12 @@ def test_toggling_is_active_in_the_user_admin_moves_the_player_off_and_back_on_t
 
     player.is_active = False
     with django_capture_on_commit_callbacks(execute=True):
-        model_admin.save_model(request, player, SimpleNamespace(changed_data=["is_active"]), change=True)
+        model_admin.save_model(request, player, cast(Any, SimpleNamespace(changed_data=["is_active"])), change=True)
     assert _board_ids() == []
 
     player.is_active = True
     with django_capture_on_commit_callbacks(execute=True):
-        model_admin.save_model(request, player, SimpleNamespace(changed_data=["is_active"]), change=True)
+        model_admin.save_model(request, player, cast(Any, SimpleNamespace(changed_data=["is_active"])), change=True)
     assert _board_ids() == [str(player.pk)]
 
 
@@ -43,7 +44,7 @@ def test_saving_a_player_in_the_admin_never_writes_back_a_stale_score(player, cl
     assert submit(client_for(player), mint(player, increment=300)).status_code == 200  # played meanwhile
     stale.first_name = "Renamed"
     UserAdmin(User, admin.site).save_model(
-        rf.post("/admin/"), stale, SimpleNamespace(changed_data=["first_name"]), change=True
+        rf.post("/admin/"), stale, cast(Any, SimpleNamespace(changed_data=["first_name"])), change=True
     )
     player.refresh_from_db()
     assert player.current_score == 300
