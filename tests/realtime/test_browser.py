@@ -83,5 +83,11 @@ def test_a_submitted_score_appears_on_the_page_without_reload(servers):
             page.set_viewport_size({"width": 375, "height": 700})
             assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
             page.screenshot(path=str(ARTIFACTS / "board-phone.png"), full_page=True)
+
+            # Readable on a TV across the room: the text grows with the screen.
+            page.set_viewport_size({"width": 1920, "height": 1080})
+            font_px = page.evaluate("parseFloat(getComputedStyle(document.querySelector('#rows td')).fontSize)")
+            assert font_px >= 24
+            page.screenshot(path=str(ARTIFACTS / "board-tv.png"))
         finally:
             browser.close()
