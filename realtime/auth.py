@@ -24,6 +24,7 @@ MAX_TOKEN_LENGTH = 4096
 class Viewer:
     user_id: str
     scopes: frozenset[str]
+    expires_at: float | None = None  # the token's exp (epoch seconds)
 
     @property
     def can_read(self) -> bool:
@@ -40,7 +41,12 @@ def viewer_from_token(raw: str) -> Viewer | None:
         user = authentication.get_user(validated)
     except (AuthenticationFailed, ApiError):
         return None
-    return Viewer(user_id=str(user.pk), scopes=frozenset(token_scopes(validated)))
+    exp = validated.get("exp")
+    return Viewer(
+        user_id=str(user.pk),
+        scopes=frozenset(token_scopes(validated)),
+        expires_at=float(exp) if isinstance(exp, int | float) else None,
+    )
 
 
 def read_allowed(viewer: Viewer | None) -> bool:

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
 from realtime import services
 from realtime.auth import Viewer, read_allowed, token_from_scope, viewer_from_token
@@ -55,6 +56,7 @@ class LiveBoardConsumer(AsyncWebsocketConsumer):
         self.feeding = False
         self.writer: asyncio.Task[None] | None = None
         self.grace: asyncio.Task[None] | None = None
+        self.expiry: asyncio.Task[None] | None = None
         self.tokens = float(INBOUND_BURST)
         self.refilled = time.monotonic()
         self.strikes = 0
@@ -63,6 +65,7 @@ class LiveBoardConsumer(AsyncWebsocketConsumer):
         if cookie_token:
             self.viewer = await database_sync_to_async(viewer_from_token)(cookie_token)
             self.box.user_id = self.viewer.user_id if self.viewer else None
+            self._watch_expiry()
         if read_allowed(self.viewer):
             await self._start_feed()
         else:
@@ -70,7 +73,7 @@ class LiveBoardConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         get_hub().detach(self.box)
-        for task in (self.writer, self.grace):
+        for task in (self.writer, self.grace, self.expiry):
             if task is not None:
                 task.cancel()
 
@@ -100,6 +103,18 @@ class LiveBoardConsumer(AsyncWebsocketConsumer):
         await asyncio.sleep(AUTH_GRACE_SECONDS)
         if not self.feeding:
             await self._refuse(CLOSE_UNAUTHORIZED, "auth_required", "This board requires authentication.")
+
+    def _watch_expiry(self) -> None:
+        """On a private board a socket lives no longer than the token that opened it."""
+        if self.expiry is not None:
+            self.expiry.cancel()
+            self.expiry = None
+        if settings.LEADERBOARD_REQUIRE_AUTH and self.viewer is not None and self.viewer.expires_at is not None:
+            self.expiry = asyncio.create_task(self._close_at(self.viewer.expires_at))
+
+    async def _close_at(self, expires_at: float) -> None:
+        await asyncio.sleep(max(0.0, expires_at - time.time()))
+        await self._refuse(CLOSE_UNAUTHORIZED, "token_expired", "The token expired; authenticate again.")
 
     async def _error(self, code: str, text: str) -> None:
         await self.send(text_data=message("error", code=code, message=text))
@@ -165,6 +180,7 @@ class LiveBoardConsumer(AsyncWebsocketConsumer):
             await self._refuse(CLOSE_FORBIDDEN, "insufficient_scope", "The token does not grant read:scores.")
             return
         self.viewer = viewer
+        self._watch_expiry()
         get_hub().identify(self.box, viewer.user_id)
         await self.send(text_data=message("auth_ok", user_id=viewer.user_id))
         await self._start_feed()

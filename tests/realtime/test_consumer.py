@@ -229,3 +229,25 @@ async def test_a_banned_leader_leaves_the_live_board(db):
     assert [r["user_id"] for r in update["leaderboard"]] == [str(honest.pk)]
     assert update["leaderboard"][0]["rank"] == 1
     await ws.disconnect()
+
+
+def _short_lived_token(user: User, seconds: int) -> str:
+    from datetime import timedelta
+
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    token = AccessToken.for_user(user)
+    token["scope"] = ["read:scores"]
+    token.set_exp(lifetime=timedelta(seconds=seconds))
+    return str(token)
+
+
+async def test_private_board_closes_the_socket_when_its_token_expires(settings, player):
+    settings.LEADERBOARD_REQUIRE_AUTH = True
+    ws = await connected()
+    await ws.send_json_to({"type": "auth", "token": await sync_to_async(_short_lived_token)(player, 1)})
+    assert (await receive(ws))["type"] == "auth_ok"
+    assert (await receive(ws))["type"] == "leaderboard_update"
+    assert (await receive(ws))["code"] == "token_expired"
+    assert await ws.receive_output(timeout=RECEIVE_TIMEOUT) == {"type": "websocket.close", "code": CLOSE_UNAUTHORIZED}
+    await ws.disconnect()
