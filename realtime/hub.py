@@ -55,6 +55,10 @@ PLAYER_BACKLOG = 16
 SUBSCRIBE_WAIT_SECONDS = 5.0
 RECONNECT_MIN_SECONDS = 0.2
 RECONNECT_MAX_SECONDS = 5.0
+# With no traffic for this long the subscription pings Redis, so a silently dead link is noticed.
+IDLE_PING_SECONDS = 30.0
+# Names the subscription in CLIENT LIST (operators, and the reconnect test, can find it).
+HUB_CLIENT_NAME = "sb-realtime-hub"
 
 
 class Mailbox:
@@ -204,25 +208,26 @@ class Hub:
         delay = RECONNECT_MIN_SECONDS
         resumed = False
         while True:
-            client = aioredis.Redis.from_url(settings.REDIS_URL, health_check_interval=30)
+            client = aioredis.Redis.from_url(settings.REDIS_URL, client_name=HUB_CLIENT_NAME)
             pubsub = client.pubsub()
             try:
                 await pubsub.subscribe(board_channel(), player_channel())
-                confirmations = 0
                 while True:
-                    message = await pubsub.get_message(timeout=None)
+                    message = await pubsub.get_message(timeout=IDLE_PING_SECONDS)
                     if message is None:
-                        continue
-                    if message["type"] == "subscribe":
-                        confirmations += 1
-                        if confirmations == 2:
-                            subscribed.set()
-                            delay = RECONNECT_MIN_SECONDS
-                            if resumed:
-                                await self._resync()
+                        # A quiet board: prove the connection is alive (a dead one raises here).
+                        await pubsub.ping()
                         continue
                     if message["type"] == "message":
                         self._on_message(message["channel"], message["data"])
+                    elif message["type"] == "subscribe" and message["channel"] == player_channel():
+                        # Both channels confirmed. Again later means redis-py reconnected on its own:
+                        # frames may have been missed meanwhile, so everyone gets a fresh snapshot.
+                        delay = RECONNECT_MIN_SECONDS
+                        if resumed or subscribed.is_set():
+                            await self._resync()
+                        subscribed.set()
+                        resumed = False
             except asyncio.CancelledError:
                 raise
             except Exception:
