@@ -24,6 +24,7 @@ from collections import defaultdict, deque
 import redis
 import redis.asyncio as aioredis
 from django.conf import settings
+from prometheus_client import Counter
 
 from realtime.frames import LEADERBOARD_UPDATE, Frame
 
@@ -61,6 +62,13 @@ IDLE_PING_SECONDS = 30.0
 HUB_CLIENT_NAME = "sb-realtime-hub"
 
 
+BOARD_FRAMES = Counter("scoreboard_realtime_board_frames", "Board snapshots fanned out by this process.")
+FRAMES_SKIPPED = Counter(
+    "scoreboard_realtime_frames_skipped",
+    "Frames a slow socket never received because a newer snapshot replaced them (or its backlog was full).",
+)
+
+
 class Mailbox:
     """One socket's pending frames: the newest board snapshot and a short backlog of its own updates.
 
@@ -84,10 +92,12 @@ class Mailbox:
                 return
             if self._snapshot is not None:
                 self.skipped += 1  # the client was still busy: it jumps straight to the newer snapshot
+                FRAMES_SKIPPED.inc()
             self._snapshot = frame
         else:
             if len(self._direct) == self._direct.maxlen:
                 self.skipped += 1
+                FRAMES_SKIPPED.inc()
             self._direct.append(frame)
         self._wake.set()
 
@@ -114,7 +124,6 @@ class Hub:
         self._listener: asyncio.Task[None] | None = None
         self._subscribed: asyncio.Event | None = None
         self._subscribe_deadline = 0.0
-        self.delivered = 0
 
     # -- registry (event loop thread) -------------------------------------------------------
     async def attach(self, box: Mailbox) -> None:
@@ -154,7 +163,7 @@ class Hub:
     def fan_out_board(self, board: str, frame: Frame) -> None:
         for box in self._boards.get(board, ()):
             box.offer(frame)
-        self.delivered += 1
+        BOARD_FRAMES.inc()
 
     def fan_out_player(self, user_id: str, frame: Frame) -> None:
         for box in self._players.get(user_id, ()):

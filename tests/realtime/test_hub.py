@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from prometheus_client import REGISTRY
 
 from realtime.frames import LEADERBOARD_UPDATE, RANK_UPDATE, Frame
 from realtime.hub import PLAYER_BACKLOG, Hub, Mailbox
@@ -18,13 +19,19 @@ def own(n: int) -> Frame:
     return Frame(RANK_UPDATE, 0, b'{"n":%d}' % n)
 
 
+def skipped_total() -> float:
+    return REGISTRY.get_sample_value("scoreboard_realtime_frames_skipped_total") or 0.0
+
+
 async def test_a_busy_client_gets_only_the_newest_snapshot():
     box = Mailbox("global")
+    before = skipped_total()
     for seq in (5, 6, 7):
         box.offer(board(seq))
     frames = await box.take()
     assert [f.seq for f in frames] == [7]
     assert box.skipped == 2
+    assert skipped_total() - before == 2  # operators see slow clients in /metrics
     box.offer(board(6))  # older than what the client already has: never sent
     box.offer(board(8))
     assert [f.seq for f in await box.take()] == [8]
