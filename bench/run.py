@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as dt
+import gzip
 import json
 import math
 import os
@@ -412,7 +414,6 @@ class Bench:
                 "--duration",
                 str(int(self.mode.profile_seconds)),
                 "--idle",
-                "--nonblocking",
                 "--output",
                 str(raw),
             ],
@@ -433,6 +434,8 @@ class Bench:
             os.killpg(spy.pid, signal.SIGKILL)
         self.result["profile"] = {"rate": rate, **report.hot_spots(raw)} if raw.exists() else None
         if raw.exists():
+            with open(raw, "rb") as src, gzip.open(RESULTS / "latest-profile.txt.gz", "wb") as dst:
+                shutil.copyfileobj(src, dst)
             log(
                 "profile: top self time: "
                 + ", ".join(f"{h['frame']} {h['share']:.1%}" for h in self.result["profile"]["self"][:5])
@@ -614,12 +617,14 @@ class Bench:
         assert topo is not None
         asgi_pids = topo.asgi_pids()
         self.result["ws_app"] = [self.ws_step(NGINX_PORT, k, "app", asgi_pids, True) for k in self.mode.ws_steps]
-        proc = topo.start_ws_baseline(WS_BASELINE_RATE, WS_FRAME_BYTES)
-        time.sleep(0.5)
-        self.result["ws_baseline"] = [
-            self.ws_step(WS_BASELINE_PORT, k, "baseline", [proc.pid], False) for k in self.mode.ws_steps
-        ]
-        topo.stop("ws_baseline")
+        baseline = []
+        for k in self.mode.ws_steps:
+            # A fresh server per step, so its RSS growth is this step's sockets only.
+            proc = topo.start_ws_baseline(WS_BASELINE_RATE, WS_FRAME_BYTES)
+            time.sleep(0.5)
+            baseline.append(self.ws_step(WS_BASELINE_PORT, k, "baseline", [proc.pid], False))
+            topo.stop("ws_baseline")
+        self.result["ws_baseline"] = baseline
 
     # -------------------------------------------------------------------------------------- run
     def run(self) -> None:
@@ -664,11 +669,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--mode", choices=sorted(MODES), default="short")
     parser.add_argument("--players", type=int, default=int(os.environ.get("BENCH_PLAYERS", "100000")))
+    parser.add_argument("--active-players", type=int, default=0, help="override the mode's JWT-holding players")
     parser.add_argument("--skip", default="", help="comma-separated: baselines, updates, delivery (for debugging)")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="sb-bench-"))
-    bench = Bench(MODES[args.mode], args.players, work, frozenset(filter(None, args.skip.split(","))))
+    mode = MODES[args.mode]
+    if args.active_players:
+        mode = dataclasses.replace(mode, active_players=args.active_players)
+    bench = Bench(mode, args.players, work, frozenset(filter(None, args.skip.split(","))))
 
     def on_signal(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt(f"signal {signum}")

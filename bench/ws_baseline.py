@@ -35,7 +35,7 @@ async def main(port: int, rate: float, size: int) -> None:
         finally:
             clients.discard(ws)
 
-    async with serve(handler, "127.0.0.1", port, backlog=8192, compression=None):
+    async with serve(handler, "127.0.0.1", port, backlog=8192, compression=None, open_timeout=60):
         seq = 0
         interval = 1.0 / rate
         next_at = time.perf_counter()

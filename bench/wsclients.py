@@ -25,7 +25,7 @@ from bench.topology import raise_nofile
 
 PUBLISHED = b'"published_at":'
 CONNECT_CONCURRENCY = 200
-OPEN_TIMEOUT = 10.0
+OPEN_TIMEOUT = 30.0
 
 
 class Stats:
