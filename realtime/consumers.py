@@ -27,6 +27,7 @@ from realtime import services
 from realtime.auth import Viewer, read_allowed, token_from_scope, viewer_from_token
 from realtime.frames import message
 from realtime.hub import Mailbox, get_hub
+from scoreboard import metrics
 from scores.ranking import GLOBAL
 
 logger = logging.getLogger(__name__)
@@ -174,6 +175,7 @@ class LiveBoardConsumer(AsyncWebsocketConsumer):
     async def _authenticate(self, token: object) -> None:
         viewer = await database_sync_to_async(viewer_from_token)(token) if isinstance(token, str) else None
         if viewer is None:
+            metrics.FAILED_AUTH.labels(reason="websocket_invalid_token").inc()
             await self._refuse(CLOSE_UNAUTHORIZED, "invalid_token", "The token is invalid, expired or revoked.")
             return
         if not read_allowed(viewer):
