@@ -214,19 +214,26 @@ def markdown(result: dict[str, Any]) -> str:
     if samples:
         lines += ["", "Non-2xx answers seen (first body per status):", ""]
         lines += [f"- {code}: `{body[:200]}`" for code, body in sorted(samples.items())]
-    profile = result.get("profile")
-    if profile:
-        lines += ["", f"## Update path profile (py-spy --idle, gunicorn workers, {profile['rate']} updates/s)", ""]
+    profile = result.get("profile") or {}
+    wall, cpu = profile.get("wall"), profile.get("cpu")
+    if wall or cpu:
+        lines += ["", f"## Update path profile (py-spy on the gunicorn workers, {profile.get('rate')} updates/s)", ""]
+    if wall:
         lines += [
-            "Share of the wall time of requests in progress, by the package of the innermost frame "
-            "(redis / psycopg = waiting on a round trip; the rest is Python CPU):",
+            "Wall time of requests in progress (`--idle`), by the package of the innermost frame "
+            "(redis / psycopg = waiting on a round trip):",
             "",
         ]
-        lines += [f"- {p['package']}: {p['share']:.1%}" for p in profile["packages"][:12]]
-        lines += ["", "Top frames (innermost):", ""]
-        lines += [f"- {h['share']:.1%} `{h['frame']}`" for h in profile["self"][:12]]
-        lines += ["", "Project frames, inclusive (time spent in and below them):", ""]
-        lines += [f"- {h['share']:.1%} `{h['frame']}`" for h in profile["project_inclusive"][:12]]
+        lines += [f"- {p['package']}: {p['share']:.1%}" for p in wall["packages"][:10]]
+        lines += ["", "Project frames, inclusive wall time:", ""]
+        lines += [f"- {h['share']:.1%} `{h['frame']}`" for h in wall["project_inclusive"][:14]]
+    if cpu:
+        lines += ["", "CPU samples (no `--idle`), by package of the innermost frame:", ""]
+        lines += [f"- {p['package']}: {p['share']:.1%}" for p in cpu["packages"][:12]]
+        lines += ["", "Top CPU frames (self):", ""]
+        lines += [f"- {h['share']:.1%} `{h['frame']}`" for h in cpu["self"][:12]]
+        lines += ["", "Project frames, inclusive CPU:", ""]
+        lines += [f"- {h['share']:.1%} `{h['frame']}`" for h in cpu["project_inclusive"][:14]]
     if result.get("error"):
         lines += ["", f"**The run stopped early:** `{result['error']}`"]
     return "\n".join(lines) + "\n"

@@ -398,29 +398,36 @@ class Bench:
         rate = max(int(sustained["rate"] * 0.7) if sustained else int(first * 0.5), 20)
         count = int(rate * (self.mode.profile_seconds + 1))
         path = self.update_file("profile", count)
-        raw = self.work / "profile.txt"
         master = self.topology.wsgi_master()  # type: ignore[union-attr]
-        spy = subprocess.Popen(  # noqa: S603
-            [
-                pyspy,
-                "record",
-                "--pid",
-                str(master),
-                "--subprocesses",
-                "--format",
-                "raw",
-                "--rate",
-                "97",
-                "--duration",
-                str(int(self.mode.profile_seconds)),
-                "--idle",
-                "--output",
-                str(raw),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        # Two samplers at once: wall time (--idle: where a request waits) and CPU (what burns the cores).
+        runs = {
+            "wall": (self.work / "profile-wall.txt", ["--idle"]),
+            "cpu": (self.work / "profile-cpu.txt", ["--nonblocking"]),
+        }
+        spies = [
+            subprocess.Popen(  # noqa: S603
+                [
+                    pyspy,
+                    "record",
+                    "--pid",
+                    str(master),
+                    "--subprocesses",
+                    "--format",
+                    "raw",
+                    "--rate",
+                    "97",
+                    "--duration",
+                    str(int(self.mode.profile_seconds)),
+                    *flags,
+                    "--output",
+                    str(raw),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            for raw, flags in runs.values()
+        ]
         spec = {
             "host": "127.0.0.1",
             "port": NGINX_PORT,
@@ -428,17 +435,22 @@ class Bench:
             "streams": [{"name": "update", "rate": rate, "connections": 256, "requests_file": path}],
         }
         self.loadgen("profile", spec)
-        try:
-            spy.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(spy.pid, signal.SIGKILL)
-        self.result["profile"] = {"rate": rate, **report.hot_spots(raw)} if raw.exists() else None
-        if raw.exists():
-            with open(raw, "rb") as src, gzip.open(RESULTS / "latest-profile.txt.gz", "wb") as dst:
-                shutil.copyfileobj(src, dst)
+        for spy in spies:
+            try:
+                spy.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(spy.pid, signal.SIGKILL)
+        profile: dict[str, Any] = {"rate": rate}
+        for name, (raw, _) in runs.items():
+            if raw.exists():
+                profile[name] = report.hot_spots(raw)
+                with open(raw, "rb") as src, gzip.open(RESULTS / f"latest-profile-{name}.txt.gz", "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+        self.result["profile"] = profile
+        if "cpu" in profile:
             log(
-                "profile: top self time: "
-                + ", ".join(f"{h['frame']} {h['share']:.1%}" for h in self.result["profile"]["self"][:5])
+                "profile: top CPU frames: "
+                + ", ".join(f"{h['frame']} {h['share']:.1%}" for h in profile["cpu"]["self"][:5])
             )
 
     def pgbench(self, url: str) -> dict[str, Any]:
