@@ -46,6 +46,8 @@ P95_LIMIT_MS = 100.0
 ERROR_LIMIT = 0.01
 ACTION_TYPE = "LEVEL_COMPLETION"
 HOST_HEADER = f"127.0.0.1:{NGINX_PORT}"
+# Increments stay below the fraud engine's "impossible jump" band (the top 10% of the allowed range).
+MAX_INCREMENT = 800
 CONTENDERS = 600  # players kept near the top so updates keep changing the top 10 (board broadcasts)
 CONTENDER_SPREAD = 300  # points: tight enough that most of their increments (1-1000) reorder the top
 CONTENDER_RATE = 30.0  # their updates/s during the delivery measurement
@@ -97,6 +99,17 @@ MODES = {
         5.0,
     ),
 }
+
+
+def player_address(user_id: str) -> bytes:
+    """A stable client address per player from 198.18.0.0/15 (RFC 2544's benchmarking range).
+
+    Only written into X-Forwarded-For (nginx appends the real peer, which TRUSTED_PROXIES lists), so
+    the fraud engine sees many players on many addresses instead of 100,000 players on 127.0.0.1.
+    No packet is ever sent to these addresses.
+    """
+    n = int(user_id.replace("-", ""), 16) % (1 << 17)
+    return f"198.{18 + (n >> 16)}.{(n >> 8) & 0xFF}.{n & 0xFF}".encode()
 
 
 def log(message: str) -> None:
@@ -153,6 +166,7 @@ class Bench:
                 "JWT_SECRET": secrets.token_urlsafe(48),
                 "ACTION_TOKEN_SECRET": secrets.token_urlsafe(48),
                 "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+                "TRUSTED_PROXIES": "127.0.0.1,::1",  # nginx, as in deploy/serve.py
                 "LOG_LEVEL": "WARNING",
                 "DJANGO_SETTINGS_MODULE": "scoreboard.settings",
             }
@@ -225,14 +239,15 @@ class Bench:
 
         from scores.action_tokens import mint
 
-        token = mint(user_id=user_id, action_type=ACTION_TYPE, score_increment=rng.randint(1, 1000)).action_token
+        increment = rng.randint(1, MAX_INCREMENT)
+        token = mint(user_id=user_id, action_type=ACTION_TYPE, score_increment=increment).action_token
         body = orjson.dumps(
             {"action_token": token, "metadata": {"action_type": ACTION_TYPE, "level_id": f"level_{rng.randrange(100)}"}}
         )
         return (
-            b"POST /v1/scores/update HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"
+            b"POST /v1/scores/update HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nX-Forwarded-For: %s\r\n"
             b"Content-Type: application/json\r\nUser-Agent: scoreboard-bench\r\nContent-Length: %d\r\n\r\n%s"
-        ) % (HOST_HEADER.encode(), self.jwt[user_id].encode(), len(body), body)
+        ) % (HOST_HEADER.encode(), self.jwt[user_id].encode(), player_address(user_id), len(body), body)
 
     def update_file(self, name: str, count: int, contenders: bool = False) -> str:
         """Pre-build ``count`` update requests (unique action tokens), each player at most once per file."""

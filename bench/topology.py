@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 NGINX_PORT = 8500  # the app, as clients see it
+WSGI_PORT = 8501  # gunicorn behind it
 # deploy/serve.py with PORT=8500 also takes 8501 (gunicorn) and 8502-8503 (ASGI servers).
 NGINX_BASELINE_PORT = 8504  # the bare DRF project behind nginx
 WS_BASELINE_PORT = 8505  # bare websockets broadcast server (direct)
@@ -60,7 +61,7 @@ http {{
 # The app behind nginx when the bench runs its own topology (BENCH_TOPOLOGY=own).
 NGINX_APP = """
     map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
-    upstream wsgi {{ server unix:{run}/wsgi.sock; }}
+    upstream wsgi {{ server 127.0.0.1:{wsgi_port}; }}
     upstream asgi {{ least_conn; {asgi_servers} }}
     server {{
         listen 127.0.0.1:{port} backlog=8192 reuseport;
@@ -177,7 +178,7 @@ class Topology:
 
     def gunicorn_argv(self, app: str, sock: str) -> list[str]:
         """deploy/gunicorn.conf.py when it exists (the production settings), else the same flags inline."""
-        bind = f"unix:{self.run_dir / sock}"
+        bind = sock if sock[0].isdigit() else f"unix:{self.run_dir / sock}"
         if GUNICORN_CONF.exists():
             return [str(VENV_BIN / "gunicorn"), "-c", str(GUNICORN_CONF), "--bind", bind, app]
         return [
@@ -210,7 +211,7 @@ class Topology:
         app = ""
         if self.kind != "serve":
             asgi = " ".join(f"server unix:{self.run_dir / f'asgi{i}.sock'};" for i in range(self.asgi_processes))
-            app = NGINX_APP.format(run=self.run_dir, port=NGINX_PORT, asgi_servers=asgi)
+            app = NGINX_APP.format(run=self.run_dir, port=NGINX_PORT, wsgi_port=WSGI_PORT, asgi_servers=asgi)
         conf = NGINX_CONF.format(run=self.run_dir, baseline_port=NGINX_BASELINE_PORT, app=app)
         (self.run_dir / "nginx.conf").write_text(conf)
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -250,7 +251,8 @@ class Topology:
         self.serve_pids = {k: int(v) for k, v in json.loads(state.read_text())["pids"].items()}
 
     def _start_own(self) -> None:
-        self._spawn("gunicorn", self.gunicorn_argv("scoreboard.wsgi:application", "wsgi.sock"))
+        # TCP like deploy/serve.py: over a unix socket REMOTE_ADDR is empty and the app sees no client address.
+        self._spawn("gunicorn", self.gunicorn_argv("scoreboard.wsgi:application", f"127.0.0.1:{WSGI_PORT}"))
         for i in range(self.asgi_processes):
             self._spawn(
                 f"uvicorn{i}",
@@ -279,8 +281,9 @@ class Topology:
                 "celery",
                 [str(VENV_BIN / "celery"), "-A", "scoreboard", "worker", "--beat", "-c", "1", "--loglevel", "warning"],
             )
-        for name in ["wsgi.sock", *[f"asgi{i}.sock" for i in range(self.asgi_processes)]]:
+        for name in [f"asgi{i}.sock" for i in range(self.asgi_processes)]:
             wait_for((self.run_dir / name).exists, name)
+        wait_for(lambda: port_open(WSGI_PORT), "gunicorn")
 
     def wsgi_master(self) -> int:
         return self.serve_pids["wsgi"] if self.kind == "serve" else self.procs["gunicorn"].pid
