@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework.permissions import BasePermission
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import AuthenticationFailed
@@ -12,6 +11,7 @@ from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import Token
 
 from accounts.models import User
+from accounts.selectors import user_by_id
 from scoreboard.errors import Forbidden
 
 if TYPE_CHECKING:
@@ -31,10 +31,9 @@ class ScopedJWTAuthentication(JWTAuthentication):
             user_id = validated_token[api_settings.USER_ID_CLAIM]
         except KeyError as exc:
             raise AuthenticationFailed("The token carries no subject.", code="token_not_valid") from exc
-        try:
-            user = User.objects.get(pk=user_id)
-        except (User.DoesNotExist, ValueError, TypeError, DjangoValidationError) as exc:  # no such player, or no UUID
-            raise AuthenticationFailed("The token's player does not exist.", code="user_not_found") from exc
+        user = user_by_id(user_id=str(user_id))
+        if user is None:
+            raise AuthenticationFailed("The token's player does not exist.", code="user_not_found")
         if not user.is_active:
             raise Forbidden("This account is disabled.", code="account_disabled")
         return user
