@@ -52,6 +52,7 @@ CONTENDERS = 600  # players kept near the top so updates keep changing the top 1
 CONTENDER_SPREAD = 300  # points: tight enough that most of their increments (1-1000) reorder the top
 CONTENDER_RATE = 30.0  # their updates/s during the delivery measurement
 WS_CLIENTS_PER_PROCESS = 2500
+WS_WARM_CLIENTS = 200
 WS_BASELINE_RATE = 10.0  # frames/s of the bare broadcast server
 WS_FRAME_BYTES = 1024
 # Limits stay ON; they are raised only as far as one machine replaying thousands of players needs
@@ -576,7 +577,9 @@ class Bench:
             return max(10, int(self.result["update_steps"][0]["update"]["achieved_per_s"] * 0.3))
         return self.mode.ws_background_rate
 
-    def ws_step(self, port: int, k: int, tag: str, server_pids: list[int], background: bool) -> dict[str, Any]:
+    def ws_step(
+        self, port: int, k: int, tag: str, server_pids: list[int], background: bool, start_signal: int | None = None
+    ) -> dict[str, Any]:
         before = rss_kb(server_pids)
         started = time.perf_counter()
         procs, outs, connected = self.ws_clients(port, k, tag)
@@ -599,6 +602,9 @@ class Bench:
                 ],
             }
             load = self.loadgen(f"ws-load-{tag}-{k}", spec, wait=False)
+            time.sleep(0.5)
+        if start_signal is not None:
+            os.kill(start_signal, signal.SIGUSR1)  # the bare server starts broadcasting
             time.sleep(0.5)
         for proc in procs:
             proc.stdin.write("go\n")  # type: ignore[union-attr]
@@ -643,13 +649,15 @@ class Bench:
         topo = self.topology
         assert topo is not None
         asgi_pids = topo.asgi_pids()
+        # Warm the ASGI processes (imports, the Redis subscription) so the first step's memory is sockets only.
+        self.ws_step(NGINX_PORT, WS_WARM_CLIENTS, "warm", asgi_pids, False)
         self.result["ws_app"] = [self.ws_step(NGINX_PORT, k, "app", asgi_pids, True) for k in self.mode.ws_steps]
         baseline = []
         for k in self.mode.ws_steps:
             # A fresh server per step, so its RSS growth is this step's sockets only.
             proc = topo.start_ws_baseline(WS_BASELINE_RATE, WS_FRAME_BYTES)
             time.sleep(0.5)
-            baseline.append(self.ws_step(WS_BASELINE_PORT, k, "baseline", [proc.pid], False))
+            baseline.append(self.ws_step(WS_BASELINE_PORT, k, "baseline", [proc.pid], False, start_signal=proc.pid))
             topo.stop("ws_baseline")
         self.result["ws_baseline"] = baseline
 

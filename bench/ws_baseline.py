@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import time
 
 import orjson
@@ -35,7 +36,12 @@ async def main(port: int, rate: float, size: int) -> None:
         finally:
             clients.discard(ws)
 
+    # Broadcasting starts on SIGUSR1, once the harness has connected every client (as with the app,
+    # where updates only start flowing after the clients are in).
+    started = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, started.set)
     async with serve(handler, "127.0.0.1", port, backlog=8192, compression=None, open_timeout=60):
+        await started.wait()
         seq = 0
         interval = 1.0 / rate
         next_at = time.perf_counter()
