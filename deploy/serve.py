@@ -149,7 +149,9 @@ def render_main(*, state_dir: Path, site_path: Path) -> str:
         "worker_processes auto;",
         f"pid {nginx_dir / 'nginx.pid'};",
         "error_log stderr warn;",
-        "events { worker_connections 8192; }",
+        # Each proxied WebSocket holds two connections (client side and upstream): room for 10,000+ sockets.
+        "worker_rlimit_nofile 65536;",
+        "events { worker_connections 32768; }",
         "http {",
         f"    include {mime};" if mime else "    types { text/html html; text/css css; application/javascript js; }",
         "    default_type application/octet-stream;",
@@ -262,6 +264,8 @@ def commands(plan: Plan, nginx_conf: Path) -> list[tuple[str, list[str]]]:
             cmd += ["--application-close-timeout", "5", "scoreboard.asgi:application"]
         else:
             cmd = [str(b / "uvicorn"), "scoreboard.asgi:application", "--host", "127.0.0.1", "--port", str(port)]
+            # One process per port: uvicorn would otherwise fork WEB_CONCURRENCY workers (gunicorn's setting).
+            cmd += ["--workers", "1"]
             cmd += ["--no-access-log", "--lifespan", "off", "--proxy-headers", "--forwarded-allow-ips", "127.0.0.1"]
             cmd += ["--timeout-graceful-shutdown", "5", "--ws", "websockets"]
         cmds.append((f"asgi-{i}", cmd))
