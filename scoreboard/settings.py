@@ -131,7 +131,10 @@ DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 IS_POSTGRES = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
 if IS_POSTGRES:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Health checks cost one extra round trip on every request. Off by default: after a database
+    # restart the first request on each stale connection fails with a JSON 503 (nothing applied,
+    # safe to retry: action tokens are single-use) and Django then drops that connection.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DB_CONN_HEALTH_CHECKS", default=False)
     DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env.int("DB_CONNECT_TIMEOUT", default=5)
 else:
     # SQLite: wait for the write lock instead of failing at once when requests overlap.
