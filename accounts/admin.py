@@ -2,6 +2,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.forms import AdminPasswordChangeForm
 from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
@@ -62,8 +63,20 @@ class FraudLogInline(_RecentRowsInline):
     readonly_fields = fields
 
 
+class PlayerPasswordChangeForm(AdminPasswordChangeForm):
+    """Writes only the password column: Django's form does a full save, which could write back a
+    score loaded before the player's latest updates."""
+
+    def save(self, commit: bool = True) -> Any:
+        user = self.set_password_and_save(self.user, commit=False)  # type: ignore[attr-defined]  # not in stubs
+        if commit:
+            user.save(update_fields=["password"])
+        return user
+
+
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
+    change_password_form = PlayerPasswordChangeForm
     inlines = (ScoreHistoryInline, FraudLogInline)  # the player page: score, recent history, fraud logs
     list_display = ("username", "email", "current_score", "score_reached_at", "is_active", "date_joined")
     list_filter = ("is_active", "is_staff")

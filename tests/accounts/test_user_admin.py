@@ -49,3 +49,18 @@ def test_saving_a_player_in_the_admin_never_writes_back_a_stale_score(player, cl
     player.refresh_from_db()
     assert player.current_score == 300
     assert player.first_name == "Renamed"
+
+
+def test_changing_a_password_in_the_admin_never_writes_back_a_stale_score(player, client_for, mint):
+    from accounts.admin import PlayerPasswordChangeForm
+
+    stale = User.objects.get(pk=player.pk)  # what the admin's password view loaded
+    assert submit(client_for(player), mint(player, increment=300)).status_code == 200
+    form = PlayerPasswordChangeForm(
+        stale, data={"password1": "a-new-long-pass-phrase", "password2": "a-new-long-pass-phrase"}
+    )
+    assert form.is_valid(), form.errors
+    form.save()
+    player.refresh_from_db()
+    assert player.current_score == 300
+    assert player.check_password("a-new-long-pass-phrase")
