@@ -122,6 +122,19 @@ def test_compose_has_every_role_with_health_checks_and_restarts() -> None:
     assert "/readyz" in str(services["realtime"]["healthcheck"]["test"])
 
 
+def test_compose_nginx_has_room_for_ten_thousand_websockets() -> None:
+    """Each proxied WebSocket holds two nginx connections; the image's default (1,024 per worker) is
+    far too low, so compose mounts its own main config."""
+    mounts = {m.split(":")[1]: m.split(":")[0] for m in _compose()["services"]["nginx"]["volumes"]}
+    main = (ROOT / mounts["/etc/nginx/nginx.conf"]).read_text()
+    connections = int(re.search(r"worker_connections\s+(\d+);", main).group(1))  # type: ignore[union-attr]
+    nofile = int(re.search(r"worker_rlimit_nofile\s+(\d+);", main).group(1))  # type: ignore[union-attr]
+    assert connections >= 2 * 10_000
+    assert nofile >= connections
+    assert "include /etc/nginx/conf.d/*.conf;" in main
+    assert mounts["/etc/nginx/conf.d/default.conf"] == "./deploy/nginx/compose.conf"
+
+
 def test_compose_takes_secrets_only_from_the_environment() -> None:
     text = (ROOT / "docker-compose.yml").read_text()
     for name in ("DJANGO_SECRET_KEY", "JWT_SECRET", "ACTION_TOKEN_SECRET", "POSTGRES_PASSWORD"):
