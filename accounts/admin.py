@@ -10,13 +10,14 @@ from django.http import HttpRequest
 from accounts import services
 from accounts.models import GameServerKey, User
 from fraud.models import FraudLog
+from scoreboard.admin import ReadOnlyAdminMixin
 from scores import services as score_services
 from scores.models import ScoreHistory
 
 RECENT_ROWS_ON_PLAYER_PAGE = 20
 
 
-class _RecentRowsInline(admin.TabularInline):
+class _RecentRowsInline(ReadOnlyAdminMixin, admin.TabularInline):
     """Read-only rows of the player, newest first, only the last RECENT_ROWS_ON_PLAYER_PAGE."""
 
     extra = 0
@@ -36,15 +37,6 @@ class _RecentRowsInline(admin.TabularInline):
             rows.filter(user=player).order_by("-created_at").values_list("pk", flat=True)[:RECENT_ROWS_ON_PLAYER_PAGE]
         )
         return rows.filter(pk__in=recent).order_by("-created_at")
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class ScoreHistoryInline(_RecentRowsInline):

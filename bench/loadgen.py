@@ -100,73 +100,65 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool, bytes]
     return status, keep_alive, body
 
 
-async def worker(host: str, port: int, queue: asyncio.Queue[tuple[float, bytes] | None], result: StreamResult) -> None:
-    reader: asyncio.StreamReader | None = None
-    writer: asyncio.StreamWriter | None = None
-    while True:
-        item = await queue.get()
-        if item is None:
-            break
-        scheduled, request = item
+class _Connection:
+    """One keep-alive HTTP/1.1 connection: opened on first use, reopened after a close or an error."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def exchange(self, request: bytes, result: StreamResult, started: float) -> None:
+        """Send one request and record its status and its latency counted from ``started``."""
         try:
-            if writer is None or reader is None:
-                conn_reader, conn_writer = await asyncio.wait_for(asyncio.open_connection(host, port), CONNECT_TIMEOUT)
-                reader, writer = conn_reader, conn_writer
+            if self.writer is None or self.reader is None:
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), CONNECT_TIMEOUT)
+                self.reader, self.writer = reader, writer
             else:
-                conn_reader, conn_writer = reader, writer
-            conn_writer.write(request)
-            status, keep_alive, body = await read_response(conn_reader)
+                reader, writer = self.reader, self.writer
+            writer.write(request)
+            status, keep_alive, body = await read_response(reader)
             if status >= 300 and str(status) not in result.samples:
                 result.samples[str(status)] = body[:300].decode(errors="replace")
             done = time.perf_counter()
-            result.latencies_ms.append((done - scheduled) * 1000.0)
+            result.latencies_ms.append((done - started) * 1000.0)
             result.last_done = max(result.last_done, done)
             result.status(status)
             if not keep_alive:
-                conn_writer.close()
-                reader = writer = None
+                self._drop()
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError) as exc:
             result.error(type(exc).__name__)
-            if writer is not None:
-                writer.close()
-            reader = writer = None
-    if writer is not None:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
+            self._drop()
+
+    def _drop(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+    async def close(self, *, wait: bool) -> None:
+        writer = self.writer
+        self._drop()
+        if writer is not None and wait:
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+
+async def worker(host: str, port: int, queue: asyncio.Queue[tuple[float, bytes] | None], result: StreamResult) -> None:
+    """Open loop: latency counts from each request's scheduled send time."""
+    connection = _Connection(host, port)
+    while (item := await queue.get()) is not None:
+        scheduled, request = item
+        await connection.exchange(request, result, scheduled)
+    await connection.close(wait=True)
 
 
 async def closed_worker(host: str, port: int, request: bytes, deadline: float, result: StreamResult) -> None:
     """Closed loop (throughput only): send, wait for the answer, send again until the deadline."""
-    reader: asyncio.StreamReader | None = None
-    writer: asyncio.StreamWriter | None = None
+    connection = _Connection(host, port)
     while time.perf_counter() < deadline:
-        sent = time.perf_counter()
         result.scheduled += 1
-        try:
-            if writer is None or reader is None:
-                conn_reader, conn_writer = await asyncio.wait_for(asyncio.open_connection(host, port), CONNECT_TIMEOUT)
-                reader, writer = conn_reader, conn_writer
-            else:
-                conn_reader, conn_writer = reader, writer
-            conn_writer.write(request)
-            status, keep_alive, body = await read_response(conn_reader)
-            if status >= 300 and str(status) not in result.samples:
-                result.samples[str(status)] = body[:300].decode(errors="replace")
-            done = time.perf_counter()
-            result.latencies_ms.append((done - sent) * 1000.0)
-            result.last_done = max(result.last_done, done)
-            result.status(status)
-            if not keep_alive:
-                conn_writer.close()
-                reader = writer = None
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError) as exc:
-            result.error(type(exc).__name__)
-            if writer is not None:
-                writer.close()
-            reader = writer = None
-    if writer is not None:
-        writer.close()
+        await connection.exchange(request, result, time.perf_counter())
+    await connection.close(wait=False)
 
 
 async def dispatch(

@@ -20,6 +20,7 @@ from django.utils.html import format_html, format_html_join
 from accounts.models import User
 from fraud import rules, services
 from fraud.models import FraudLog, ModerationAction
+from scoreboard.admin import ReadOnlyAdminMixin
 from scoreboard.errors import ApiError
 
 RISK_BANDS = {
@@ -86,7 +87,8 @@ class ModerationActionInline(admin.TabularInline):
 
 
 @admin.register(FraudLog)
-class FraudLogAdmin(admin.ModelAdmin):
+class FraudLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    # Logs are written by the engine and closed by the moderation actions below; nobody edits them.
     list_display = ("created_at", "user", "decision", "event_type", "risk_score", "rules_fired", "status", "ip_address")
     list_filter = ("status", "decision", RuleFilter, ("created_at", admin.DateFieldListFilter), RiskFilter)
     search_fields = ("user__username", "=user__id", "=ip_address", "event_type", "review_note")
@@ -112,16 +114,6 @@ class FraudLogAdmin(admin.ModelAdmin):
         "raw_metadata",
     )
     readonly_fields = fields
-
-    # Logs are written by the engine and closed by the actions below; nobody edits them.
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_moderate_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("fraud.moderate_fraudlog")
@@ -198,7 +190,7 @@ class FraudLogAdmin(admin.ModelAdmin):
 
 
 @admin.register(ModerationAction)
-class ModerationActionAdmin(admin.ModelAdmin):
+class ModerationActionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The audit trail: read-only for everyone."""
 
     list_display = ("created_at", "action", "moderator_username", "fraud_log", "reason")
@@ -207,12 +199,3 @@ class ModerationActionAdmin(admin.ModelAdmin):
     list_select_related = ("fraud_log",)
     fields = ("created_at", "action", "moderator", "moderator_username", "fraud_log", "reason", "details")
     readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

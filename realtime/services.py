@@ -73,16 +73,7 @@ class Snapshot:
 def _snapshot_read(board: Board) -> Snapshot:
     page = selectors.leaderboard_top(limit=TOP_SIZE, board=board)
     return Snapshot(
-        rows=[
-            {
-                "rank": r.rank,
-                "user_id": r.user_id,
-                "username": r.username,
-                "score": r.score,
-                "last_updated": r.last_updated,
-            }
-            for r in page.rows
-        ],
+        rows=[row.as_dict() for row in page.rows],
         total_players=page.total_players,
         last_updated=page.last_updated,
     )

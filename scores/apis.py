@@ -125,16 +125,7 @@ def _parse_limit(raw: str | None) -> int:
 
 def leaderboard_payload(page: selectors.BoardPage) -> dict[str, object]:
     return {
-        "leaderboard": [
-            {
-                "rank": r.rank,
-                "user_id": r.user_id,
-                "username": r.username,
-                "score": r.score,
-                "last_updated": r.last_updated,
-            }
-            for r in page.rows
-        ],
+        "leaderboard": [row.as_dict() for row in page.rows],
         "total_players": page.total_players,
         "last_updated": page.last_updated,
     }

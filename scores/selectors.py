@@ -24,6 +24,16 @@ class BoardRow:
     score: int
     last_updated: str
 
+    def as_dict(self) -> dict[str, object]:
+        """The row as every read path shows it (REST, WebSocket, SSE)."""
+        return {
+            "rank": self.rank,
+            "user_id": self.user_id,
+            "username": self.username,
+            "score": self.score,
+            "last_updated": self.last_updated,
+        }
+
 
 @dataclass(frozen=True)
 class BoardPage:
