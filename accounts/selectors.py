@@ -18,18 +18,25 @@ def _by_id_sql() -> str:
 
 
 _BY_ID_SQL = _by_id_sql()
+_FIELD_NAMES = [f.attname for f in User._meta.concrete_fields if f.column]
 
 
 def user_by_id(*, user_id: str | uuid.UUID) -> User | None:
     """The player with this id, or None (also for a value that is not a UUID).
 
-    Runs on every authenticated request, so it skips the query compiler: a fixed SELECT through a
-    RawQuerySet (which still applies the backend's converters). Measured here: 0.45 ms of CPU against
-    0.9 ms for ``User.objects.get(pk=...)``.
+    Runs on every authenticated request, so on PostgreSQL it skips the query compiler and the
+    RawQuerySet machinery: a fixed SELECT and ``Model.from_db`` (psycopg already returns the Python
+    types: UUID, aware datetimes). Measured with bench/profile_update.py's set-up: 0.15 ms of CPU
+    against 0.6 ms through a RawQuerySet and 0.9 ms for ``User.objects.get(pk=...)``. Other
+    databases (the embedded SQLite) need the backend's converters, so they go through the ORM.
     """
     try:
         pk = uuid.UUID(str(user_id))
     except ValueError:
         return None
-    db_value = User._meta.pk.get_db_prep_value(pk, connection)
-    return next(iter(User.objects.raw(_BY_ID_SQL, [db_value])), None)
+    if connection.vendor != "postgresql":
+        return User.objects.filter(pk=pk).first()
+    with connection.cursor() as cursor:
+        cursor.execute(_BY_ID_SQL, [pk])
+        row = cursor.fetchone()
+    return None if row is None else User.from_db(connection.alias, _FIELD_NAMES, row)

@@ -22,6 +22,11 @@ def _client(url: str, timeout: float) -> redis.Redis:
     )
 
 
+def client_for(url: str, timeout: float) -> redis.Redis:
+    """The process's pooled client for ``url`` (one per URL and timeout)."""
+    return _client(url, timeout)
+
+
 def get_redis() -> redis.Redis | None:
     if not settings.REDIS_URL:
         return None

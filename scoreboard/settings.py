@@ -158,7 +158,15 @@ if REDIS_URL:
                 "SOCKET_CONNECT_TIMEOUT": REDIS_SOCKET_TIMEOUT,
                 "SOCKET_TIMEOUT": REDIS_SOCKET_TIMEOUT,
             },
-        }
+        },
+        # django-ratelimit's counters: the same keys django-redis would write, one round trip per
+        # counter instead of two (scoreboard/ratelimit_cache.py).
+        "ratelimit": {
+            "BACKEND": "scoreboard.ratelimit_cache.RateLimitCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "sb",
+            "OPTIONS": {"SOCKET_TIMEOUT": REDIS_SOCKET_TIMEOUT},
+        },
     }
     CHANNEL_LAYERS = {
         "default": {
@@ -267,7 +275,8 @@ FRAUD_BLOCK_THRESHOLD = env.float("FRAUD_BLOCK_THRESHOLD", default=0.8)
 RATE_LIMIT_REDIS_DOWN: str = env.str("RATE_LIMIT_REDIS_DOWN", default="local")
 if RATE_LIMIT_REDIS_DOWN not in ("local", "closed", "open"):
     raise ImproperlyConfigured("RATE_LIMIT_REDIS_DOWN must be 'local', 'closed' or 'open'.")
-RATELIMIT_USE_CACHE = "default"  # django-ratelimit: django-redis with REDIS_URL, local memory otherwise
+# django-ratelimit: its own Redis-backed cache with REDIS_URL, local memory otherwise (one process).
+RATELIMIT_USE_CACHE = "ratelimit" if REDIS_URL else "default"
 RATELIMIT_CACHE_PREFIX = "rl:"
 # Fraud engine (fraud/rules.py): risk = min(1, sum of weight x contribution), each contribution in [0, 1].
 # FRAUD_RULE_WEIGHTS / FRAUD_RULE_PARAMS (JSON) override single entries; a weight of 0 turns a rule off.

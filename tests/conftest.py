@@ -49,6 +49,23 @@ def _clean_redis_and_cache() -> Iterator[None]:
     yield
 
 
+def caches_on(redis_url: str) -> dict[str, dict[str, Any]]:
+    """``CACHES`` as settings.py builds it, on another Redis (a dead one in the outage tests)."""
+    return {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": redis_url,
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.2, "SOCKET_TIMEOUT": 0.2},
+        },
+        "ratelimit": {
+            "BACKEND": "scoreboard.ratelimit_cache.RateLimitCache",
+            "LOCATION": redis_url,
+            "KEY_PREFIX": "sb",
+            "OPTIONS": {"SOCKET_TIMEOUT": 0.2},
+        },
+    }
+
+
 @pytest.fixture
 def redis_client() -> redis_lib.Redis:
     if not settings.REDIS_URL:

@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 
 from accounts import services as account_services
 from scoreboard import ratelimit
-from tests.conftest import submit
+from tests.conftest import caches_on, submit
 from tests.fraud.conftest import NO_FRAUD_BLOCKING, error_of
 
 # The simulated clock stands still unless a test moves it, so no run straddles a window boundary.
@@ -185,13 +185,7 @@ def test_ipv6_clients_are_counted_per_64():
 
 
 # --- Redis (the counter store) down ------------------------------------------------------------
-DEAD_CACHE = {
-    "default": {
-        "BACKEND": "django_redis.cache.RedisCache",
-        "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens on port 1: refused at once
-        "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.2, "SOCKET_TIMEOUT": 0.2},
-    }
-}
+DEAD_CACHE = caches_on("redis://127.0.0.1:1/0")  # nothing listens on port 1: refused at once
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from scoreboard import redis as scoreboard_redis
 from scores import ranking, services
 from scores.models import ScoreHistory
 from scores.selectors import ORDERING, leaderboard_top, ranked_players
-from tests.conftest import submit
+from tests.conftest import caches_on, submit
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db]
 
@@ -123,13 +123,7 @@ def test_replay_is_still_refused_while_redis_is_down(player, auth_client, mint, 
     assert player.current_score == 60
 
 
-DEAD_CACHES = {
-    "default": {
-        "BACKEND": "django_redis.cache.RedisCache",
-        "LOCATION": DEAD_REDIS_URL,
-        "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.2, "SOCKET_TIMEOUT": 0.2},
-    }
-}
+DEAD_CACHES = caches_on(DEAD_REDIS_URL)
 
 
 def test_whole_pipeline_with_redis_down_and_limits_on(player, client_for, mint, api_client, redis_down):
