@@ -8,8 +8,8 @@ by the players active in the last hour:
 - ``sb:fraud:ip:<ip>``: a sorted set of the players who scored from the address in the last hour
   (score = last time), capped at ``IP_ACCOUNTS_KEPT`` members.
 
-Reading and appending happen in one MULTI/EXEC round trip, so two concurrent attempts of one player
-each see the other. Without Redis (the embedded default, or Redis down) the window is read from
+Reading and appending happen in one script call (atomic, one round trip), so two concurrent attempts
+of one player each see the other. Without Redis (the embedded default, or Redis down) the window is read from
 ``score_history`` (applied actions) and ``fraud_logs`` (blocked attempts).
 
 Rejected action tokens are counted per player and per address in fixed five-minute buckets
@@ -23,6 +23,7 @@ import contextlib
 import datetime as dt
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 from django.core.cache import cache
@@ -93,33 +94,63 @@ def attempt_record_and_load(*, user_id: str, ip: str | None, attempt: Attempt) -
     return _from_database(user_id=user_id, ip=ip, now=attempt.submitted_at)
 
 
+# KEYS: the player's list, the address' set (a placeholder without an address), then the rejection
+# buckets. ARGV: encoded attempt, window size, window TTL, user id, submitted at, address cutoff,
+# accounts kept, address TTL, "1" when there is an address.
+# Reads the window before appending the attempt; one script call instead of a 12-command MULTI.
+_RECORD_AND_LOAD = """
+local rejections = {}
+for i = 3, #KEYS do rejections[#rejections + 1] = tonumber(redis.call('GET', KEYS[i]) or '0') or 0 end
+local size = tonumber(ARGV[2])
+local recent = redis.call('LRANGE', KEYS[1], 0, size - 1)
+redis.call('LPUSH', KEYS[1], ARGV[1])
+redis.call('LTRIM', KEYS[1], 0, size - 1)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+local accounts = 1
+if ARGV[9] == '1' then
+  redis.call('ZADD', KEYS[2], ARGV[5], ARGV[4])
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[6])
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[7]) + 1))
+  accounts = redis.call('ZCARD', KEYS[2])
+  redis.call('EXPIRE', KEYS[2], ARGV[8])
+end
+return {rejections, recent, accounts}
+"""
+_scripts: dict[int, Any] = {}
+
+
+def _record_and_load_script(client: redis.Redis) -> Any:
+    script = _scripts.get(id(client))
+    if script is None:
+        script = _scripts[id(client)] = client.register_script(_RECORD_AND_LOAD)
+    return script
+
+
 def _from_redis(client: redis.Redis, *, user_id: str, ip: str | None, attempt: Attempt) -> WindowView:
-    player_key = _player_key(user_id)
-    rejection_keys = _rejection_keys("u", user_id, attempt.submitted_at)
-    if ip:
-        rejection_keys += _rejection_keys("ip", ip, attempt.submitted_at)
-    pipe = client.pipeline(transaction=True)
-    pipe.mget(rejection_keys)
-    pipe.lrange(player_key, 0, WINDOW_SIZE - 1)
-    pipe.lpush(player_key, encode(attempt))
-    pipe.ltrim(player_key, 0, WINDOW_SIZE - 1)
-    pipe.expire(player_key, WINDOW_TTL_SECONDS)
-    if ip:
-        ip_key = _ip_key(ip)
-        pipe.zadd(ip_key, {user_id: attempt.submitted_at})
-        pipe.zremrangebyscore(ip_key, "-inf", attempt.submitted_at - IP_WINDOW_SECONDS)
-        pipe.zremrangebyrank(ip_key, 0, -(IP_ACCOUNTS_KEPT + 1))
-        pipe.zcard(ip_key)
-        pipe.expire(ip_key, IP_WINDOW_SECONDS)
-    results = pipe.execute()
-    rejections = [int(v) if v is not None else 0 for v in results[0]]
-    recent = [a for a in (decode(raw) for raw in results[1]) if a is not None]
+    player_rejections = _rejection_keys("u", user_id, attempt.submitted_at)
+    ip_rejections = _rejection_keys("ip", ip, attempt.submitted_at) if ip else []
+    rejections, raw_recent, accounts = _record_and_load_script(client)(
+        keys=[_player_key(user_id), _ip_key(ip or "-"), *player_rejections, *ip_rejections],
+        args=[
+            encode(attempt),
+            WINDOW_SIZE,
+            WINDOW_TTL_SECONDS,
+            user_id,
+            repr(attempt.submitted_at),
+            repr(attempt.submitted_at - IP_WINDOW_SECONDS),
+            IP_ACCOUNTS_KEPT,
+            IP_WINDOW_SECONDS,
+            "1" if ip else "0",
+        ],
+    )
+    recent = [a for a in (decode(raw) for raw in raw_recent) if a is not None]
+    counts = [int(v) for v in rejections]
     return WindowView(
         recent=recent,
-        accounts_on_ip=int(results[8]) if ip else 1,
+        accounts_on_ip=int(accounts),
         source="redis",
-        rejected_tokens_player=sum(rejections[:REJECTION_BUCKETS]),
-        rejected_tokens_ip=sum(rejections[REJECTION_BUCKETS:]),
+        rejected_tokens_player=sum(counts[: len(player_rejections)]),
+        rejected_tokens_ip=sum(counts[len(player_rejections) :]),
     )
 
 
