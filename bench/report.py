@@ -116,6 +116,16 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             "≥ 1,500/s",
         )
     )
+    statement = base.get("score_write", {}).get("writes_per_s")
+    out.append(
+        (
+            "The update's write statement alone (bench/dbwrite.py: lock, nonce, score, history; 8 connections)",
+            f"{_fmt(statement)} updates/s = {_fmt(3 * statement if statement else None)} row writes/s",
+            f"pgbench -N -c8 -j2: {_fmt(pg)} tx/s",
+            _ratio(statement, pg),
+            "≥ 1,500 writes/s",
+        )
+    )
     steps = result.get("update_steps", [])
     at = next((st for st in steps if st["rate"] == sustained.get("rate")), steps[0] if steps else None)
     cpu = at["update"].get("wsgi_cpu_ms_per_request") if at else None

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from bench import report
+from bench import dbwrite, report
 from bench.topology import (
     NGINX_BASELINE_PORT,
     NGINX_PORT,
@@ -688,6 +688,10 @@ class Bench:
         if "baselines" not in self.skip:
             baselines: dict[str, Any] = {}
             baselines["pgbench"] = self.pgbench(database_url)
+            baselines["score_write"] = dbwrite.score_write_rate(
+                database_url, seconds=self.mode.pgbench_seconds, clients=8
+            )
+            log(f"score write statement alone, 8 connections: {baselines['score_write']['writes_per_s']:.0f}/s")
             baselines["redis"] = self.redis_benchmark(redis_url)
             baselines["bare_drf"] = self.saturation("bare_drf", NGINX_BASELINE_PORT, "/ping")
             self.result["baselines"] = baselines

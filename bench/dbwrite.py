@@ -1,0 +1,152 @@
+"""The database half of a score update on its own: the one-statement write, many connections.
+
+    python -m bench.dbwrite --seconds 10 --clients 8        (DATABASE_URL must be PostgreSQL)
+
+Runs ``scores.services._PG_SUBMIT`` (lock the player, claim the nonce and action id, add the
+increment, append the history row: one statement, one commit, ``synchronous_commit`` as the server
+has it) from ``--clients`` processes, each with its own connection and its own players, so the
+figure is what PostgreSQL does with our write, beside ``pgbench -N`` in the same run. It works in
+a scratch database with our schema (copied with ``pg_dump --schema-only``) and drops it afterwards,
+so the benchmark's players, index and board are not touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import multiprocessing
+import os
+import subprocess
+import time
+import uuid
+from typing import Any
+from urllib.parse import urlparse, urlunparse
+
+SCRATCH = "sb_bench_dbwrite"
+PLAYERS_PER_CLIENT = 200
+
+
+def _psql_conn(url: str) -> tuple[list[str], dict[str, str]]:
+    parsed = urlparse(url)
+    env = dict(os.environ)
+    if parsed.password:
+        env["PGPASSWORD"] = parsed.password
+    conn = ["-h", parsed.hostname or "127.0.0.1", "-p", str(parsed.port or 5432), "-U", parsed.username or "postgres"]
+    return conn, env
+
+
+def _with_database(url: str, name: str) -> str:
+    return urlunparse(urlparse(url)._replace(path=f"/{name}"))
+
+
+def _statement() -> str:
+    """The production write statement (needs Django's settings only to import it)."""
+    import django
+    from django.apps import apps
+
+    if not apps.ready:
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "scoreboard.settings")
+        django.setup()
+    from scores.services import _PG_SUBMIT
+
+    return _PG_SUBMIT
+
+
+def _client(url: str, statement: str, user_ids: list[str], seconds: float, start_at: float) -> int:
+    import psycopg
+
+    done = 0
+    with psycopg.connect(url, autocommit=True) as conn:
+        while time.time() < start_at:
+            time.sleep(0.001)
+        deadline = start_at + seconds
+        i = 0
+        while time.time() < deadline:
+            user_id = user_ids[i % len(user_ids)]
+            i += 1
+            now = dt.datetime.now(dt.UTC)
+            nonce = uuid.uuid4().hex
+            conn.execute(
+                statement,
+                {
+                    "user_id": user_id,
+                    "nonce": nonce,
+                    "action_id": "dbw-" + nonce,
+                    "now": now,
+                    "inc": 10,
+                    "kind": "action",
+                    "action_type": "LEVEL_COMPLETION",
+                    "token_hash": nonce * 2,
+                    "action_ts": now,
+                    "ip": "127.0.0.1",
+                    "user_agent": "bench.dbwrite",
+                    "metadata": "{}",
+                },
+            ).fetchone()
+            done += 1
+    return done
+
+
+def score_write_rate(database_url: str, *, seconds: float, clients: int) -> dict[str, Any]:
+    """Score writes/s of ``clients`` connections for ``seconds`` in a scratch copy of the schema."""
+    import psycopg
+
+    statement = _statement()
+    conn, env = _psql_conn(database_url)
+    source = urlparse(database_url).path.lstrip("/")
+
+    def run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(argv, env=env, capture_output=True, text=True, check=True, **kwargs)  # noqa: S603
+
+    run(["psql", *conn, "-d", "postgres", "-qc", f"DROP DATABASE IF EXISTS {SCRATCH}"])
+    run(["psql", *conn, "-d", "postgres", "-qc", f"CREATE DATABASE {SCRATCH}"])
+    scratch_url = _with_database(database_url, SCRATCH)
+    try:
+        schema = run(["pg_dump", *conn, "--schema-only", "--no-owner", "-d", source]).stdout
+        run(["psql", *conn, "-d", SCRATCH, "-q", "-v", "ON_ERROR_STOP=1"], input=schema)
+        players = [str(uuid.uuid4()) for _ in range(clients * PLAYERS_PER_CLIENT)]
+        with psycopg.connect(scratch_url, autocommit=True) as db, db.cursor() as cur:
+            now = dt.datetime.now(dt.UTC)
+            with cur.copy(
+                "COPY users (id, password, is_superuser, username, first_name, last_name, is_staff, is_active,"
+                " date_joined, email, current_score, score_version, updated_at) FROM STDIN"
+            ) as copy:
+                for i, pk in enumerate(players):
+                    copy.write_row(
+                        (pk, "!", False, f"dbw{i}", "", "", False, True, now, f"dbw{i}@bench.invalid", 0, 0, now)
+                    )
+            sync = cur.execute("SHOW synchronous_commit").fetchone()[0]  # type: ignore[index]
+        start_at = time.time() + 1.0
+        shares = [players[c * PLAYERS_PER_CLIENT : (c + 1) * PLAYERS_PER_CLIENT] for c in range(clients)]
+        with multiprocessing.get_context("spawn").Pool(clients) as pool:
+            counts = pool.starmap(
+                _client,
+                [(scratch_url, statement, share, seconds, start_at) for share in shares],
+            )
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            run(["psql", *conn, "-d", "postgres", "-qc", f"DROP DATABASE IF EXISTS {SCRATCH} WITH (FORCE)"])
+    total = sum(counts)
+    return {
+        "writes_per_s": round(total / seconds, 1),
+        "clients": clients,
+        "seconds": seconds,
+        "synchronous_commit": sync,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--clients", type=int, default=8)
+    args = parser.parse_args()
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith("postgres"):
+        raise SystemExit("needs DATABASE_URL (PostgreSQL)")
+    print(json.dumps(score_write_rate(url, seconds=args.seconds, clients=args.clients)))
+
+
+if __name__ == "__main__":
+    main()
