@@ -22,7 +22,7 @@ import pstats
 import resource
 import sys
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "scoreboard.settings")
@@ -37,6 +37,51 @@ os.environ.setdefault("RATE_LIMIT_GLOBAL_PER_MINUTE", "10000000")
 os.environ.setdefault("FRAUD_BLOCK_THRESHOLD", "0.95")
 
 PLAYERS = 2000
+
+# --stages: CPU time inside each step of the pipeline (DESIGN's order), measured around these callables.
+STAGES = (
+    ("django.core.handlers.wsgi", "WSGIHandler.__call__", "whole request (Django, DRF, middleware included)"),
+    ("scoreboard.ratelimit", "IpRateLimitMiddleware._check", "per-IP limit (middleware)"),
+    ("accounts.authentication", "ScopedJWTAuthentication.authenticate", "JWT + player lookup"),
+    ("scoreboard.ratelimit", "ScoreUpdateRateLimit.allow_request", "per-player + global limits"),
+    ("scoreboard.api", "StrictSerializer.is_valid", "body validation (DRF serializer)"),
+    ("scores.action_tokens", "verify", "action token verification"),
+    ("scores.services", "_prefilter_claim", "replay pre-filter (Redis)"),
+    ("fraud.services", "score_attempt_assess", "fraud engine (window + rules)"),
+    ("scores.services", "_apply", "the write (PostgreSQL)"),
+    ("scores.services", "_index_after_commit", "index update (Redis)"),
+    ("fraud.services", "score_applied_record", "fraud follow-up"),
+    ("realtime.services", "score_changed", "live publish"),
+)
+
+
+class StageTimer:
+    """Wraps the STAGES callables to add up the CPU time spent inside each."""
+
+    def __init__(self) -> None:
+        self.seconds: defaultdict[str, float] = defaultdict(float)
+
+    def install(self) -> None:
+        import importlib
+
+        for module_name, path, label in STAGES:
+            owner: Any = importlib.import_module(module_name)
+            *parents, name = path.split(".")
+            for parent in parents:
+                owner = getattr(owner, parent)
+            setattr(owner, name, self._timed(getattr(owner, name), label))
+
+    def _timed(self, fn: Any, label: str) -> Any:
+        seconds = self.seconds
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                seconds[label] += time.process_time() - started
+
+        return timed
 
 
 class RoundTrips:
@@ -71,6 +116,7 @@ def main() -> int:
     parser.add_argument("--updates", type=int, default=2000)
     parser.add_argument("--profile", action="store_true", help="print the top functions by own and cumulative time")
     parser.add_argument("--top", type=int, default=35)
+    parser.add_argument("--stages", action="store_true", help="print the CPU time of each step of the pipeline")
     args = parser.parse_args()
     if not os.environ.get("DATABASE_URL", "").startswith("postgres") or not os.environ.get("REDIS_URL"):
         print("needs DATABASE_URL (PostgreSQL) and REDIS_URL", file=sys.stderr)
@@ -125,6 +171,9 @@ def main() -> int:
     client.delete(*[f"sb:fraud:p:{user.pk}" for user, _ in players], "sb:fraud:ip:127.0.0.1")
     trips = RoundTrips()
     trips.install()
+    stages = StageTimer()
+    if args.stages:
+        stages.install()
     profiler = cProfile.Profile(time.process_time) if args.profile else None
     statuses: Counter[int] = Counter()
     usage0, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
@@ -143,6 +192,12 @@ def main() -> int:
         f"(user {user_s / n * 1000:.2f}, system {system_s / n * 1000:.2f}), {wall / n * 1000:.2f} ms wall"
     )
     print(f"round trips per update: redis {trips.counts['redis'] / n:.2f}, postgres {trips.counts['postgres'] / n:.2f}")
+    if args.stages:
+        whole = STAGES[0][2]
+        for _module, _path, label in STAGES:
+            print(f"  {stages.seconds[label] / n * 1000:5.2f} ms  {label}")
+        parts = sum(v for k, v in stages.seconds.items() if k != whole)
+        print(f"  {(stages.seconds[whole] - parts) / n * 1000:5.2f} ms  the rest: Django, DRF, middleware, rendering")
     if profiler:
         out = io.StringIO()
         stats = pstats.Stats(profiler, stream=out)
