@@ -239,6 +239,20 @@ class ScoreUpdateRateLimit(BaseThrottle):
         return True
 
 
+_warned_no_address = threading.Event()
+
+
+def _warn_no_client_address() -> None:
+    """Once per process: a request without a client address (e.g. gunicorn bound to a unix socket
+    without a trusted proxy header) cannot be limited per IP, and the IP fraud rules see nothing."""
+    if not _warned_no_address.is_set():
+        _warned_no_address.set()
+        security_log.warning(
+            "request without a client address: per-IP rate limits and IP fraud rules are off for such "
+            "requests; bind the WSGI server to TCP behind the proxy, or list the proxy in TRUSTED_PROXIES"
+        )
+
+
 class IpRateLimitMiddleware:
     """Per-IP limit on every /v1/ request. Place it first: requests rejected later still count."""
 
@@ -255,6 +269,7 @@ class IpRateLimitMiddleware:
     def _check(self, request: HttpRequest) -> HttpResponse | None:
         ip = client_ip(request.META)
         if ip is None:
+            _warn_no_client_address()
             return None
         scope, limit = SCOPE_IP, settings.RATE_LIMIT_IP_PER_MINUTE
         if request.path == GAME_SERVER_PATH and settings.API_KEY_HEADER in request.META:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -117,6 +118,19 @@ def test_behind_a_trusted_proxy_a_spoofed_hop_does_not_buy_a_quota(api_client):
     assert statuses == [200] * 20 + [429]
     # Another client behind the same proxy has its own quota.
     assert api_client.get("/v1/leaderboard", HTTP_X_FORWARDED_FOR="198.51.100.9").status_code == 200
+
+
+@pytest.mark.embedded
+@override_settings(RATE_LIMIT_IP_PER_MINUTE=3)
+def test_a_request_without_a_client_address_is_served_and_the_operator_is_told_once(api_client, caplog, monkeypatch):
+    """gunicorn on a unix socket passes no REMOTE_ADDR: nothing to count per IP, and a silent gap
+    in the limits would go unnoticed, so the first such request logs a security warning."""
+    monkeypatch.setattr(ratelimit, "_warned_no_address", threading.Event())
+    with caplog.at_level("WARNING", logger="scoreboard.security"):
+        statuses = [api_client.get("/v1/leaderboard", REMOTE_ADDR="").status_code for _ in range(5)]
+    assert statuses == [200] * 5
+    warnings = [r for r in caplog.records if "without a client address" in r.getMessage()]
+    assert len(warnings) == 1
 
 
 @pytest.mark.embedded
