@@ -306,8 +306,12 @@ def test_request_id_from_nginx_is_echoed_and_logged(topology: Topology) -> None:
     response = httpx.get(f"{topology.url}/v1/leaderboard")
     assert response.status_code == 200
     request_id = response.headers["x-request-id"]
-    access_log = (topology.state_dir / "nginx" / "access.log").read_text()
-    assert f'"request_id":"{request_id}"' in access_log
+    access_log = topology.state_dir / "nginx" / "access.log"
+    # nginx writes the access line after the response has gone out: wait for it, do not race it.
+    deadline = time.monotonic() + WAIT_SECONDS
+    while f'"request_id":"{request_id}"' not in access_log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert f'"request_id":"{request_id}"' in access_log.read_text()
     refused = httpx.post(f"{topology.url}/v1/scores/update", json={}, headers={"Authorization": "Bearer eyJ.abc.def"})
     assert refused.status_code == 401
     rid = refused.headers["x-request-id"]
