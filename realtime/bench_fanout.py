@@ -2,9 +2,13 @@
 
     REDIS_URL=redis://127.0.0.1:6379/1 .venv/bin/python -m realtime.bench_fanout --clients 1000 2000
 
-For each design it starts one uvicorn process serving this module's ASGI app, connects N local
-WebSocket clients, publishes ``--messages`` 1 KB board frames (``published_at`` = publish time,
-epoch ms) and reports, per message, the time until the first and the last client had it.
+For each design it starts one uvicorn process serving this module's ASGI app (``--ws`` as
+deploy/serve.py runs it, uvloop, httptools, no compression), connects N local WebSocket clients
+(a minimal client without a task per socket, so the driver's own cost stays small), publishes
+``--messages`` 1 KB board frames (``published_at`` = publish time, epoch ms) and reports: the
+median time until the first client had a frame, the p50/p95 over every (client, frame) delivery,
+the slowest complete delivery, the server's CPU time per frame (``/proc``) and its resident
+memory per open socket. ``--designs hub bare`` compares the production path with its floor only.
 
 - ``hub``: the production path (``/v1/realtime``): a PUBLISH on ``sb:rt:board``, one pub/sub
   message per process, handed to each socket's mailbox.
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import os
 import socket
 import statistics
@@ -122,31 +127,107 @@ async def _publish(design: str, seq: int, layer: Any, redis: Any) -> None:
         await layer.group_send(GROUP, {"type": "board.frame", "text": _frame(seq)})
 
 
-async def _run(design: str, clients: int, messages: int, port: int) -> dict[str, float]:
+class _Client(asyncio.Protocol):
+    """A minimal RFC 6455 client (no task per socket), so the driver's own cost stays small beside the
+    server's; it answers the server's pings and hands every text frame to ``on_text``."""
+
+    def __init__(self, host: str, path: str, on_text: Any, opened: asyncio.Future[bool]) -> None:
+        self.request = (
+            f"GET /{path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+        self.on_text = on_text
+        self.opened = opened
+        self.buffer = bytearray()
+        self.upgraded = False
+        self.transport: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        transport.write(self.request)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.opened.done():
+            self.opened.set_result(False)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buffer
+        buf += data
+        if not self.upgraded:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            self.upgraded = buf.startswith(b"HTTP/1.1 101")
+            del buf[: end + 4]
+            if not self.opened.done():
+                self.opened.set_result(self.upgraded)
+        while len(buf) >= 2:
+            size, head = buf[1] & 0x7F, 2
+            if size == 126:
+                if len(buf) < 4:
+                    return
+                size, head = int.from_bytes(buf[2:4], "big"), 4
+            elif size == 127:
+                if len(buf) < 10:
+                    return
+                size, head = int.from_bytes(buf[2:10], "big"), 10
+            if len(buf) < head + size:
+                return
+            opcode, payload = buf[0] & 0x0F, bytes(buf[head : head + size])
+            del buf[: head + size]
+            if opcode == 0x1:
+                self.on_text(payload)
+            elif opcode == 0x9 and size < 126:  # ping: a masked pong (zero mask) with the same payload
+                self.transport.write(bytes([0x8A, 0x80 | size, 0, 0, 0, 0]) + payload)
+
+
+def _rss_kb(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("VmRSS:", 1)[1].split()[0])
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _run(design: str, clients: int, messages: int, port: int, server_pid: int) -> dict[str, float]:
     import orjson
     import redis.asyncio as aioredis
-    import websockets
 
-    url = f"ws://127.0.0.1:{port}/" + {"hub": "v1/realtime", "bare": ""}.get(design, "bench/group")
+    path = {"hub": "v1/realtime", "bare": ""}.get(design, "bench/group")
     received: dict[int, list[float]] = {}
-    sockets: list[Any] = []
     ready = asyncio.Event()
+    loop = asyncio.get_running_loop()
 
-    async def client(ws: Any) -> None:
-        async for raw in ws:
-            now = time.time() * 1000
-            msg = orjson.loads(raw)
-            if msg.get("pad") is not None:
-                received.setdefault(msg["seq"], []).append(now - msg["published_at"])
-                if len(received[msg["seq"]]) == clients:
-                    ready.set()
+    def on_text(raw: bytes) -> None:
+        now = time.time() * 1000
+        if b'"pad"' not in raw:
+            return
+        msg = orjson.loads(raw)
+        got = received.setdefault(msg["seq"], [])
+        got.append(now - msg["published_at"])
+        if len(got) == clients:
+            ready.set()
 
-    for start in range(0, clients, CONNECT_BATCH):
+    async def connect() -> Any:
+        opened: asyncio.Future[bool] = loop.create_future()
+        transport, _ = await loop.create_connection(
+            lambda: _Client(f"127.0.0.1:{port}", path, on_text, opened), "127.0.0.1", port
+        )
+        if not await opened:
+            raise RuntimeError("the WebSocket handshake failed")
+        return transport
+
+    # The first socket sets up what every later one shares (the hub, Django, ...): not per-socket memory.
+    transports: list[Any] = [await connect()]
+    await asyncio.sleep(0.5)
+    rss_before = _rss_kb(server_pid)
+    for start in range(1, clients, CONNECT_BATCH):
         count = min(clients, start + CONNECT_BATCH) - start
-        batch = await asyncio.gather(*(websockets.connect(url, max_queue=None, compression=None) for _ in range(count)))
-        sockets.extend(batch)
-    readers = [asyncio.create_task(client(ws)) for ws in sockets]
+        transports.extend(await asyncio.gather(*(connect() for _ in range(count))))
     await asyncio.sleep(1.0)
+    rss_per_socket = (_rss_kb(server_pid) - rss_before) / max(1, clients - 1)
 
     layer = None
     if design.startswith("group"):
@@ -156,7 +237,8 @@ async def _run(design: str, clients: int, messages: int, port: int) -> dict[str,
         cls = RedisChannelLayer if design == "group-core" else RedisPubSubChannelLayer
         layer = cls(hosts=_layer_hosts(), prefix="sb:bench", capacity=1000)
     redis = aioredis.Redis.from_url(os.environ["REDIS_URL"])
-    firsts, lasts, reach = [], [], []
+    firsts, lasts, reach, every = [], [], [], []
+    cpu_before = _cpu_seconds(server_pid)
     for i in range(messages):
         seq = 9 * 10**15 + i  # above any real seq (epoch µs), so no mailbox takes it for an old frame
         ready.clear()
@@ -168,19 +250,24 @@ async def _run(design: str, clients: int, messages: int, port: int) -> dict[str,
             pass
         got = received.get(seq, [])
         reach.append(len(got) / clients)
+        every.extend(got)
         if got:
             firsts.append(min(got))
             lasts.append(max(got) if len(got) == clients else float("inf"))
         await asyncio.sleep(0.2)
-    for task in readers:
-        task.cancel()
-    await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+    cpu = _cpu_seconds(server_pid) - cpu_before
+    for transport in transports:
+        transport.close()
     await redis.aclose()
     complete = [x for x in lasts if x != float("inf")]
+    every.sort()
     return {
         "first_p50": statistics.median(firsts) if firsts else float("nan"),
-        "all_p50": statistics.median(complete) if complete else float("nan"),
-        "all_max": max(complete) if complete else float("nan"),
+        "all_p50": statistics.median(every) if every else float("nan"),
+        "all_p95": every[int(0.95 * (len(every) - 1))] if every else float("nan"),
+        "last_max": max(complete) if complete else float("nan"),
+        "cpu_ms": 1000 * cpu / messages,
+        "rss_kb": rss_per_socket,
         "incomplete": float(len(lasts) - len(complete) + messages - len(lasts)),
         "reach": statistics.mean(reach) if reach else 0.0,
     }
@@ -208,7 +295,7 @@ async def _bare_server(port: int) -> None:
             broadcast(clients, message["data"].split(b"\n", 2)[2].decode())
 
 
-def _serve(design: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+def _serve(design: str, port: int, log: Path, ws: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "BENCH_LAYER": design if design.startswith("group") else "group-core", "LOG_LEVEL": "WARNING"}
     argv = [
         sys.executable,
@@ -220,6 +307,11 @@ def _serve(design: str, port: int, log: Path) -> subprocess.Popen[bytes]:
         "--lifespan=off",
         "--no-access-log",
         "--backlog=4096",
+        # As deploy/serve.py runs it (compression off: the clients here do not ask for it anyway).
+        "--loop=uvloop",
+        "--http=httptools",
+        f"--ws={ws}",
+        "--ws-per-message-deflate=false",
     ]
     if design == "bare":
         argv = [sys.executable, "-m", "realtime.bench_fanout", "--serve-bare", str(port)]
@@ -248,6 +340,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20)
     parser.add_argument("--designs", nargs="+", default=["bare", "hub", "group-core", "group-pubsub"])
     parser.add_argument("--port", type=int, default=8190)
+    parser.add_argument("--ws", default="websockets", help="uvicorn's --ws for the ASGI designs (as deploy/serve.py)")
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not os.environ.get("REDIS_URL"):
@@ -260,14 +353,17 @@ def main() -> None:
         asyncio.run(_bare_server(args.serve_bare))
         return
     print(
-        f"{'design':<14}{'clients':>8}{'first p50 ms':>14}{'all p50 ms':>12}{'all max ms':>12}"
-        f"{'incomplete':>11}{'reached':>9}"
+        f"{'design':<14}{'clients':>8}{'first p50':>10}{'p50 ms':>8}{'p95 ms':>8}{'last max':>9}"
+        f"{'cpu ms/msg':>11}{'KB/socket':>10}{'incomplete':>11}{'reached':>9}"
     )
+    import uvloop
+
     for clients in args.clients:
         for design in args.designs:
-            server = _serve(design, args.port, Path(tempfile.gettempdir()) / f"bench_fanout_{design}.log")
+            server = _serve(design, args.port, Path(tempfile.gettempdir()) / f"bench_fanout_{design}.log", args.ws)
             try:
-                r = asyncio.run(_run(design, clients, args.messages, args.port))
+                with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                    r = runner.run(_run(design, clients, args.messages, args.port, server.pid))
             finally:
                 server.terminate()
                 try:
@@ -276,8 +372,8 @@ def main() -> None:
                     server.kill()
                     server.wait()
             print(
-                f"{design:<14}{clients:>8}{r['first_p50']:>14.1f}{r['all_p50']:>12.1f}"
-                f"{r['all_max']:>12.1f}{int(r['incomplete']):>11}{r['reach']:>9.0%}",
+                f"{design:<14}{clients:>8}{r['first_p50']:>10.1f}{r['all_p50']:>8.1f}{r['all_p95']:>8.1f}"
+                f"{r['last_max']:>9.1f}{r['cpu_ms']:>11.1f}{r['rss_kb']:>10.1f}{int(r['incomplete']):>11}{r['reach']:>9.0%}",
                 flush=True,
             )
 

@@ -7,8 +7,9 @@ client may send ``{"type": "auth", "token": "<jwt>"}`` (answered by ``auth_ok``,
 then a close with 1008. Dead connections are reaped by the server's protocol pings (daphne
 ``--ping-interval``/``--ping-timeout``, uvicorn ``--ws-ping-interval``/``--ws-ping-timeout``).
 
-Pushed frames do not go through channels' dispatch: the hub drops them in this socket's mailbox
-and the socket's own writer task sends them, so a slow client only ever delays itself.
+Pushed frames do not go through channels' dispatch: the hub writes each one straight to the
+socket's ASGI send while the socket keeps up, and a slow socket's mailbox keeps only the newest
+snapshot for a task of its own, so a slow client only ever delays itself.
 """
 
 from __future__ import annotations
@@ -55,7 +56,6 @@ class LiveBoardConsumer(AsyncWebsocketConsumer):
         self.box = Mailbox(GLOBAL.name)
         self.viewer: Viewer | None = None
         self.feeding = False
-        self.writer: asyncio.Task[None] | None = None
         self.grace: asyncio.Task[None] | None = None
         self.expiry: asyncio.Task[None] | None = None
         self.tokens = float(INBOUND_BURST)
@@ -74,13 +74,14 @@ class LiveBoardConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         get_hub().detach(self.box)
-        for task in (self.writer, self.grace, self.expiry):
+        self.box.stop_push()
+        for task in (self.grace, self.expiry):
             if task is not None:
                 task.cancel()
 
     # -- outbound ---------------------------------------------------------------------------
     async def _start_feed(self) -> None:
-        """Register with the hub, send the current snapshot, then stream what the hub delivers."""
+        """Register with the hub, send the current snapshot, then let the hub write what it delivers."""
         if self.feeding:
             return
         self.feeding = True
@@ -88,17 +89,8 @@ class LiveBoardConsumer(AsyncWebsocketConsumer):
         snapshot = await database_sync_to_async(services.board_snapshot)(board=GLOBAL)
         self.box.last_seq = max(self.box.last_seq, snapshot.seq)
         await self.send(text_data=snapshot.text)
-        self.writer = asyncio.create_task(self._write())
-
-    async def _write(self) -> None:
-        try:
-            while True:
-                for frame in await self.box.take():
-                    await self.send(text_data=frame.text)
-        except asyncio.CancelledError:
-            pass
-        except Exception:  # the client went away mid-send: disconnect() cleans up
-            logger.debug("realtime: socket writer stopped", exc_info=True)
+        # Frames that arrived meanwhile go next; later ones are written from the hub's fan-out.
+        self.box.start_push(self.base_send)
 
     async def _close_unless_authenticated(self) -> None:
         await asyncio.sleep(AUTH_GRACE_SECONDS)

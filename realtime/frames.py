@@ -1,7 +1,7 @@
 """Wire frames of the live board, serialised once per change and shared by every socket.
 
-A ``Frame`` holds the JSON bytes of one message; the WebSocket text and the SSE encoding are
-derived lazily, once, and then reused for every client of the process.
+A ``Frame`` holds the JSON bytes of one message; the WebSocket text (and its ASGI send event) and
+the SSE encoding are derived lazily, once, and then reused for every client of the process.
 """
 
 from __future__ import annotations
@@ -29,6 +29,11 @@ class Frame:
     @functools.cached_property
     def text(self) -> str:
         return self.data.decode()
+
+    @functools.cached_property
+    def ws_message(self) -> dict[str, str]:
+        # The ASGI ``websocket.send`` event, one for every socket of the process: senders must not change it.
+        return {"type": "websocket.send", "text": self.text}
 
     @functools.cached_property
     def sse(self) -> bytes:

@@ -4,9 +4,10 @@ Why not ``group_send``: with channels' layers every message is copied into each 
 channel and each consumer pays a task wake-up and a dispatch per message (see the measurements in
 ``realtime/bench_fanout.py``). Here a published frame arrives once per *process* (one Redis
 pub/sub subscription, started lazily in the ASGI process) and is handed to each local socket's
-mailbox, which holds at most one pending snapshot: a slow client skips intermediate snapshots
-and resynchronises from the newest one, and it never delays the others because every socket has
-its own writer task.
+mailbox. A WebSocket that keeps up gets the frame written right there, in the fan-out loop (no
+task per socket wakes up); one whose buffer is full holds at most one pending snapshot for a task
+of its own: a slow client skips intermediate snapshots and resynchronises from the newest one, and
+it never delays the others.
 
 In the embedded default (no Redis) the score update runs in a worker thread of the same ASGI
 process and hands the frame over with ``loop.call_soon_threadsafe``.
@@ -17,9 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import logging
 import threading
 from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
@@ -61,6 +65,9 @@ IDLE_PING_SECONDS = 30.0
 # Names the subscription in CLIENT LIST (operators, and the reconnect test, can find it).
 HUB_CLIENT_NAME = "sb-realtime-hub"
 
+# The ASGI send of a WebSocket (an ``async def``: calling it gives a coroutine).
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
 
 BOARD_FRAMES = Counter("scoreboard_realtime_board_frames", "Board snapshots fanned out by this process.")
 FRAMES_SKIPPED = Counter(
@@ -72,10 +79,27 @@ FRAMES_SKIPPED = Counter(
 class Mailbox:
     """One socket's pending frames: the newest board snapshot and a short backlog of its own updates.
 
+    Two ways out. A reader that pulls (SSE) awaits ``take()``. A WebSocket pushes: once it called
+    ``start_push(send)``, a frame offered while nothing is pending is written there and then by the
+    fan-out loop (no task wakes up per socket per frame); only when a write cannot finish at once
+    (the client's buffer is full: a slow client) does a task finish it, and that task then sends what
+    piled up meanwhile, skipping to the newest snapshot. The others never wait for it.
+
     Only touched from the event loop thread.
     """
 
-    __slots__ = ("_direct", "_snapshot", "_wake", "board", "last_seq", "skipped", "user_id")
+    __slots__ = (
+        "_direct",
+        "_send",
+        "_sending",
+        "_snapshot",
+        "_stalled",
+        "_wake",
+        "board",
+        "last_seq",
+        "skipped",
+        "user_id",
+    )
 
     def __init__(self, board: str) -> None:
         self.board = board
@@ -85,26 +109,42 @@ class Mailbox:
         self._snapshot: Frame | None = None
         self._direct: deque[Frame] = deque(maxlen=PLAYER_BACKLOG)
         self._wake = asyncio.Event()
+        self._send: Send | None = None
+        # The task finishing a write that could not complete at once (that write: ``_stalled``, until
+        # the task took it over); None while the socket is idle.
+        self._sending: asyncio.Task[None] | None = None
+        self._stalled: _Resumed | None = None
 
     def offer(self, frame: Frame) -> None:
         if frame.kind == LEADERBOARD_UPDATE:
             if frame.seq <= self.last_seq:
+                return
+            if self._send is not None and self._sending is None:  # an idle pusher holds nothing pending
+                self.last_seq = frame.seq
+                self._push(self._send, frame)
                 return
             if self._snapshot is not None:
                 self.skipped += 1  # the client was still busy: it jumps straight to the newer snapshot
                 FRAMES_SKIPPED.inc()
             self._snapshot = frame
         else:
+            if self._send is not None and self._sending is None:
+                self._push(self._send, frame)
+                return
             if len(self._direct) == self._direct.maxlen:
                 self.skipped += 1
                 FRAMES_SKIPPED.inc()
             self._direct.append(frame)
-        self._wake.set()
+        if self._send is None:
+            self._wake.set()
 
     async def take(self) -> list[Frame]:
         """Wait for frames; returns the player's own updates, then the newest snapshot."""
         await self._wake.wait()
         self._wake.clear()
+        return self._pending()
+
+    def _pending(self) -> list[Frame]:
         frames = list(self._direct)
         self._direct.clear()
         snapshot, self._snapshot = self._snapshot, None
@@ -112,6 +152,105 @@ class Mailbox:
             self.last_seq = snapshot.seq
             frames.append(snapshot)
         return frames
+
+    # -- push mode (WebSocket) --------------------------------------------------------------
+    def start_push(self, send: Send) -> None:
+        """From now on write frames with ``send`` (the ASGI send); what arrived before goes first."""
+        self._send = send
+        if self._sending is None and (self._direct or self._snapshot is not None):
+            self._sending = asyncio.get_running_loop().create_task(self._drain(None))
+
+    def stop_push(self) -> None:
+        """The socket is gone: no more writes, and a write still waiting is abandoned."""
+        self._send = None
+        if self._sending is not None:
+            self._sending.cancel()
+            self._sending = None
+        if self._stalled is not None:
+            self._stalled.abandon()  # its task was cancelled before it could take the write over
+            self._stalled = None
+
+    def _push(self, send: Send, frame: Frame) -> None:
+        # Run the ASGI send's coroutine right here: writing to a socket whose buffer has room never
+        # suspends, so it completes within this call.
+        write = send(frame.ws_message)
+        if not inspect.iscoroutine(write):  # some other awaitable: nothing to run by hand
+            self._sending = asyncio.get_running_loop().create_task(self._drain(write))
+            return
+        try:
+            waiting_on = write.send(None)
+        except StopIteration:
+            return
+        except Exception:
+            self._failed()
+            return
+        # The write is waiting (the client's buffer is full): a task takes it over from here.
+        self._stalled = _Resumed(write, waiting_on)
+        self._sending = asyncio.get_running_loop().create_task(self._drain(self._stalled))
+
+    async def _drain(self, started: Awaitable[None] | None) -> None:
+        try:
+            if started is not None:
+                await started
+            while self._send is not None and (frames := self._pending()):
+                for frame in frames:
+                    await self._send(frame.ws_message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self._failed()
+        finally:
+            if self._sending is asyncio.current_task():
+                self._sending = None
+                self._stalled = None
+
+    def _failed(self) -> None:
+        # The client went away mid-send: the consumer's disconnect() detaches it.
+        logger.debug("realtime: socket write failed", exc_info=True)
+        self._send = None
+
+
+class _Resumed:
+    """Awaiting this continues ``coro``, a coroutine already started by hand and suspended on ``waiting_on``.
+
+    The awaiting task sees ``waiting_on`` as if the coroutine had yielded it to the task itself: it
+    waits for it, then resumes the coroutine (or throws into it when the task is cancelled).
+    """
+
+    __slots__ = ("coro", "started", "waiting_on")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], waiting_on: Any) -> None:
+        self.coro = coro
+        self.waiting_on = waiting_on
+        self.started = False
+
+    def abandon(self) -> None:
+        """Cancel the write if no task has started awaiting it (as a cancelled task would have)."""
+        if self.started:
+            return
+        self.started = True
+        if isinstance(self.waiting_on, asyncio.Future):
+            self.waiting_on.cancel()
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            self.coro.throw(asyncio.CancelledError())
+        self.coro.close()
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        self.started = True
+        coro, waiting_on = self.coro, self.waiting_on
+        while True:
+            try:
+                sent = yield waiting_on
+            except BaseException as exc:  # a cancellation (or any throw) goes on to the coroutine
+                try:
+                    waiting_on = coro.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    waiting_on = coro.send(sent)
+                except StopIteration:
+                    return
 
 
 class Hub:
@@ -161,12 +300,13 @@ class Hub:
 
     # -- delivery (event loop thread) -------------------------------------------------------
     def fan_out_board(self, board: str, frame: Frame) -> None:
-        for box in self._boards.get(board, ()):
+        # A copy: a socket's send runs inside offer() and must not be able to change the set under us.
+        for box in tuple(self._boards.get(board, ())):
             box.offer(frame)
         BOARD_FRAMES.inc()
 
     def fan_out_player(self, user_id: str, frame: Frame) -> None:
-        for box in self._players.get(user_id, ()):
+        for box in tuple(self._players.get(user_id, ())):
             box.offer(frame)
 
     # -- embedded hand-off (any thread) -----------------------------------------------------

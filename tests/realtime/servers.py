@@ -22,7 +22,9 @@ from django.conf import settings
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parents[2]
-PORT_RANGE = range(8150, 8200)
+# REALTIME_TEST_PORTS=8750 moves the range, so parallel runs on one machine keep out of each other's way.
+_PORT_BASE = int(os.environ.get("REALTIME_TEST_PORTS", "8150"))
+PORT_RANGE = range(_PORT_BASE, _PORT_BASE + 50)
 START_TIMEOUT_SECONDS = 30
 
 
@@ -50,7 +52,7 @@ def free_port(taken: set[int]) -> int:
             except OSError:
                 continue
             return port
-    raise RuntimeError("no free port in 8150-8199")
+    raise RuntimeError(f"no free port in {PORT_RANGE.start}-{PORT_RANGE.stop - 1}")
 
 
 def session_database_url() -> str:

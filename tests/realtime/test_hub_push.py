@@ -1,0 +1,158 @@
+"""A WebSocket's mailbox in push mode: frames are written from the fan-out itself while the socket
+keeps up; a socket whose write has to wait gets a task of its own and skips to the newest snapshot."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from realtime.frames import LEADERBOARD_UPDATE, RANK_UPDATE, Frame
+from realtime.hub import Hub, Mailbox
+
+pytestmark = [pytest.mark.embedded]
+
+
+def board(seq: int) -> Frame:
+    return Frame(LEADERBOARD_UPDATE, seq, b'{"seq":%d}' % seq)
+
+
+def own(n: int) -> Frame:
+    return Frame(RANK_UPDATE, 0, b'{"n":%d}' % n)
+
+
+class Socket:
+    """An ASGI send recording what it wrote; ``block()`` makes the next writes wait (a full buffer)."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.gate: asyncio.Future[None] | None = None
+        self.cancelled = 0
+        self.error: Exception | None = None
+
+    def block(self) -> None:
+        self.gate = asyncio.get_running_loop().create_future()
+
+    def unblock(self) -> None:
+        assert self.gate is not None
+        self.gate.set_result(None)
+        self.gate = None
+
+    async def send(self, message: dict[str, Any]) -> None:
+        assert message["type"] == "websocket.send"
+        if self.error is not None:
+            raise self.error
+        if self.gate is not None:
+            try:
+                await self.gate
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
+        self.sent.append(message["text"])
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def pushing(sock: Socket, hub: Hub | None = None, user_id: str | None = None) -> Mailbox:
+    box = Mailbox("global")
+    box.user_id = user_id
+    if hub is not None:
+        await hub.attach(box)
+    box.start_push(sock.send)
+    return box
+
+
+async def test_a_socket_that_keeps_up_is_written_during_the_fan_out():
+    sock = Socket()
+    box = await pushing(sock)
+    box.offer(board(5))
+    box.offer(own(1))
+    box.offer(board(4))  # older than what it has: never sent
+    # Written synchronously by offer(): no task had to run.
+    assert sock.sent == ['{"seq":5}', '{"n":1}']
+    assert box.last_seq == 5
+
+
+async def test_frames_offered_before_the_push_starts_go_first_in_order():
+    sock = Socket()
+    box = Mailbox("global")
+    box.last_seq = 3  # the snapshot sent on connect
+    for frame in (board(2), board(4), own(1), board(6)):
+        box.offer(frame)
+    box.start_push(sock.send)
+    box.offer(board(7))  # behind the pending ones: not written ahead of them
+    assert sock.sent == []
+    await settle()
+    assert sock.sent == ['{"n":1}', '{"seq":7}']
+    box.offer(board(8))
+    assert sock.sent[-1] == '{"seq":8}'
+
+
+async def test_a_blocked_socket_skips_to_the_newest_snapshot_and_delays_nobody():
+    hub = Hub()
+    slow, fast = Socket(), Socket()
+    slow_box = await pushing(slow, hub, user_id="p1")
+    await pushing(fast, hub)
+    slow.block()
+    hub.fan_out_board("global", board(1))  # the slow socket's write starts and has to wait
+    for seq in range(2, 50):
+        hub.fan_out_board("global", board(seq))
+    hub.fan_out_player("p1", own(1))
+    assert fast.sent == [f'{{"seq":{seq}}}' for seq in range(1, 50)]
+    assert slow.sent == []
+    assert slow_box.skipped == 47
+    slow.unblock()
+    await settle()
+    # The write that waited completes, then its own update, then only the newest snapshot.
+    assert slow.sent == ['{"seq":1}', '{"n":1}', '{"seq":49}']
+    hub.fan_out_board("global", board(50))  # idle again: written straight away
+    assert slow.sent[-1] == fast.sent[-1] == '{"seq":50}'
+
+
+async def test_a_write_that_fails_stops_that_socket_only():
+    hub = Hub()
+    broken, fine = Socket(), Socket()
+    broken.error = ConnectionResetError("gone")
+    broken_box = await pushing(broken, hub)
+    await pushing(fine, hub)
+    hub.fan_out_board("global", board(1))
+    broken.error = None
+    hub.fan_out_board("global", board(2))
+    assert fine.sent == ['{"seq":1}', '{"seq":2}']
+    assert broken.sent == []  # no more writes to a socket that failed; disconnect() detaches it
+    hub.detach(broken_box)
+    broken_box.stop_push()
+
+
+async def test_a_write_failing_after_it_waited_stops_that_socket():
+    sock = Socket()
+    box = await pushing(sock)
+    sock.block()
+    box.offer(board(1))
+    box.offer(board(2))
+    sock.error = ConnectionResetError("gone")
+    assert sock.gate is not None
+    sock.gate.set_exception(ConnectionResetError("gone"))
+    sock.gate = None
+    await settle()
+    sock.error = None
+    box.offer(board(3))
+    assert sock.sent == []
+
+
+async def test_stop_push_cancels_a_waiting_write():
+    sock = Socket()
+    box = await pushing(sock)
+    sock.block()
+    box.offer(board(1))
+    box.offer(board(2))
+    box.stop_push()
+    await settle()
+    assert sock.cancelled == 1  # the cancellation reached the ASGI send that was waiting
+    box.offer(board(3))
+    await settle()
+    assert sock.sent == []
