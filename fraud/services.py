@@ -17,6 +17,7 @@ import datetime as dt
 import logging
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -68,6 +69,8 @@ class Assessment:
     decision: str = ALLOW
     primary_rule: str = ""
     window_source: str = ""
+    # The attempt repeated one already seen (its once keys were set): not recorded, not assessed.
+    repeat: bool = False
 
     @property
     def flagged(self) -> bool:
@@ -78,7 +81,15 @@ class Assessment:
         return self.decision == BLOCK
 
 
-def _signals(*, user: User, claims: ActionClaims, context: RequestContext, now: float) -> tuple[rules.Signals, str]:
+def _signals(
+    *,
+    user: User,
+    claims: ActionClaims,
+    context: RequestContext,
+    now: float,
+    once_keys: Sequence[str] = (),
+    once_ttl: int = 0,
+) -> tuple[rules.Signals, windows.WindowView]:
     user_id = str(user.pk)
     attempt = rules.Attempt(
         submitted_at=now,
@@ -87,7 +98,9 @@ def _signals(*, user: User, claims: ActionClaims, context: RequestContext, now: 
         score_increment=claims.score_increment,
         action_id=claims.action_id,
     )
-    window = windows.attempt_record_and_load(user_id=user_id, ip=context.ip_address, attempt=attempt)
+    window = windows.attempt_record_and_load(
+        user_id=user_id, ip=context.ip_address, attempt=attempt, once_keys=once_keys, once_ttl=once_ttl
+    )
     return rules.Signals(
         now=now,
         action_type=claims.action_type,
@@ -101,16 +114,30 @@ def _signals(*, user: User, claims: ActionClaims, context: RequestContext, now: 
         accounts_on_ip=window.accounts_on_ip,
         rejected_tokens_player=window.rejected_tokens_player,
         rejected_tokens_ip=window.rejected_tokens_ip,
-    ), window.source
+    ), window
 
 
-def score_attempt_assess(*, user: User, claims: ActionClaims, context: RequestContext) -> Assessment:
+def score_attempt_assess(
+    *,
+    user: User,
+    claims: ActionClaims,
+    context: RequestContext,
+    once_keys: Sequence[str] = (),
+    once_ttl: int = 0,
+) -> Assessment:
     """Risk of this attempt in [0, 1]. At or above the block threshold: a blocked fraud log and 429.
 
     Side effects: the attempt joins the player's window (blocked attempts too, so a bot that keeps
     trying stays blocked); a blocked attempt writes a ``fraud_logs`` row in its own transaction.
+    With ``once_keys`` (see ``fraud.windows.attempt_record_and_load``) an attempt already seen is
+    neither recorded nor assessed: the answer is ``Assessment(repeat=True)`` and the caller decides.
     """
-    signals, source = _signals(user=user, claims=claims, context=context, now=_now())
+    signals, window = _signals(
+        user=user, claims=claims, context=context, now=_now(), once_keys=once_keys, once_ttl=once_ttl
+    )
+    if window.repeat:
+        return Assessment(repeat=True, window_source=window.source)
+    source = window.source
     verdict = rules.assess(signals, rule_config(), settings.FRAUD_RULE_WEIGHTS)
     assessment = Assessment(
         risk_score=verdict.risk_score,

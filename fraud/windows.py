@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +53,8 @@ class WindowView:
     source: str  # "redis" or "database"
     rejected_tokens_player: int = 0
     rejected_tokens_ip: int = 0
+    # True when one of the caller's "once" keys was already there: a repeat, nothing was recorded.
+    repeat: bool = False
 
 
 def _player_key(user_id: str) -> str:
@@ -83,24 +86,39 @@ def decode(raw: bytes) -> Attempt | None:
         return None
 
 
-def attempt_record_and_load(*, user_id: str, ip: str | None, attempt: Attempt) -> WindowView:
-    """Append ``attempt`` to the player's window and return what was there before, plus the IP's count."""
+def attempt_record_and_load(
+    *, user_id: str, ip: str | None, attempt: Attempt, once_keys: Sequence[str] = (), once_ttl: int = 0
+) -> WindowView:
+    """Append ``attempt`` to the player's window and return what was there before, plus the IP's count.
+
+    ``once_keys`` (Redis keys, kept ``once_ttl`` seconds) make the attempt count once: if any of them
+    is already set the attempt is a repeat — nothing is recorded and ``repeat`` is True. The score
+    service passes its replay pre-filter keys (nonce, action id) so that the pre-filter and the
+    window share one round trip. Without Redis there is no pre-filter: never a repeat.
+    """
     client = get_redis()
     if client is not None:
         try:
-            return _from_redis(client, user_id=user_id, ip=ip, attempt=attempt)
+            return _from_redis(client, user_id=user_id, ip=ip, attempt=attempt, once_keys=once_keys, once_ttl=once_ttl)
         except REDIS_ERRORS:
             logger.warning("redis unavailable; fraud windows read from the database")
     return _from_database(user_id=user_id, ip=ip, now=attempt.submitted_at)
 
 
-# KEYS: the player's list, the address' set (a placeholder without an address), then the rejection
-# buckets. ARGV: encoded attempt, window size, window TTL, user id, submitted at, address cutoff,
-# accounts kept, address TTL, "1" when there is an address.
-# Reads the window before appending the attempt; one script call instead of a 12-command MULTI.
+# KEYS: the player's list, the address' set (a placeholder without an address), the "once" keys,
+# then the rejection buckets. ARGV: encoded attempt, window size, window TTL, user id, submitted at,
+# address cutoff, accounts kept, address TTL, "1" when there is an address, number of once keys,
+# their TTL. With once keys, each is SET NX first; if any already existed the attempt is a repeat
+# and nothing is recorded or read. One script call (atomic, one round trip) instead of a MULTI.
 _RECORD_AND_LOAD = """
+local once = tonumber(ARGV[10])
+local fresh = 1
+for i = 3, 2 + once do
+  if not redis.call('SET', KEYS[i], '1', 'NX', 'EX', ARGV[11]) then fresh = 0 end
+end
+if fresh == 0 then return {{}, {}, 0, 0} end
 local rejections = {}
-for i = 3, #KEYS do rejections[#rejections + 1] = tonumber(redis.call('GET', KEYS[i]) or '0') or 0 end
+for i = 3 + once, #KEYS do rejections[#rejections + 1] = tonumber(redis.call('GET', KEYS[i]) or '0') or 0 end
 local size = tonumber(ARGV[2])
 local recent = redis.call('LRANGE', KEYS[1], 0, size - 1)
 redis.call('LPUSH', KEYS[1], ARGV[1])
@@ -114,7 +132,7 @@ if ARGV[9] == '1' then
   accounts = redis.call('ZCARD', KEYS[2])
   redis.call('EXPIRE', KEYS[2], ARGV[8])
 end
-return {rejections, recent, accounts}
+return {rejections, recent, accounts, 1}
 """
 _scripts: dict[int, Any] = {}
 
@@ -126,11 +144,19 @@ def _record_and_load_script(client: redis.Redis) -> Any:
     return script
 
 
-def _from_redis(client: redis.Redis, *, user_id: str, ip: str | None, attempt: Attempt) -> WindowView:
+def _from_redis(
+    client: redis.Redis,
+    *,
+    user_id: str,
+    ip: str | None,
+    attempt: Attempt,
+    once_keys: Sequence[str] = (),
+    once_ttl: int = 0,
+) -> WindowView:
     player_rejections = _rejection_keys("u", user_id, attempt.submitted_at)
     ip_rejections = _rejection_keys("ip", ip, attempt.submitted_at) if ip else []
-    rejections, raw_recent, accounts = _record_and_load_script(client)(
-        keys=[_player_key(user_id), _ip_key(ip or "-"), *player_rejections, *ip_rejections],
+    rejections, raw_recent, accounts, fresh = _record_and_load_script(client)(
+        keys=[_player_key(user_id), _ip_key(ip or "-"), *once_keys, *player_rejections, *ip_rejections],
         args=[
             encode(attempt),
             WINDOW_SIZE,
@@ -141,8 +167,12 @@ def _from_redis(client: redis.Redis, *, user_id: str, ip: str | None, attempt: A
             IP_ACCOUNTS_KEPT,
             IP_WINDOW_SECONDS,
             "1" if ip else "0",
+            len(once_keys),
+            once_ttl,
         ],
     )
+    if not fresh:
+        return WindowView(recent=[], accounts_on_ip=1, source="redis", repeat=True)
     recent = [a for a in (decode(raw) for raw in raw_recent) if a is not None]
     counts = [int(v) for v in rejections]
     return WindowView(

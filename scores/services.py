@@ -82,27 +82,12 @@ def _prefilter_keys(claims: ActionClaims) -> tuple[str, str]:
     return f"sb:nonce:{claims.nonce}", f"sb:action:{claims.action_id}"
 
 
-def _prefilter_claim(claims: ActionClaims) -> bool:
-    """Redis SET NX on nonce and action id. True when either was already seen (a likely replay).
-
-    Only an optimisation: PostgreSQL's unique constraints decide. Redis down → not seen.
-    """
-    client = get_redis()
-    if client is None:
-        return False
-    ttl = (
+def _prefilter_ttl() -> int:
+    return (
         settings.ACTION_TOKEN_MAX_AGE_SECONDS
         + settings.ACTION_TOKEN_MAX_FUTURE_SECONDS
         + NONCE_PREFILTER_MARGIN_SECONDS
     )
-    try:
-        pipe = client.pipeline(transaction=False)
-        for key in _prefilter_keys(claims):
-            pipe.set(key, b"1", nx=True, ex=ttl)
-        fresh = pipe.execute()
-    except REDIS_ERRORS:
-        return False
-    return not all(fresh)
 
 
 def _prefilter_release(claims: ActionClaims) -> None:
@@ -347,12 +332,18 @@ def score_submit(
     if metadata.get("action_type") not in (None, claims.action_type):
         raise ApiError("metadata.action_type does not match the action token.", code="action_type_mismatch")
 
-    if _prefilter_claim(claims):
+    # The replay pre-filter (Redis SET NX on nonce and action id) travels with the fraud engine's
+    # window in one round trip: a token seen before is neither recorded nor assessed. It is only a
+    # filter — PostgreSQL's unique constraints decide — and with Redis down nothing is "seen".
+    assessment = fraud_services.score_attempt_assess(
+        user=user, claims=claims, context=context, once_keys=_prefilter_keys(claims), once_ttl=_prefilter_ttl()
+    )
+    if assessment.repeat:
         original = original_result(claims)
         if original is not None:
             raise _replay_conflict(claims, original)
-
-    assessment = fraud_services.score_attempt_assess(user=user, claims=claims, context=context)
+        # Claimed but never committed (an attempt in flight, or one that failed): assess it as usual.
+        assessment = fraud_services.score_attempt_assess(user=user, claims=claims, context=context)
 
     try:
         applied = _apply(

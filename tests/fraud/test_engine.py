@@ -168,6 +168,23 @@ def test_redis_windows_are_capped_and_expire(player, client_for, mint, redis_cli
 
 
 @pytest.mark.redis
+def test_a_replayed_token_is_answered_409_without_joining_the_window(
+    player, client_for, mint, redis_client, no_fraud_blocking, no_rate_limits
+):
+    """The replay pre-filter shares the window's round trip: a repeat is neither recorded nor
+    assessed, so retries of one action cannot make a player look like a bot."""
+    client = client_for(player)
+    token = mint(player, increment=10)
+    assert submit(client, token).status_code == 200
+    replays = [submit(client, token) for _ in range(5)]
+    assert [r.status_code for r in replays] == [409] * 5
+    assert replays[0].json()["error"]["details"]["new_score"] == 10
+    assert redis_client.llen(f"sb:fraud:p:{player.pk}") == 1
+    assert submit(client, mint(player, increment=10)).status_code == 200
+    assert redis_client.llen(f"sb:fraud:p:{player.pk}") == 2
+
+
+@pytest.mark.redis
 @pytest.mark.postgres
 def test_engine_reads_postgres_when_redis_is_down(player, mint):
     """Production with Redis down: the player's window comes from score_history."""
