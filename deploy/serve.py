@@ -267,7 +267,11 @@ def commands(plan: Plan, nginx_conf: Path) -> list[tuple[str, list[str]]]:
             # One process per port: uvicorn would otherwise fork WEB_CONCURRENCY workers (gunicorn's setting).
             cmd += ["--workers", "1"]
             cmd += ["--no-access-log", "--lifespan", "off", "--proxy-headers", "--forwarded-allow-ips", "127.0.0.1"]
-            cmd += ["--timeout-graceful-shutdown", "5", "--ws", "websockets"]
+            cmd += ["--timeout-graceful-shutdown", "5"]
+            # The sans-I/O websockets protocol: no tasks per socket, less CPU per frame sent than
+            # "websockets" (realtime/bench_fanout.py). Compression off: uvicorn would otherwise
+            # deflate every frame separately for each browser (they all ask for it).
+            cmd += ["--ws", "websockets-sansio", "--ws-per-message-deflate", "false"]
         cmds.append((f"asgi-{i}", cmd))
     if plan.celery:
         schedule = plan.state_dir / "celerybeat-schedule"

@@ -340,7 +340,9 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20)
     parser.add_argument("--designs", nargs="+", default=["bare", "hub", "group-core", "group-pubsub"])
     parser.add_argument("--port", type=int, default=8190)
-    parser.add_argument("--ws", default="websockets", help="uvicorn's --ws for the ASGI designs (as deploy/serve.py)")
+    parser.add_argument(
+        "--ws", default="websockets-sansio", help="uvicorn's --ws for the ASGI designs, as deploy/serve.py"
+    )
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not os.environ.get("REDIS_URL"):

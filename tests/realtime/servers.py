@@ -101,6 +101,8 @@ def asgi_servers(count: int, log_dir: Path) -> Iterator[list[Server]]:
                     f"--port={port}",
                     "--lifespan=off",
                     "--no-access-log",
+                    "--ws=websockets-sansio",  # as deploy/serve.py
+                    "--ws-per-message-deflate=false",
                     "--ws-ping-interval=20",
                     "--ws-ping-timeout=20",
                 ],
