@@ -267,8 +267,11 @@ class Topology:
                     "uvloop",
                     "--http",
                     "httptools",
+                    # As deploy/serve.py: the sans-I/O protocol, per-message compression off.
                     "--ws",
-                    "websockets",
+                    "websockets-sansio",
+                    "--ws-per-message-deflate",
+                    "false",
                     "--no-access-log",
                     "--log-level",
                     "warning",
