@@ -107,8 +107,10 @@ class Mailbox:
         self.last_seq = 0
         self.skipped = 0
         self._snapshot: Frame | None = None
-        self._direct: deque[Frame] = deque(maxlen=PLAYER_BACKLOG)
-        self._wake = asyncio.Event()
+        # Both made on first use: most sockets never hold a player update, and only readers that
+        # pull wait for a wake-up (about 1.6 KB a socket otherwise).
+        self._direct: deque[Frame] | None = None
+        self._wake: asyncio.Event | None = None
         self._send: Send | None = None
         # The task finishing a write that could not complete at once (that write: ``_stalled``, until
         # the task took it over); None while the socket is idle.
@@ -131,22 +133,32 @@ class Mailbox:
             if self._send is not None and self._sending is None:
                 self._push(self._send, frame)
                 return
-            if len(self._direct) == self._direct.maxlen:
+            if self._direct is None:
+                self._direct = deque(maxlen=PLAYER_BACKLOG)
+            elif len(self._direct) == self._direct.maxlen:
                 self.skipped += 1
                 FRAMES_SKIPPED.inc()
             self._direct.append(frame)
-        if self._send is None:
+        if self._send is None and self._wake is not None:
             self._wake.set()
 
     async def take(self) -> list[Frame]:
         """Wait for frames; returns the player's own updates, then the newest snapshot."""
-        await self._wake.wait()
-        self._wake.clear()
+        while not self._holds_frames():
+            if self._wake is None:
+                self._wake = asyncio.Event()
+            await self._wake.wait()
+            self._wake.clear()
         return self._pending()
 
+    def _holds_frames(self) -> bool:
+        return bool(self._direct) or self._snapshot is not None
+
     def _pending(self) -> list[Frame]:
-        frames = list(self._direct)
-        self._direct.clear()
+        frames: list[Frame] = []
+        if self._direct:
+            frames.extend(self._direct)
+            self._direct.clear()
         snapshot, self._snapshot = self._snapshot, None
         if snapshot is not None and snapshot.seq > self.last_seq:
             self.last_seq = snapshot.seq
@@ -157,7 +169,7 @@ class Mailbox:
     def start_push(self, send: Send) -> None:
         """From now on write frames with ``send`` (the ASGI send); what arrived before goes first."""
         self._send = send
-        if self._sending is None and (self._direct or self._snapshot is not None):
+        if self._sending is None and self._holds_frames():
             self._sending = asyncio.get_running_loop().create_task(self._drain(None))
 
     def stop_push(self) -> None:
