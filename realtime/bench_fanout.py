@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import os
 import socket
 import statistics
@@ -198,11 +199,17 @@ async def _run(design: str, clients: int, messages: int, port: int, server_pid: 
     path = {"hub": "v1/realtime", "bare": ""}.get(design, "bench/group")
     received: dict[int, list[float]] = {}
     ready = asyncio.Event()
+    greeted = 0  # sockets that had the snapshot the hub sends on connect
+    all_greeted = asyncio.Event()
     loop = asyncio.get_running_loop()
 
     def on_text(raw: bytes) -> None:
+        nonlocal greeted
         now = time.time() * 1000
         if b'"pad"' not in raw:
+            greeted += 1
+            if greeted == clients:
+                all_greeted.set()
             return
         msg = orjson.loads(raw)
         got = received.setdefault(msg["seq"], [])
@@ -226,6 +233,12 @@ async def _run(design: str, clients: int, messages: int, port: int, server_pid: 
     for start in range(1, clients, CONNECT_BATCH):
         count = min(clients, start + CONNECT_BATCH) - start
         transports.extend(await asyncio.gather(*(connect() for _ in range(count))))
+    if design == "hub":
+        # Until every socket had its connect snapshot the server is still busy with the connections
+        # (each fetches a snapshot), which is neither delivery latency nor fan-out CPU.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(60):
+                await all_greeted.wait()
     await asyncio.sleep(1.0)
     rss_per_socket = (_rss_kb(server_pid) - rss_before) / max(1, clients - 1)
 
