@@ -7,8 +7,10 @@ deploy/serve.py runs it, uvloop, httptools, no compression), connects N local We
 (a minimal client without a task per socket, so the driver's own cost stays small), publishes
 ``--messages`` 1 KB board frames (``published_at`` = publish time, epoch ms) and reports: the
 median time until the first client had a frame, the p50/p95 over every (client, frame) delivery,
-the slowest complete delivery, the server's CPU time per frame (``/proc``) and its resident
-memory per open socket. ``--designs hub bare`` compares the production path with its floor only.
+the slowest complete delivery, the server's CPU time per frame (``/proc``), its resident
+memory per open socket and (``greet ms``) how long after the last handshake every hub socket had
+its connect snapshot; frames are published only after that. ``--designs hub bare`` compares the
+production path with its floor only.
 
 - ``hub``: the production path (``/v1/realtime``): a PUBLISH on ``sb:rt:board``, one pub/sub
   message per process, handed to each socket's mailbox.
@@ -233,12 +235,14 @@ async def _run(design: str, clients: int, messages: int, port: int, server_pid: 
     for start in range(1, clients, CONNECT_BATCH):
         count = min(clients, start + CONNECT_BATCH) - start
         transports.extend(await asyncio.gather(*(connect() for _ in range(count))))
+    handshakes_done = time.perf_counter()
     if design == "hub":
         # Until every socket had its connect snapshot the server is still busy with the connections
         # (each fetches a snapshot), which is neither delivery latency nor fan-out CPU.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(60):
                 await all_greeted.wait()
+    greet_ms = 1000 * (time.perf_counter() - handshakes_done) if all_greeted.is_set() else float("nan")
     await asyncio.sleep(1.0)
     rss_per_socket = (_rss_kb(server_pid) - rss_before) / max(1, clients - 1)
 
@@ -281,6 +285,7 @@ async def _run(design: str, clients: int, messages: int, port: int, server_pid: 
         "last_max": max(complete) if complete else float("nan"),
         "cpu_ms": 1000 * cpu / messages,
         "rss_kb": rss_per_socket,
+        "greet_ms": greet_ms,
         "incomplete": float(len(lasts) - len(complete) + messages - len(lasts)),
         "reach": statistics.mean(reach) if reach else 0.0,
     }
@@ -369,7 +374,7 @@ def main() -> None:
         return
     print(
         f"{'design':<14}{'clients':>8}{'first p50':>10}{'p50 ms':>8}{'p95 ms':>8}{'last max':>9}"
-        f"{'cpu ms/msg':>11}{'KB/socket':>10}{'incomplete':>11}{'reached':>9}"
+        f"{'cpu ms/msg':>11}{'KB/socket':>10}{'greet ms':>9}{'incomplete':>11}{'reached':>9}"
     )
     import uvloop
 
@@ -388,7 +393,7 @@ def main() -> None:
                     server.wait()
             print(
                 f"{design:<14}{clients:>8}{r['first_p50']:>10.1f}{r['all_p50']:>8.1f}{r['all_p95']:>8.1f}"
-                f"{r['last_max']:>9.1f}{r['cpu_ms']:>11.1f}{r['rss_kb']:>10.1f}{int(r['incomplete']):>11}{r['reach']:>9.0%}",
+                f"{r['last_max']:>9.1f}{r['cpu_ms']:>11.1f}{r['rss_kb']:>10.1f}{r['greet_ms']:>9.0f}{int(r['incomplete']):>11}{r['reach']:>9.0%}",
                 flush=True,
             )
 

@@ -26,7 +26,7 @@ from django.conf import settings
 
 from realtime import services
 from realtime.auth import Viewer, read_allowed, token_from_scope, viewer_from_token
-from realtime.frames import message
+from realtime.frames import Frame, message
 from realtime.hub import Mailbox, get_hub
 from scoreboard import metrics
 from scores.ranking import GLOBAL
@@ -47,6 +47,10 @@ INBOUND_STRIKES = 20
 AUTH_GRACE_SECONDS = 10.0
 # channels would otherwise create a channel-layer channel (and a Redis subscription) per socket.
 NO_CHANNEL_LAYER = "realtime-none"
+
+
+async def _read_snapshot(board: str) -> Frame:
+    return await database_sync_to_async(services.board_snapshot_by_name)(board=board)
 
 
 class LiveBoardConsumer(AsyncWebsocketConsumer):
@@ -85,8 +89,9 @@ class LiveBoardConsumer(AsyncWebsocketConsumer):
         if self.feeding:
             return
         self.feeding = True
-        await get_hub().attach(self.box)
-        snapshot = await database_sync_to_async(services.board_snapshot)(board=GLOBAL)
+        hub = get_hub()
+        await hub.attach(self.box)
+        snapshot = await hub.snapshot(self.box.board, _read_snapshot)
         self.box.last_seq = max(self.box.last_seq, snapshot.seq)
         await self.send(text_data=snapshot.text)
         # Frames that arrived meanwhile go next; later ones are written from the hub's fan-out.

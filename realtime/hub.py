@@ -275,6 +275,9 @@ class Hub:
         self._listener: asyncio.Task[None] | None = None
         self._subscribed: asyncio.Event | None = None
         self._subscribe_deadline = 0.0
+        # Connect snapshots: the batch of sockets waiting for the next read, and the boards being read.
+        self._snapshot_next: dict[str, asyncio.Future[Frame]] = {}
+        self._snapshot_reading: dict[str, asyncio.Task[None]] = {}
 
     # -- registry (event loop thread) -------------------------------------------------------
     async def attach(self, box: Mailbox) -> None:
@@ -309,6 +312,41 @@ class Hub:
         if board is not None:
             return len(self._boards.get(board, ()))
         return sum(len(b) for b in self._boards.values())
+
+    async def snapshot(self, board: str, read: Callable[[str], Awaitable[Frame]]) -> Frame:
+        """The current snapshot of ``board`` for a socket that is already attached.
+
+        One ``read`` serves every socket that asked before it started, so a storm of (re)connects
+        costs a few reads instead of one each. A socket never gets a read that started before it
+        asked: a frame published in between could be newer than that read and, as the socket was
+        not attached yet when it was fanned out, never reach it.
+        """
+        loop = asyncio.get_running_loop()
+        batch = self._snapshot_next.get(board)
+        if batch is None:
+            batch = self._snapshot_next[board] = loop.create_future()
+            if board not in self._snapshot_reading:
+                self._snapshot_reading[board] = loop.create_task(
+                    self._read_snapshots(board, read), name="realtime-hub-snapshot"
+                )
+        return await asyncio.shield(batch)
+
+    async def _read_snapshots(self, board: str, read: Callable[[str], Awaitable[Frame]]) -> None:
+        try:
+            # Everyone in a batch asked before its read starts; who asks meanwhile waits for the next.
+            while (batch := self._snapshot_next.pop(board, None)) is not None:
+                try:
+                    frame = await read(board)
+                except asyncio.CancelledError:
+                    batch.cancel()
+                    raise
+                except Exception as exc:
+                    batch.set_exception(exc)
+                    batch.exception()  # retrieved: the sockets waiting (if any) get it, not the log
+                else:
+                    batch.set_result(frame)
+        finally:
+            self._snapshot_reading.pop(board, None)
 
     # -- delivery (event loop thread) -------------------------------------------------------
     def fan_out_board(self, board: str, frame: Frame) -> None:
@@ -348,6 +386,8 @@ class Hub:
             self._players.clear()
             self._listener = None
             self._subscribed = None
+            self._snapshot_next.clear()
+            self._snapshot_reading.clear()
         if not settings.REDIS_URL:
             return
         if self._listener is None or self._listener.done():

@@ -156,3 +156,51 @@ async def test_stop_push_cancels_a_waiting_write():
     box.offer(board(3))
     await settle()
     assert sock.sent == []
+
+
+class Reads:
+    """A snapshot read that waits until the test lets it finish; counts the reads."""
+
+    def __init__(self) -> None:
+        self.started: list[asyncio.Future[Frame]] = []
+
+    async def __call__(self, board_name: str) -> Frame:
+        assert board_name == "global"
+        done: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
+        self.started.append(done)
+        return await done
+
+
+async def test_sockets_connecting_together_share_one_snapshot_read():
+    hub, reads = Hub(), Reads()
+    first = [asyncio.create_task(hub.snapshot("global", reads)) for _ in range(50)]
+    await settle()
+    assert len(reads.started) == 1
+    # Asked while that read runs: it may have read the seq before these sockets attached, so they
+    # get the next read, not this one.
+    later = [asyncio.create_task(hub.snapshot("global", reads)) for _ in range(50)]
+    await settle()
+    reads.started[0].set_result(board(1))
+    assert {(await t).seq for t in first} == {1}
+    await settle()
+    assert len(reads.started) == 2
+    reads.started[1].set_result(board(2))
+    assert {(await t).seq for t in later} == {2}
+    await settle()
+    assert len(reads.started) == 2  # nobody waiting: no more reads
+
+
+async def test_a_failed_snapshot_read_reaches_its_sockets_and_the_next_ask_reads_again():
+    hub, reads = Hub(), Reads()
+    waiting = asyncio.create_task(hub.snapshot("global", reads))
+    gone = asyncio.create_task(hub.snapshot("global", reads))
+    await settle()
+    gone.cancel()  # a socket that disconnected meanwhile does not cancel the read for the others
+    await settle()
+    reads.started[0].set_exception(ConnectionError("redis down"))
+    with pytest.raises(ConnectionError):
+        await waiting
+    again = asyncio.create_task(hub.snapshot("global", reads))
+    await settle()
+    reads.started[1].set_result(board(7))
+    assert (await again).seq == 7
