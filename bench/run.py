@@ -533,7 +533,9 @@ class Bench:
         return out
 
     # --------------------------------------------------------------------------------- delivery
-    def ws_clients(self, port: int, k: int, tag: str) -> tuple[list[subprocess.Popen[str]], list[Path], int]:
+    def ws_clients(
+        self, port: int, k: int, tag: str, wait_first_frame: bool = False
+    ) -> tuple[list[subprocess.Popen[str]], list[Path], int]:
         procs = max(1, math.ceil(k / WS_CLIENTS_PER_PROCESS))
         per = [k // procs + (1 if i < k % procs else 0) for i in range(procs)]
         started, outs = [], []
@@ -554,6 +556,7 @@ class Bench:
                         str(self.mode.ws_seconds),
                         "--out",
                         str(out),
+                        *(["--wait-first-frame"] if wait_first_frame else []),
                     ],
                     cwd=ROOT,
                     stdin=subprocess.PIPE,
@@ -582,7 +585,9 @@ class Bench:
     ) -> dict[str, Any]:
         before = rss_kb(server_pids)
         started = time.perf_counter()
-        procs, outs, connected = self.ws_clients(port, k, tag)
+        # The app sends a snapshot on connect: wait for it, so the connect backlog is not measured as
+        # delivery latency (the bare server has no such snapshot: it broadcasts only after "go").
+        procs, outs, connected = self.ws_clients(port, k, tag, wait_first_frame=start_signal is None)
         connect_s = time.perf_counter() - started
         time.sleep(1.0)
         after = rss_kb(server_pids)
