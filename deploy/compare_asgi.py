@@ -41,8 +41,10 @@ def server_command(server: str, port: int) -> list[str]:
         "--no-access-log",
         "--lifespan",
         "off",
-        "--ws",
-        "websockets",
+        "--ws",  # as deploy/serve.py
+        "websockets-sansio",
+        "--ws-per-message-deflate",
+        "false",
         "--log-level",
         "warning",
     ]
