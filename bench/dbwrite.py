@@ -21,6 +21,7 @@ import os
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlparse, urlunparse
 
@@ -28,13 +29,34 @@ SCRATCH = "sb_bench_dbwrite"
 PLAYERS_PER_CLIENT = 200
 
 
-def _psql_conn(url: str) -> tuple[list[str], dict[str, str]]:
+def psql_conn(url: str) -> tuple[list[str], dict[str, str]]:
+    """psql/pgbench connection flags and environment for a ``postgres://`` URL."""
     parsed = urlparse(url)
     env = dict(os.environ)
     if parsed.password:
         env["PGPASSWORD"] = parsed.password
     conn = ["-h", parsed.hostname or "127.0.0.1", "-p", str(parsed.port or 5432), "-U", parsed.username or "postgres"]
     return conn, env
+
+
+def psql_run(url: str, argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """Run a PostgreSQL client tool (``argv[0]``) against the server of ``url``; the flags go after it."""
+    conn, env = psql_conn(url)
+    return subprocess.run(  # noqa: S603
+        [argv[0], *conn, *argv[1:]], env=env, capture_output=True, text=True, check=True, **kwargs
+    )
+
+
+@contextlib.contextmanager
+def scratch_database(url: str, name: str) -> Iterator[str]:
+    """A new, empty database ``name`` on the server of ``url`` (its URL), dropped afterwards."""
+    psql_run(url, ["psql", "-d", "postgres", "-qc", f"DROP DATABASE IF EXISTS {name}"])
+    psql_run(url, ["psql", "-d", "postgres", "-qc", f"CREATE DATABASE {name}"])
+    try:
+        yield _with_database(url, name)
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            psql_run(url, ["psql", "-d", "postgres", "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"])
 
 
 def _with_database(url: str, name: str) -> str:
@@ -94,18 +116,10 @@ def score_write_rate(database_url: str, *, seconds: float, clients: int) -> dict
     import psycopg
 
     statement = _statement()
-    conn, env = _psql_conn(database_url)
     source = urlparse(database_url).path.lstrip("/")
-
-    def run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(argv, env=env, capture_output=True, text=True, check=True, **kwargs)  # noqa: S603
-
-    run(["psql", *conn, "-d", "postgres", "-qc", f"DROP DATABASE IF EXISTS {SCRATCH}"])
-    run(["psql", *conn, "-d", "postgres", "-qc", f"CREATE DATABASE {SCRATCH}"])
-    scratch_url = _with_database(database_url, SCRATCH)
-    try:
-        schema = run(["pg_dump", *conn, "--schema-only", "--no-owner", "-d", source]).stdout
-        run(["psql", *conn, "-d", SCRATCH, "-q", "-v", "ON_ERROR_STOP=1"], input=schema)
+    with scratch_database(database_url, SCRATCH) as scratch_url:
+        schema = psql_run(database_url, ["pg_dump", "--schema-only", "--no-owner", "-d", source]).stdout
+        psql_run(database_url, ["psql", "-d", SCRATCH, "-q", "-v", "ON_ERROR_STOP=1"], input=schema)
         players = [str(uuid.uuid4()) for _ in range(clients * PLAYERS_PER_CLIENT)]
         with psycopg.connect(scratch_url, autocommit=True) as db, db.cursor() as cur:
             now = dt.datetime.now(dt.UTC)
@@ -125,9 +139,6 @@ def score_write_rate(database_url: str, *, seconds: float, clients: int) -> dict
                 _client,
                 [(scratch_url, statement, share, seconds, start_at) for share in shares],
             )
-    finally:
-        with contextlib.suppress(subprocess.CalledProcessError):
-            run(["psql", *conn, "-d", "postgres", "-qc", f"DROP DATABASE IF EXISTS {SCRATCH} WITH (FORCE)"])
     total = sum(counts)
     return {
         "writes_per_s": round(total / seconds, 1),

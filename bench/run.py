@@ -9,7 +9,6 @@ bench/results/<timestamp>.json, bench/results/latest.md and bench/results/latest
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import datetime as dt
 import gzip
@@ -470,30 +469,13 @@ class Bench:
             )
 
     def pgbench(self, url: str) -> dict[str, Any]:
-        parsed = urlparse(url)
         scratch = "sb_bench_pgbench"
-        env = dict(os.environ)
-        if parsed.password:
-            env["PGPASSWORD"] = parsed.password
-        conn = [
-            "-h",
-            parsed.hostname or "127.0.0.1",
-            "-p",
-            str(parsed.port or 5432),
-            "-U",
-            parsed.username or "postgres",
-        ]
-        run = lambda argv: subprocess.run(argv, env=env, capture_output=True, text=True, check=True)  # noqa: E731,S603
-        run(["psql", *conn, "-d", "postgres", "-qc", f"DROP DATABASE IF EXISTS {scratch}"])
-        run(["psql", *conn, "-d", "postgres", "-qc", f"CREATE DATABASE {scratch}"])
-        try:
-            run(["pgbench", *conn, "-i", "-q", "-s", "10", scratch])
-            out = run(["pgbench", *conn, "-N", "-c", "8", "-j", "2", "-T", str(self.mode.pgbench_seconds), scratch])
-        finally:
-            with contextlib.suppress(subprocess.CalledProcessError):
-                run(["psql", *conn, "-d", "postgres", "-qc", f"DROP DATABASE IF EXISTS {scratch}"])
+        with dbwrite.scratch_database(url, scratch):
+            dbwrite.psql_run(url, ["pgbench", "-i", "-q", "-s", "10", scratch])
+            seconds = str(self.mode.pgbench_seconds)
+            out = dbwrite.psql_run(url, ["pgbench", "-N", "-c", "8", "-j", "2", "-T", seconds, scratch])
         tps = next(float(line.split("=")[1].split()[0]) for line in out.stdout.splitlines() if line.startswith("tps"))
-        sync = run(["psql", *conn, "-d", "postgres", "-Atc", "show synchronous_commit"]).stdout.strip()
+        sync = dbwrite.psql_run(url, ["psql", "-d", "postgres", "-Atc", "show synchronous_commit"]).stdout.strip()
         log(f"pgbench -N -c8 -j2: {tps:.0f} tx/s (synchronous_commit={sync})")
         return {"tps": round(tps, 1), "synchronous_commit": sync, "clients": 8}
 

@@ -24,7 +24,6 @@ import datetime as dt
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import redis
 from django.core.cache import cache
@@ -32,7 +31,7 @@ from django.db import connection
 
 from fraud.models import FraudLog
 from fraud.rules import Attempt
-from scoreboard.redis import REDIS_ERRORS, get_redis
+from scoreboard.redis import REDIS_ERRORS, get_redis, registered_script
 from scores.models import ScoreHistory
 
 logger = logging.getLogger(__name__)
@@ -134,14 +133,6 @@ if ARGV[9] == '1' then
 end
 return {rejections, recent, accounts, 1}
 """
-_scripts: dict[int, Any] = {}
-
-
-def _record_and_load_script(client: redis.Redis) -> Any:
-    script = _scripts.get(id(client))
-    if script is None:
-        script = _scripts[id(client)] = client.register_script(_RECORD_AND_LOAD)
-    return script
 
 
 def _from_redis(
@@ -155,7 +146,7 @@ def _from_redis(
 ) -> WindowView:
     player_rejections = _rejection_keys("u", user_id, attempt.submitted_at)
     ip_rejections = _rejection_keys("ip", ip, attempt.submitted_at) if ip else []
-    rejections, raw_recent, accounts, fresh = _record_and_load_script(client)(
+    rejections, raw_recent, accounts, fresh = registered_script(client, _RECORD_AND_LOAD)(
         keys=[_player_key(user_id), _ip_key(ip or "-"), *once_keys, *player_rejections, *ip_rejections],
         args=[
             encode(attempt),

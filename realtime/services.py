@@ -18,7 +18,6 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 from django.conf import settings
@@ -26,7 +25,7 @@ from django.conf import settings
 from realtime import frames
 from realtime.frames import Frame
 from realtime.hub import board_channel, get_hub, player_channel
-from scoreboard.redis import REDIS_ERRORS, get_redis
+from scoreboard.redis import REDIS_ERRORS, get_redis, registered_script
 from scores import selectors
 from scores.ranking import GLOBAL, Board
 
@@ -113,21 +112,11 @@ return {seq, 0}
 
 
 class _RedisPublisher:
-    def __init__(self) -> None:
-        self._scripts: dict[int, tuple[Any, Any]] = {}
-
-    def _registered(self, client: Any) -> tuple[Any, Any]:
-        scripts = self._scripts.get(id(client))
-        if scripts is None:
-            scripts = (client.register_script(_ENTER), client.register_script(_PUBLISH))
-            self._scripts[id(client)] = scripts
-        return scripts
-
     def publish_board(self, board: Board) -> int:
         """Publish the board if its top changed; returns the last seq published (0 for none)."""
         client = get_redis()
         assert client is not None
-        enter, publish = self._registered(client)
+        enter, publish = registered_script(client, _ENTER), registered_script(client, _PUBLISH)
         token = secrets.token_hex(8)
         dirty = enter(keys=[_key(board, "dirty"), _key(board, "lock")], args=[token, PUBLISH_LOCK_MS])
         published = 0

@@ -8,12 +8,12 @@ only remembers the key, value and timeout (in this thread) and answers "already 
 expiry if it is missing (returning the value, as a successful ``add`` would have meant) or adds
 ``delta`` to it. Fixed windows, key names (``KEY_PREFIX:1:rl:...``, as django-redis writes them) and
 counts are unchanged; an ``add`` not followed by an ``incr`` of the same key is applied on its own.
+Only ``add``, ``incr`` and ``get`` (what django-ratelimit calls) are implemented.
 
 ``LOCATION`` is the Redis URL (``OPTIONS["SOCKET_TIMEOUT"]`` its timeout); with ``REDIS_URL``'s value
 it shares the process's pooled client (``scoreboard.redis``). Redis errors surface as
-``REDIS_ERRORS`` to ``scoreboard.ratelimit``, which falls back as configured. Only the operations
-django-ratelimit uses are implemented, and it is meant for the rate-limit cache alias only
-(``RATELIMIT_USE_CACHE``).
+``REDIS_ERRORS`` to ``scoreboard.ratelimit``, which falls back as configured. It is meant for the
+rate-limit cache alias only (``RATELIMIT_USE_CACHE``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 
-from scoreboard.redis import client_for
+from scoreboard.redis import client_for, registered_script
 
 COUNTER_MAX_SECONDS = 3600
 
@@ -47,50 +47,41 @@ class RateLimitCache(BaseCache):
         self._location = location
         self._timeout = float(params.get("OPTIONS", {}).get("SOCKET_TIMEOUT", 0.5))
         self._pending = threading.local()
-        self._scripts: dict[int, Any] = {}
 
     def _client(self) -> Any:
         return client_for(self._location, self._timeout)
 
-    def _hit(self, client: Any) -> Any:
-        script = self._scripts.get(id(client))
-        if script is None:
-            script = self._scripts[id(client)] = client.register_script(_HIT)
-        return script
-
-    def _seconds(self, timeout: float | object | None) -> int | None:
-        """Expiry in seconds from now (BaseCache.get_backend_timeout answers an absolute time)."""
-        if timeout is DEFAULT_TIMEOUT:
-            timeout = self.default_timeout
-        if timeout is None:
-            return None
-        return max(1, int(timeout))  # type: ignore[call-overload]
+    def _take_pending(self) -> tuple[str, int, int] | None:
+        pending: tuple[str, int, int] | None = getattr(self._pending, "add", None)
+        self._pending.add = None
+        return pending
 
     def _flush_pending(self) -> None:
         """An add that no incr followed (e.g. RATELIMIT_ENABLE toggled between): apply it now."""
-        pending = getattr(self._pending, "add", None)
+        pending = self._take_pending()
         if pending is not None:
-            self._pending.add = None
-            key, value, timeout = pending
-            self._client().set(key, value, ex=timeout, nx=True)
+            key, value, seconds = pending
+            self._client().set(key, value, ex=seconds, nx=True)
 
     def add(self, key: str, value: Any, timeout: float | None = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
         self._flush_pending()
-        seconds = self._seconds(timeout) or COUNTER_MAX_SECONDS  # a counter always expires
+        if timeout is DEFAULT_TIMEOUT:
+            timeout = self.default_timeout
+        # In seconds from now (BaseCache.get_backend_timeout would answer an absolute time); a counter
+        # always expires.
+        seconds = max(1, int(timeout)) if timeout else COUNTER_MAX_SECONDS
         self._pending.add = (self.make_and_validate_key(key, version=version), int(value), seconds)
         return False  # "it was there": django-ratelimit then calls incr, which creates it if it was not
 
     def incr(self, key: str, delta: int = 1, version: int | None = None) -> int:
         full_key = self.make_and_validate_key(key, version=version)
-        pending = getattr(self._pending, "add", None)
-        self._pending.add = None
-        if pending is not None and pending[0] != full_key:
+        pending = self._take_pending()
+        if pending is not None and pending[0] != full_key:  # an add of another key: apply it on its own
             self._pending.add = pending
             self._flush_pending()
             pending = None
-        initial, timeout = (pending[1], pending[2]) if pending else ("", 0)
-        client = self._client()
-        count = self._hit(client)(keys=[full_key], args=[initial, timeout, delta])
+        initial, seconds = (pending[1], pending[2]) if pending else ("", 0)
+        count = registered_script(self._client(), _HIT)(keys=[full_key], args=[initial, seconds, delta])
         if count is None:
             raise ValueError(f"Key '{key}' not found.")
         return int(count)
@@ -99,16 +90,3 @@ class RateLimitCache(BaseCache):
         self._flush_pending()
         raw = self._client().get(self.make_and_validate_key(key, version=version))
         return default if raw is None else int(raw)
-
-    def set(self, key: str, value: Any, timeout: float | None = DEFAULT_TIMEOUT, version: int | None = None) -> None:
-        self._client().set(self.make_and_validate_key(key, version=version), int(value), ex=self._seconds(timeout))
-
-    def delete(self, key: str, version: int | None = None) -> bool:
-        return bool(self._client().delete(self.make_and_validate_key(key, version=version)))
-
-    def clear(self) -> None:
-        self._pending.add = None
-        client = self._client()
-        keys = list(client.scan_iter(match=self.make_key("*"), count=1000))
-        if keys:
-            client.delete(*keys)

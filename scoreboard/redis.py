@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import redis
 from django.conf import settings
@@ -20,6 +21,16 @@ def _client(url: str, timeout: float) -> redis.Redis:
         health_check_interval=30,
         decode_responses=False,
     )
+
+
+@functools.cache
+def registered_script(client: redis.Redis, source: str) -> Any:
+    """``client.register_script(source)``, once per client and script (EVALSHA, loaded on first use).
+
+    Keyed by the client object itself, not ``id()``: a replaced client (tests drop the cached one)
+    never gets a script bound to its predecessor.
+    """
+    return client.register_script(source)
 
 
 def client_for(url: str, timeout: float) -> redis.Redis:
