@@ -116,6 +116,9 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true", help="print the top functions by own and cumulative time")
     parser.add_argument("--top", type=int, default=35)
     parser.add_argument("--stages", action="store_true", help="print the CPU time of each step of the pipeline")
+    parser.add_argument(
+        "--read", action="store_true", help="measure GET /v1/leaderboard (anonymous, limit 10) instead of updates"
+    )
     args = parser.parse_args()
     if not os.environ.get("DATABASE_URL", "").startswith("postgres") or not os.environ.get("REDIS_URL"):
         print("needs DATABASE_URL (PostgreSQL) and REDIS_URL", file=sys.stderr)
@@ -139,7 +142,29 @@ def main() -> int:
         players.append((user, player_tokens_issue(user=user).access))
     app = get_wsgi_application()
 
-    def request(user: Any, jwt: str) -> int:
+    def read(user: Any, jwt: str) -> int:
+        environ = {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": "/v1/leaderboard",
+            "QUERY_STRING": "limit=10",
+            "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": "8000",
+            "HTTP_HOST": "127.0.0.1",
+            "REMOTE_ADDR": "127.0.0.1",
+            "wsgi.input": io.BytesIO(b""),
+            "wsgi.url_scheme": "http",
+            "wsgi.errors": sys.stderr,
+        }
+        return call(environ)
+
+    def call(environ: dict[str, Any]) -> int:
+        status: list[str] = []
+        response = app(environ, lambda s, h, *a: status.append(s))  # type: ignore[arg-type]
+        b"".join(response)
+        response.close()
+        return int(status[0].split()[0])
+
+    def update(user: Any, jwt: str) -> int:
         token = action_tokens.mint(user_id=str(user.pk), action_type="LEVEL_COMPLETION", score_increment=100)
         body = json.dumps({"action_token": token.action_token}).encode()
         environ = {
@@ -156,14 +181,11 @@ def main() -> int:
             "wsgi.url_scheme": "http",
             "wsgi.errors": sys.stderr,
         }
-        status: list[str] = []
-        response = app(environ, lambda s, h, *a: status.append(s))  # type: ignore[arg-type]
-        b"".join(response)
-        response.close()
-        return int(status[0].split()[0])
+        return call(environ)
 
-    for i in range(200):  # warm up: connections, imports, scripts
-        request(*players[i])
+    for i in range(200):  # warm up: connections, imports, scripts (and a board to read)
+        update(*players[i])
+    request = read if args.read else update
     # The measured run starts from empty fraud windows for its players, so runs compare (no rule fires).
     client = get_redis()
     assert client is not None
@@ -187,10 +209,11 @@ def main() -> int:
     n = args.updates
     print(f"statuses: {dict(statuses)}")
     print(
-        f"per update: {(user_s + system_s) / n * 1000:.2f} ms CPU in this process "
+        f"per request: {(user_s + system_s) / n * 1000:.2f} ms CPU in this process "
         f"(user {user_s / n * 1000:.2f}, system {system_s / n * 1000:.2f}), {wall / n * 1000:.2f} ms wall"
     )
-    print(f"round trips per update: redis {trips.counts['redis'] / n:.2f}, postgres {trips.counts['postgres'] / n:.2f}")
+    redis_trips, pg_trips = trips.counts["redis"] / n, trips.counts["postgres"] / n
+    print(f"round trips per request: redis {redis_trips:.2f}, postgres {pg_trips:.2f}")
     if args.stages:
         whole = STAGES[0][2]
         for _module, _path, label in STAGES:

@@ -8,6 +8,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from bench.cpu import ceiling_per_s
+
 PROJECT_PACKAGES = ("accounts", "scores", "fraud", "realtime", "scoreboard")
 FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
 TOP = 15
@@ -139,6 +141,18 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             "—",
         )
     )
+    box = (at.get("cpu_ms_per_request") or {}) if at else {}
+    if box.get("box"):
+        cpus = (result.get("machine") or {}).get("cpus")
+        out.append(
+            (
+                f"Whole-box CPU per request (all processes, {at['rate'] if at else '—'}/s step; see the CPU table)",
+                f"{_fmt(box['box'], ' ms')}: ceiling {_fmt(ceiling_per_s(box['box'], cpus))} req/s on {cpus} CPUs",
+                "—",
+                "—",
+                "≤ 2 ms (what 1,000/s on 2 CPUs needs)",
+            )
+        )
     lb = result.get("leaderboard_saturation", {})
     out.append(
         (
@@ -197,6 +211,36 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     return out
 
 
+CPU_COLUMNS = ("box", "gunicorn", "postgres", "redis", "nginx", "loadgen", "asgi", "celery", "other")
+
+
+def cpu_table(result: dict[str, Any]) -> list[str]:
+    """Per update step: CPU ms per answered request for the whole box and each group of processes."""
+    steps = [s for s in result.get("update_steps", []) if s.get("cpu_ms_per_request")]
+    if not steps:
+        return []
+    cpus = (result.get("machine") or {}).get("cpus")
+    lines = [
+        "",
+        "## Where the CPU goes (ms per answered request, updates + reads, bench/cpu.py)",
+        "",
+        "`box` is the whole machine's busy time (/proc/stat); `ceiling` = CPUs / box ms, the request rate the "
+        "machine could answer at that cost with every CPU busy; `other` = box minus the named processes "
+        "(the benchmark's own process, the kernel, anything else running).",
+        "",
+        "| offered/s | achieved/s | " + " | ".join(CPU_COLUMNS) + " | ceiling/s |",
+        "|---" * (len(CPU_COLUMNS) + 3) + "|",
+    ]
+    for step in steps:
+        cpu = step["cpu_ms_per_request"]
+        lines.append(
+            f"| {step['rate']} | {_fmt(step['update']['achieved_per_s'])} | "
+            + " | ".join(_fmt(cpu.get(c)) for c in CPU_COLUMNS)
+            + f" | {_fmt(ceiling_per_s(cpu.get('box'), cpus))} |"
+        )
+    return lines
+
+
 def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"# Benchmark ({result.get('mode')} mode, {result.get('started_at')})",
@@ -223,6 +267,7 @@ def markdown(result: dict[str, Any]) -> str:
             f" | {u['error_rate']:.2%} | {u['statuses']} {u['errors'] or ''} | {_fmt(r['achieved_per_s'])}"
             f" | {_fmt(r['p95'])} |"
         )
+    lines += cpu_table(result)
     samples = {
         code: body
         for step in result.get("update_steps", [])

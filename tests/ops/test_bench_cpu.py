@@ -1,0 +1,62 @@
+"""bench/cpu.py: the CPU meter behind the benchmark's "where the CPU goes" table, on real processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.cpu import CpuMeter, ceiling_per_s, per_request_ms, pids_named
+from bench.topology import cpu_seconds
+
+pytestmark = pytest.mark.embedded
+
+# Spins until it has used this much CPU itself (so the amount does not depend on how busy the box is).
+SPIN = "import sys, time\nlimit = float(sys.argv[1])\nwhile time.process_time() < limit:\n    pass\n"
+TICK = 0.02  # /proc reports CPU time in 10 ms ticks
+
+
+def _spinner(seconds: float) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", SPIN, str(seconds)])
+
+
+def test_meter_splits_cpu_between_a_group_the_load_generator_and_the_box() -> None:
+    server = _spinner(60.0)  # stands for a server process: counted by pid while it runs
+    try:
+        meter = CpuMeter({"server": lambda: [server.pid]})
+        with meter.measure() as used:
+            start = cpu_seconds([server.pid])
+            loadgen = _spinner(0.3)  # stands for the load generator: a child that exits inside the block
+            loadgen.wait()
+            while cpu_seconds([server.pid]) - start < 0.2:
+                time.sleep(0.01)
+    finally:
+        server.kill()
+        server.wait()
+    assert used["server"] >= 0.2
+    assert used["loadgen"] >= 0.3 - TICK
+    assert used["box"] >= used["server"] + used["loadgen"] - 2 * TICK
+    assert used["other"] >= 0.0
+    assert {"postgres", "redis", "nginx"} <= used.keys()
+
+
+def test_processes_are_found_by_command_name() -> None:
+    spinner = _spinner(60.0)
+    try:
+        time.sleep(0.1)
+        name = Path(f"/proc/{spinner.pid}/comm").read_text().strip()
+        assert spinner.pid in pids_named(name)
+        assert spinner.pid not in pids_named(name + "-no-such-process")
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
+def test_per_request_figures_and_the_ceiling() -> None:
+    assert per_request_ms({"box": 2.0, "gunicorn": 1.0}, 1000) == {"box": 2.0, "gunicorn": 1.0}
+    assert per_request_ms({"box": 2.0}, 0) is None
+    assert ceiling_per_s(4.0, cpus=2) == 500.0
+    assert ceiling_per_s(None, cpus=2) is None
