@@ -7,6 +7,7 @@ import uuid
 from django.db import connection
 
 from accounts.models import User
+from scoreboard import db
 
 
 def _by_id_sql() -> str:
@@ -36,7 +37,5 @@ def user_by_id(*, user_id: str | uuid.UUID) -> User | None:
         return None
     if connection.vendor != "postgresql":
         return User.objects.filter(pk=pk).first()
-    with connection.cursor() as cursor:
-        cursor.execute(_BY_ID_SQL, [pk])
-        row = cursor.fetchone()
+    row = db.fetchone(_BY_ID_SQL, [pk])  # prepared: it runs on every authenticated request
     return None if row is None else User.from_db(connection.alias, _FIELD_NAMES, row)

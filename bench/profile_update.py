@@ -25,6 +25,8 @@ import time
 from collections import Counter, defaultdict
 from typing import Any
 
+from bench.topology import cpu_seconds
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "scoreboard.settings")
 os.environ.setdefault("DJANGO_DEBUG", "false")
 for _name in ("DJANGO_SECRET_KEY", "JWT_SECRET", "ACTION_TOKEN_SECRET"):
@@ -108,6 +110,15 @@ class RoundTrips:
             return execute(cur, *args, **kwargs)
 
         psycopg.Cursor.execute = counted_execute  # type: ignore[method-assign,assignment]
+
+
+def postgres_backend_pid() -> int:
+    """The server process behind this process's database connection (PostgreSQL runs on this machine)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return int(cursor.fetchone()[0])
 
 
 def main() -> int:
@@ -197,6 +208,8 @@ def main() -> int:
         stages.install()
     profiler = cProfile.Profile(time.process_time) if args.profile else None
     statuses: Counter[int] = Counter()
+    backend = postgres_backend_pid()
+    backend0 = cpu_seconds([backend])
     usage0, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     if profiler:
         profiler.enable()
@@ -205,6 +218,7 @@ def main() -> int:
     if profiler:
         profiler.disable()
     usage1, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - wall0
+    backend_s = cpu_seconds([backend]) - backend0
     user_s, system_s = usage1.ru_utime - usage0.ru_utime, usage1.ru_stime - usage0.ru_stime
     n = args.updates
     print(f"statuses: {dict(statuses)}")
@@ -214,6 +228,7 @@ def main() -> int:
     )
     redis_trips, pg_trips = trips.counts["redis"] / n, trips.counts["postgres"] / n
     print(f"round trips per request: redis {redis_trips:.2f}, postgres {pg_trips:.2f}")
+    print(f"PostgreSQL's own CPU per request (this connection's backend): {backend_s / n * 1000:.2f} ms")
     if args.stages:
         whole = STAGES[0][2]
         for _module, _path, label in STAGES:

@@ -140,6 +140,13 @@ else:
     # SQLite: wait for the write lock instead of failing at once when requests overlap.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
     DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
+# The statements every score update runs are server-side prepared on PostgreSQL (scoreboard/db.py).
+# Turn off behind a pooler that cannot carry prepared statements (PgBouncer < 1.21, transaction mode).
+DB_PREPARED_STATEMENTS = env.bool("DB_PREPARED_STATEMENTS", default=True)
+if IS_POSTGRES and DB_PREPARED_STATEMENTS:
+    # Django leaves psycopg's threshold at None, which refuses even an explicit prepare=True. Its own
+    # (client-side binding) cursors never prepare whatever the threshold: only scoreboard/db.py does.
+    DATABASES["default"]["OPTIONS"]["prepare_threshold"] = 5
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from fraud.hooks import rejected_tokens_counted
-from scoreboard import metrics
+from scoreboard import db, metrics
 from scoreboard.errors import ApiError, Conflict, Forbidden
 from scoreboard.redis import REDIS_ERRORS, get_redis
 from scores import action_tokens
@@ -191,16 +191,11 @@ def _apply_postgres(
         "metadata": json.dumps(metadata),
     }
 
-    def run() -> tuple[Any, ...] | None:
-        with connection.cursor() as cursor:
-            cursor.execute(_PG_SUBMIT, params)
-            return cursor.fetchone()
-
     if transaction.get_autocommit():
-        row = run()  # a single statement is its own transaction
+        row = db.fetchone(_PG_SUBMIT, params)  # a single statement is its own transaction
     else:
         with transaction.atomic():  # inside a caller's transaction: a savepoint keeps it usable on conflict
-            row = run()
+            row = db.fetchone(_PG_SUBMIT, params)
     if row is None:
         return None
     old_score, old_reached_at, new_score, version, username, history_id = row
