@@ -60,3 +60,22 @@ def test_per_request_figures_and_the_ceiling() -> None:
     assert per_request_ms({"box": 2.0}, 0) is None
     assert ceiling_per_s(4.0, cpus=2) == 500.0
     assert ceiling_per_s(None, cpus=2) is None
+
+
+def test_the_report_shows_where_the_cpu_goes_and_the_ceiling() -> None:
+    from bench import report
+
+    cpu = {"box": 5.0, "gunicorn": 3.5, "postgres": 0.5, "redis": 0.3, "nginx": 0.2, "loadgen": 0.3, "other": 0.2}
+    update = {"achieved_per_s": 199.0, "p50": 5.0, "p95": 9.0, "p99": 12.0, "error_rate": 0.0, "statuses": {}}
+    update.update(errors={}, wsgi_cpu_ms_per_request=3.5)
+    read = {"achieved_per_s": 40.0, "p95": 4.0}
+    step = {"rate": 200, "update": update, "read": read, "cpu_ms_per_request": cpu}
+    result = {
+        "players": 1000,
+        "machine": {"cpus": 2},
+        "update_steps": [step],
+        "sustained": {"rate": 200, "achieved_per_s": 199.0},
+    }
+    text = report.markdown(result)
+    assert "| 200 | 199 | 5.0 | 3.5 | 0.5 | 0.3 | 0.2 | 0.3 | — | — | 0.2 | 400 |" in text
+    assert "5.0 ms: ceiling 400 req/s on 2 CPUs" in text
