@@ -28,6 +28,7 @@ from realtime import services
 from realtime.auth import Viewer, read_allowed, token_from_scope, viewer_from_token
 from realtime.frames import Frame, message
 from realtime.hub import Mailbox, get_hub
+from realtime.wire import SERVER_SEND, raw_writer
 from scoreboard import metrics
 from scores.ranking import GLOBAL
 
@@ -95,7 +96,7 @@ class LiveBoardConsumer(AsyncWebsocketConsumer):
         self.box.last_seq = max(self.box.last_seq, snapshot.seq)
         await self.send(text_data=snapshot.text)
         # Frames that arrived meanwhile go next; later ones are written from the hub's fan-out.
-        self.box.start_push(self.base_send)
+        self.box.start_push(self.base_send, raw_writer(self.scope.get(SERVER_SEND)))
 
     async def _close_unless_authenticated(self) -> None:
         await asyncio.sleep(AUTH_GRACE_SECONDS)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import orjson
 
+from realtime.wire import text_frame
+
 LEADERBOARD_UPDATE = "leaderboard_update"
 RANK_UPDATE = "rank_update"
 
@@ -34,6 +36,11 @@ class Frame:
     def ws_message(self) -> dict[str, str]:
         # The ASGI ``websocket.send`` event, one for every socket of the process: senders must not change it.
         return {"type": "websocket.send", "text": self.text}
+
+    @functools.cached_property
+    def ws_wire(self) -> bytes:
+        # The whole WebSocket frame as it goes on the wire (unmasked: the same for every socket).
+        return text_frame(self.data)
 
     @functools.cached_property
     def sse(self) -> bytes:

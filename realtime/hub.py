@@ -31,6 +31,7 @@ from django.conf import settings
 from prometheus_client import Counter
 
 from realtime.frames import LEADERBOARD_UPDATE, Frame
+from realtime.wire import RawWrite
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,8 @@ RECONNECT_MIN_SECONDS = 0.2
 RECONNECT_MAX_SECONDS = 5.0
 # With no traffic for this long the subscription pings Redis, so a silently dead link is noticed.
 IDLE_PING_SECONDS = 30.0
+# At most this many pub/sub messages are taken together before a fan-out (see ``Hub._on_messages``).
+DRAIN_MAX = 1000
 # Names the subscription in CLIENT LIST (operators, and the reconnect test, can find it).
 HUB_CLIENT_NAME = "sb-realtime-hub"
 
@@ -70,6 +73,10 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 BOARD_FRAMES = Counter("scoreboard_realtime_board_frames", "Board snapshots fanned out by this process.")
+SNAPSHOTS_REPLACED = Counter(
+    "scoreboard_realtime_snapshots_replaced",
+    "Board snapshots this process never fanned out because a newer one had arrived before it started.",
+)
 FRAMES_SKIPPED = Counter(
     "scoreboard_realtime_frames_skipped",
     "Frames a slow socket never received because a newer snapshot replaced them (or its backlog was full).",
@@ -90,6 +97,7 @@ class Mailbox:
 
     __slots__ = (
         "_direct",
+        "_raw",
         "_send",
         "_sending",
         "_snapshot",
@@ -112,6 +120,8 @@ class Mailbox:
         self._direct: deque[Frame] | None = None
         self._wake: asyncio.Event | None = None
         self._send: Send | None = None
+        # Writes a pre-framed frame straight to the transport when the server allows it (realtime/wire.py).
+        self._raw: RawWrite | None = None
         # The task finishing a write that could not complete at once (that write: ``_stalled``, until
         # the task took it over); None while the socket is idle.
         self._sending: asyncio.Task[None] | None = None
@@ -123,7 +133,8 @@ class Mailbox:
                 return
             if self._send is not None and self._sending is None:  # an idle pusher holds nothing pending
                 self.last_seq = frame.seq
-                self._push(self._send, frame)
+                if self._raw is None or not self._raw(frame.ws_wire):
+                    self._push(self._send, frame)
                 return
             if self._snapshot is not None:
                 self.skipped += 1  # the client was still busy: it jumps straight to the newer snapshot
@@ -131,7 +142,8 @@ class Mailbox:
             self._snapshot = frame
         else:
             if self._send is not None and self._sending is None:
-                self._push(self._send, frame)
+                if self._raw is None or not self._raw(frame.ws_wire):
+                    self._push(self._send, frame)
                 return
             if self._direct is None:
                 self._direct = deque(maxlen=PLAYER_BACKLOG)
@@ -166,15 +178,21 @@ class Mailbox:
         return frames
 
     # -- push mode (WebSocket) --------------------------------------------------------------
-    def start_push(self, send: Send) -> None:
-        """From now on write frames with ``send`` (the ASGI send); what arrived before goes first."""
+    def start_push(self, send: Send, raw: RawWrite | None = None) -> None:
+        """From now on write frames with ``send`` (the ASGI send); what arrived before goes first.
+
+        ``raw`` (realtime/wire.py), when given, writes pre-framed frames while it can; a frame it
+        declines takes ``send``.
+        """
         self._send = send
+        self._raw = raw
         if self._sending is None and self._holds_frames():
             self._sending = asyncio.get_running_loop().create_task(self._drain(None))
 
     def stop_push(self) -> None:
         """The socket is gone: no more writes, and a write still waiting is abandoned."""
         self._send = None
+        self._raw = None
         if self._sending is not None:
             self._sending.cancel()
             self._sending = None
@@ -220,6 +238,7 @@ class Mailbox:
         # The client went away mid-send: the consumer's disconnect() detaches it.
         logger.debug("realtime: socket write failed", exc_info=True)
         self._send = None
+        self._raw = None
 
 
 class _Resumed:
@@ -419,16 +438,24 @@ class Hub:
                         # A quiet board: prove the connection is alive (a dead one raises here).
                         await pubsub.ping()
                         continue
-                    if message["type"] == "message":
-                        self._on_message(message["channel"], message["data"])
-                    elif message["type"] == "subscribe" and message["channel"] == player_channel():
-                        # Both channels confirmed. Again later means redis-py reconnected on its own:
-                        # frames may have been missed meanwhile, so everyone gets a fresh snapshot.
-                        delay = RECONNECT_MIN_SECONDS
-                        if resumed or subscribed.is_set():
-                            await self._resync()
-                        subscribed.set()
-                        resumed = False
+                    # What else arrived meanwhile (publishes that came faster than a fan-out took) is
+                    # taken now, so that only the newest snapshot of a board is fanned out.
+                    arrived: list[tuple[bytes, bytes]] = []
+                    while message is not None:
+                        if message["type"] == "message":
+                            arrived.append((message["channel"], message["data"]))
+                        elif message["type"] == "subscribe" and message["channel"] == player_channel():
+                            self._on_messages(arrived)
+                            arrived = []
+                            # Both channels confirmed. Again later means redis-py reconnected on its
+                            # own: frames may have been missed meanwhile, so everyone gets a fresh snapshot.
+                            delay = RECONNECT_MIN_SECONDS
+                            if resumed or subscribed.is_set():
+                                await self._resync()
+                            subscribed.set()
+                            resumed = False
+                        message = await pubsub.get_message(timeout=0.0) if len(arrived) < DRAIN_MAX else None
+                    self._on_messages(arrived)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -441,16 +468,31 @@ class Hub:
                     await pubsub.aclose()
                     await client.aclose()
 
-    def _on_message(self, channel: bytes, data: bytes) -> None:
-        try:
-            if channel == board_channel():
-                board, seq, payload = data.split(b"\n", 2)
-                self.fan_out_board(board.decode(), Frame(LEADERBOARD_UPDATE, int(seq), payload))
-            elif channel == player_channel():
-                user_id, payload = data.split(b"\n", 1)
-                self.fan_out_player(user_id.decode(), Frame("rank_update", 0, payload))
-        except ValueError:
-            logger.warning("realtime: ignoring a malformed frame on %r", channel)
+    def _on_messages(self, messages: list[tuple[bytes, bytes]]) -> None:
+        """Fan out what arrived together: every player update, and each board's newest snapshot only.
+
+        Snapshots are complete, so one that a newer snapshot already replaced is never written: when
+        publishes come faster than this process can fan them out, its sockets skip to the newest
+        instead of the backlog (and the latency) growing with every publish.
+        """
+        newest: dict[str, Frame] = {}
+        for channel, data in messages:
+            try:
+                if channel == board_channel():
+                    board, seq, payload = data.split(b"\n", 2)
+                    frame = Frame(LEADERBOARD_UPDATE, int(seq), payload)
+                    held = newest.get(name := board.decode())
+                    if held is not None:
+                        SNAPSHOTS_REPLACED.inc()
+                    if held is None or frame.seq > held.seq:
+                        newest[name] = frame
+                elif channel == player_channel():
+                    user_id, payload = data.split(b"\n", 1)
+                    self.fan_out_player(user_id.decode(), Frame("rank_update", 0, payload))
+            except ValueError:
+                logger.warning("realtime: ignoring a malformed frame on %r", channel)
+        for name, frame in newest.items():
+            self.fan_out_board(name, frame)
 
     async def _resync(self) -> None:
         """After a lost subscription the sockets may have missed frames: send everyone a fresh snapshot."""

@@ -10,6 +10,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 from realtime.security import allowed_hosts_origin_validator  # noqa: E402
+from realtime.wire import CaptureServerSend  # noqa: E402
 from scoreboard.metrics import StreamMetricsMiddleware, WebSocketMetricsMiddleware  # noqa: E402
 from scoreboard.request_id import RequestIdASGIMiddleware  # noqa: E402
 
@@ -18,9 +19,12 @@ application = ProtocolTypeRouter(
         # The request id is bound for the whole exchange (SSE streams log after the middleware returns).
         "http": RequestIdASGIMiddleware(StreamMetricsMiddleware(django_asgi_app)),
         # Browsers must come from an allowed host; clients without an Origin header are not browsers.
-        # Outermost: a request id on every line of the connection, and the open-socket gauge.
-        "websocket": RequestIdASGIMiddleware(
-            WebSocketMetricsMiddleware(allowed_hosts_origin_validator(URLRouter(websocket_urlpatterns)))
+        # A request id on every line of the connection, and the open-socket gauge. Outermost of all,
+        # CaptureServerSend keeps the server's own send for the board's pre-framed writes (realtime/wire.py).
+        "websocket": CaptureServerSend(
+            RequestIdASGIMiddleware(
+                WebSocketMetricsMiddleware(allowed_hosts_origin_validator(URLRouter(websocket_urlpatterns)))
+            )
         ),
     }
 )

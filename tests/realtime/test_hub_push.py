@@ -204,3 +204,84 @@ async def test_a_failed_snapshot_read_reaches_its_sockets_and_the_next_ask_reads
     await settle()
     reads.started[1].set_result(board(7))
     assert (await again).seq == 7
+
+
+class Raw:
+    """A pre-framed writer (realtime/wire.py) that takes frames while ``open`` and declines otherwise."""
+
+    def __init__(self) -> None:
+        self.open = True
+        self.wire: list[bytes] = []
+
+    def __call__(self, wire: bytes) -> bool:
+        if not self.open:
+            return False
+        self.wire.append(wire)
+        return True
+
+
+async def test_a_pre_framed_writer_takes_the_frames_while_it_can():
+    sock, raw = Socket(), Raw()
+    box = Mailbox("global")
+    box.start_push(sock.send, raw)
+    box.offer(board(1))
+    box.offer(own(1))
+    assert raw.wire == [board(1).ws_wire, own(1).ws_wire]
+    assert sock.sent == []  # the ASGI send was not used
+    raw.open = False  # paused or closing: the frame takes the ASGI send instead
+    box.offer(board(2))
+    assert sock.sent == ['{"seq":2}']
+    raw.open = True
+    box.offer(board(2))  # not newer than what it got: written nowhere
+    box.offer(board(3))
+    assert raw.wire[-1] == board(3).ws_wire
+    assert box.last_seq == 3
+
+
+async def test_a_blocked_asgi_send_keeps_the_pre_framed_writer_out_until_it_drains():
+    sock, raw = Socket(), Raw()
+    box = Mailbox("global")
+    box.start_push(sock.send, raw)
+    raw.open = False
+    sock.block()
+    box.offer(board(1))  # waits in the ASGI send
+    raw.open = True
+    box.offer(board(2))  # must not overtake the waiting write
+    box.offer(board(3))
+    assert raw.wire == []
+    sock.unblock()
+    await settle()
+    assert sock.sent == ['{"seq":1}', '{"seq":3}']
+    box.offer(board(4))  # idle again: pre-framed
+    assert raw.wire == [board(4).ws_wire]
+
+
+async def test_stop_push_drops_the_pre_framed_writer():
+    sock, raw = Socket(), Raw()
+    box = Mailbox("global")
+    box.start_push(sock.send, raw)
+    box.stop_push()
+    box.offer(board(1))
+    assert raw.wire == [] and sock.sent == []
+
+
+async def test_snapshots_that_arrived_together_fan_out_only_the_newest(settings):
+    from realtime.hub import board_channel, player_channel
+
+    settings.REDIS_URL = "redis://127.0.0.1:6379/9"  # only names the pub/sub channels here
+    hub = Hub()
+    sock, player = Socket(), Socket()
+    await pushing(sock, hub)
+    await pushing(player, hub, user_id="p1")
+    hub._on_messages(
+        [
+            (board_channel(), b"global\n7\n" + b'{"seq":7}'),
+            (player_channel(), b"p1\n" + b'{"n":1}'),
+            (board_channel(), b"global\n9\n" + b'{"seq":9}'),
+            (board_channel(), b"global\n8\n" + b'{"seq":8}'),  # older than 9, though it arrived later
+            (player_channel(), b"p1\n" + b'{"n":2}'),
+            (board_channel(), b"garbage"),  # malformed: ignored, the rest still goes out
+        ]
+    )
+    assert sock.sent == ['{"seq":9}']
+    assert player.sent == ['{"n":1}', '{"n":2}', '{"seq":9}']

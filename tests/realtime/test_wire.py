@@ -1,0 +1,105 @@
+"""Pre-framed writes (realtime/wire.py): the frame bytes, and when a server's transport may take them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import uvicorn
+from websockets.asyncio.client import connect
+from websockets.frames import Frame as WsFrame
+from websockets.frames import Opcode
+
+from realtime.wire import SERVER_SEND, CaptureServerSend, raw_writer, text_frame
+from tests.realtime.servers import free_port
+
+pytestmark = [pytest.mark.embedded]
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 70000])
+def test_text_frame_is_what_websockets_would_send(size: int) -> None:
+    payload = b"x" * size
+    assert text_frame(payload) == WsFrame(Opcode.TEXT, payload).serialize(mask=False)
+
+
+async def test_servers_other_than_uvicorn_sans_io_get_no_writer() -> None:
+    async def asgi_send(message: dict[str, Any]) -> None:
+        pass
+
+    class Daphneish:
+        async def send(self, message: dict[str, Any]) -> None:
+            pass
+
+    assert raw_writer(None) is None
+    assert raw_writer(asgi_send) is None
+    assert raw_writer(Daphneish().send) is None
+
+
+@contextlib.asynccontextmanager
+async def uvicorn_server(app: Any, *, deflate: bool) -> AsyncIterator[int]:
+    port = free_port(set())
+    config = uvicorn.Config(
+        CaptureServerSend(app),
+        host="127.0.0.1",
+        port=port,
+        ws="websockets-sansio",
+        ws_per_message_deflate=deflate,
+        lifespan="off",
+        log_level="warning",
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def test_uvicorn_sans_io_takes_pre_framed_frames_until_the_close() -> None:
+    seen: dict[str, Any] = {}
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        write = raw_writer(scope[SERVER_SEND])
+        seen["before_accept"] = write is not None and write(text_frame(b"early"))
+        await send({"type": "websocket.accept"})
+        write = raw_writer(scope[SERVER_SEND])
+        assert write is not None
+        seen["open"] = write(text_frame('{"board":"ü"}'.encode()))
+        await send({"type": "websocket.send", "text": "then the ASGI send"})
+        seen["again"] = write(text_frame(b"pre-framed again"))
+        await send({"type": "websocket.close", "code": 1000})
+        seen["after_close"] = write(text_frame(b"too late"))
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+
+    async with uvicorn_server(app, deflate=False) as port, connect(f"ws://127.0.0.1:{port}") as ws:
+        received = [message async for message in ws]
+    assert received == ['{"board":"ü"}', "then the ASGI send", "pre-framed again"]
+    assert seen == {"before_accept": False, "open": True, "again": True, "after_close": False}
+
+
+async def test_uvicorn_with_per_message_deflate_gets_no_writer() -> None:
+    seen: dict[str, Any] = {}
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        seen["writer"] = raw_writer(scope[SERVER_SEND])
+        await send({"type": "websocket.close", "code": 1000})
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+
+    async with (
+        uvicorn_server(app, deflate=True) as port,
+        connect(f"ws://127.0.0.1:{port}", compression="deflate") as ws,
+    ):
+        with contextlib.suppress(Exception):
+            await ws.recv()
+    assert seen == {"writer": None}
