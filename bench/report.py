@@ -197,6 +197,21 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 target,
             )
         )
+    # Diagnostic, not the headline: the same steps with the sockets connected straight to the ASGI
+    # processes, so the report shows how much of the figure above is the nginx hop.
+    direct = {s["clients"]: s for s in result.get("ws_app_direct", [])}
+    for k in sorted(direct):
+        a, b = direct[k], bare.get(k, {})
+        out.append(
+            (
+                f"(diagnostic: no nginx) Delivery p50 / p95 / p99, {k:,} clients connected straight to the ASGI"
+                f" processes ({a.get('alive_at_end')} alive, {a.get('frames_per_client_per_s')} snapshots/s each)",
+                f"{_fmt(a.get('p50'))} / {_fmt(a.get('p95'))} / {_fmt(a.get('p99'))} ms",
+                f"bare websockets: {_fmt(b.get('p95'))} ms p95; through nginx: {_fmt(app.get(k, {}).get('p95'))} ms",
+                _ratio(a.get("p95"), b.get("p95")),
+                "— (the headline is through nginx)",
+            )
+        )
     for k in sorted(app):
         a, b = app[k], bare.get(k, {})
         out.append(
@@ -256,7 +271,10 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "Delivery: the app's sockets go through nginx to the ASGI processes while score updates flow; the bare "
         "`websockets` server is connected to directly and broadcasts a 1 KB frame 10 times a second, with no "
-        "other load. Memory: RSS growth of the server processes after connecting, per socket.",
+        'other load. The "no nginx" rows repeat each app step with the sockets connected straight to the ASGI '
+        "processes (a diagnostic of the proxy hop's share, not a deployment). Before every app step "
+        "the contenders are put back in their cluster, so each step replays the same top-10 changes. "
+        "Memory: RSS growth of the server processes after connecting, per socket.",
     ]
     lines += ["", "## Update steps (open loop, latency from the scheduled send time)", ""]
     lines += ["| offered/s | achieved/s | p50 | p95 | p99 | errors | statuses | reads/s | read p95 |", "|---" * 9 + "|"]
@@ -323,7 +341,7 @@ def plot(result: dict[str, Any], path: Path) -> bool:
         left.set_ylabel("latency, ms (from scheduled send)")
         left.set_title("POST /v1/scores/update, open loop")
         left.legend(fontsize=8)
-    for name, style in (("ws_app", "o-"), ("ws_baseline", "s--")):
+    for name, style in (("ws_app", "o-"), ("ws_app_direct", "^:"), ("ws_baseline", "s--")):
         data = result.get(name, [])
         if data:
             right.plot([s["clients"] for s in data], [s["p95"] for s in data], style, label=f"{name} p95")

@@ -528,7 +528,7 @@ class Bench:
 
     # --------------------------------------------------------------------------------- delivery
     def ws_clients(
-        self, port: int, k: int, tag: str, wait_first_frame: bool = False
+        self, port: int, k: int, tag: str, wait_first_frame: bool = False, connect: list[str] | None = None
     ) -> tuple[list[subprocess.Popen[str]], list[Path], int]:
         procs = max(1, math.ceil(k / WS_CLIENTS_PER_PROCESS))
         per = [k // procs + (1 if i < k % procs else 0) for i in range(procs)]
@@ -551,6 +551,7 @@ class Bench:
                         "--out",
                         str(out),
                         *(["--wait-first-frame"] if wait_first_frame else []),
+                        *(arg for address in connect or () for arg in ("--connect", address)),
                     ],
                     cwd=ROOT,
                     stdin=subprocess.PIPE,
@@ -575,13 +576,20 @@ class Bench:
         return self.mode.ws_background_rate
 
     def ws_step(
-        self, port: int, k: int, tag: str, server_pids: list[int], background: bool, start_signal: int | None = None
+        self,
+        port: int,
+        k: int,
+        tag: str,
+        server_pids: list[int],
+        background: bool,
+        start_signal: int | None = None,
+        connect: list[str] | None = None,
     ) -> dict[str, Any]:
         before = rss_kb(server_pids)
         started = time.perf_counter()
         # The app sends a snapshot on connect: wait for it, so the connect backlog is not measured as
         # delivery latency (the bare server has no such snapshot: it broadcasts only after "go").
-        procs, outs, connected = self.ws_clients(port, k, tag, wait_first_frame=start_signal is None)
+        procs, outs, connected = self.ws_clients(port, k, tag, wait_first_frame=start_signal is None, connect=connect)
         connect_s = time.perf_counter() - started
         time.sleep(1.0)
         after = rss_kb(server_pids)
@@ -644,13 +652,38 @@ class Bench:
         time.sleep(2.0)
         return step
 
+    def reset_contenders(self) -> None:
+        """Put the contenders back in their tight cluster and replay the same contender updates.
+
+        Without it the leaders pull away as the run goes on, fewer updates change the top 10 and a
+        later delivery step carries fewer frames per second than an earlier one (0.9/s at 10,000
+        sockets against 4/s at 1,000 in one run), so the steps were not measured under the same load.
+        """
+        from django.core.management import call_command
+
+        self.contender_cursor = 0
+        self.set_contenders()
+        call_command("rebuild_leaderboard", verbosity=0)
+
     def delivery(self) -> None:
         topo = self.topology
         assert topo is not None
         asgi_pids = topo.asgi_pids()
         # Warm the ASGI processes (imports, the Redis subscription) so the first step's memory is sockets only.
         self.ws_step(NGINX_PORT, WS_WARM_CLIENTS, "warm", asgi_pids, False)
-        self.result["ws_app"] = [self.ws_step(NGINX_PORT, k, "app", asgi_pids, True) for k in self.mode.ws_steps]
+        # Each step through nginx (the headline), then the same step with the sockets connected straight
+        # to the ASGI processes (no nginx): how much of the figure is the proxy hop.
+        direct = topo.asgi_addresses()
+        app, app_direct = [], []
+        for k in self.mode.ws_steps:
+            self.reset_contenders()
+            app.append(self.ws_step(NGINX_PORT, k, "app", asgi_pids, True))
+            if direct:
+                self.reset_contenders()
+                app_direct.append(self.ws_step(NGINX_PORT, k, "app-direct", asgi_pids, True, connect=direct))
+        self.result["ws_app"] = app
+        if app_direct:
+            self.result["ws_app_direct"] = app_direct
         baseline = []
         for k in self.mode.ws_steps:
             # A fresh server per step, so its RSS growth is this step's sockets only.

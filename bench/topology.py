@@ -9,6 +9,8 @@ Every process is started in its own session and stopped by its process group id.
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib.util
 import json
 import os
 import shutil
@@ -20,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -27,61 +30,68 @@ NGINX_PORT = 8500  # the app, as clients see it
 WSGI_PORT = 8501  # gunicorn behind it
 # deploy/serve.py with PORT=8500 also takes 8501 (gunicorn) and 8502-8503 (ASGI servers).
 NGINX_BASELINE_PORT = 8504  # the bare DRF project behind nginx
+# The bench's own topology: its ASGI processes on TCP, as deploy/serve.py runs them (8502-8503; more
+# processes take 8506 and up).
+ASGI_PORTS = (8502, 8503, 8506, 8507, 8508, 8509)
 WS_BASELINE_PORT = 8505  # bare websockets broadcast server (direct)
 SERVE_SCRIPT = ROOT / "deploy" / "serve.py"
 GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
 NOFILE_WANTED = 20_000
 
 NGINX_CONF = """
-worker_processes 2;
-worker_rlimit_nofile 20000;
+{main_tuning}
 user root;
 pid {run}/nginx.pid;
 error_log {run}/nginx.error.log warn;
-events {{ worker_connections 19000; multi_accept on; }}
 http {{
-    access_log off;
+{http_tuning}
     client_body_temp_path {run}/body;
     proxy_temp_path {run}/proxy;
     fastcgi_temp_path {run}/fastcgi;
     uwsgi_temp_path {run}/uwsgi;
     scgi_temp_path {run}/scgi;
+    # The load generator's keep-alive connections carry thousands of requests each.
     keepalive_requests 1000000;
-    keepalive_timeout 120s;
 {app}
     upstream baseline {{ server unix:{run}/baseline.sock; }}
     server {{
         listen 127.0.0.1:{baseline_port} backlog=8192;
+        access_log off;
         location / {{ proxy_pass http://baseline; proxy_set_header Host $host; }}
     }}
 }}
 """
 
 
-# The app behind nginx when the bench runs its own topology (BENCH_TOPOLOGY=own).
-NGINX_APP = """
-    map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
-    upstream wsgi {{ server 127.0.0.1:{wsgi_port}; }}
-    upstream asgi {{ least_conn; {asgi_servers} }}
-    server {{
-        listen 127.0.0.1:{port} backlog=8192 reuseport;
-        location ~ ^/v1/(realtime|leaderboard/stream) {{
-            proxy_pass http://asgi;
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection $connection_upgrade;
-            proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_read_timeout 3600s;
-            proxy_buffering off;
-        }}
-        location / {{
-            proxy_pass http://wsgi;
-            proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        }}
-    }}
-"""
+def _serve_module() -> Any:
+    """deploy/serve.py (a script, not a package): the production nginx settings and site template."""
+    spec = importlib.util.spec_from_file_location("scoreboard_deploy_serve", SERVE_SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+def nginx_conf(run_dir: Path, asgi: list[str], own_app: bool) -> str:
+    """The bench's nginx.conf: production's worker settings and, for its own topology, production's site
+    (deploy/nginx/scoreboard.conf.template, rendered by deploy/serve.py) in front of the bench's processes."""
+    serve = _serve_module()
+    app = ""
+    if own_app:
+        app = serve.render_site(
+            listen=f"127.0.0.1:{NGINX_PORT} {serve.NGINX_LISTEN_OPTIONS}",
+            wsgi=[f"127.0.0.1:{WSGI_PORT}"],
+            asgi=asgi,
+            access_log=str(run_dir / "access.log"),
+        )
+    return NGINX_CONF.format(
+        main_tuning="\n".join(serve.NGINX_MAIN_TUNING),
+        http_tuning="\n".join(f"    {line}" for line in serve.NGINX_HTTP_TUNING),
+        run=run_dir,
+        baseline_port=NGINX_BASELINE_PORT,
+        app=app,
+    )
 
 
 def raise_nofile() -> int:
@@ -168,10 +178,12 @@ class Topology:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     serve_pids: dict[str, int] = field(default_factory=dict)
 
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None, cwd: Path | str = ROOT
+    ) -> subprocess.Popen[bytes]:
         log = open(self.run_dir / f"{name}.log", "wb")  # noqa: SIM115 (lives as long as the process)
         proc = subprocess.Popen(  # noqa: S603 (fixed argv)
-            argv, cwd=ROOT, env=env or self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            argv, cwd=cwd, env=env or self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         self.procs[name] = proc
         return proc
@@ -208,11 +220,7 @@ class Topology:
         self._spawn(
             "baseline_drf", self.gunicorn_argv("bench.baseline_drf.wsgi:application", "baseline.sock"), base_env
         )
-        app = ""
-        if self.kind != "serve":
-            asgi = " ".join(f"server unix:{self.run_dir / f'asgi{i}.sock'};" for i in range(self.asgi_processes))
-            app = NGINX_APP.format(run=self.run_dir, port=NGINX_PORT, wsgi_port=WSGI_PORT, asgi_servers=asgi)
-        conf = NGINX_CONF.format(run=self.run_dir, baseline_port=NGINX_BASELINE_PORT, app=app)
+        conf = nginx_conf(self.run_dir, self.asgi_addresses(), own_app=self.kind != "serve")
         (self.run_dir / "nginx.conf").write_text(conf)
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         self._spawn(
@@ -253,14 +261,18 @@ class Topology:
     def _start_own(self) -> None:
         # TCP like deploy/serve.py: over a unix socket REMOTE_ADDR is empty and the app sees no client address.
         self._spawn("gunicorn", self.gunicorn_argv("scoreboard.wsgi:application", f"127.0.0.1:{WSGI_PORT}"))
+        # BENCH_ASGI_APPS (comma-separated, one per process) serves another ASGI app from some of
+        # them: bench/delivery_ab.py compares variants of the app side by side.
+        apps = [a for a in os.environ.get("BENCH_ASGI_APPS", "").split(",") if a]
+        # BENCH_ASGI_CWDS: a checkout to serve the app from, per process (e.g. an older commit's tree).
+        cwds = os.environ.get("BENCH_ASGI_CWDS", "").split(",")
         for i in range(self.asgi_processes):
             self._spawn(
                 f"uvicorn{i}",
                 [
                     str(VENV_BIN / "uvicorn"),
-                    "scoreboard.asgi:application",
-                    "--uds",
-                    str(self.run_dir / f"asgi{i}.sock"),
+                    apps[i] if i < len(apps) else "scoreboard.asgi:application",
+                    *self._asgi_listen_args(i),
                     "--workers",  # explicit: uvicorn would otherwise fork WEB_CONCURRENCY workers
                     "1",
                     "--loop",
@@ -278,15 +290,40 @@ class Topology:
                     "--backlog",
                     "8192",
                 ],
+                cwd=(cwds[i] if i < len(cwds) else "") or ROOT,
             )
         if self.celery:
             self._spawn(
                 "celery",
                 [str(VENV_BIN / "celery"), "-A", "scoreboard", "worker", "--beat", "-c", "1", "--loglevel", "warning"],
             )
-        for name in [f"asgi{i}.sock" for i in range(self.asgi_processes)]:
-            wait_for((self.run_dir / name).exists, name)
+        for address in self.asgi_addresses():
+            if address.startswith("unix:"):
+                wait_for(Path(address[5:]).exists, address)
+            else:
+                port = int(address.rsplit(":", 1)[1])
+                wait_for(functools.partial(port_open, port), address)
         wait_for(lambda: port_open(WSGI_PORT), "gunicorn")
+
+    def _asgi_kinds(self) -> list[str]:
+        # BENCH_ASGI_LISTEN: "tcp" (as deploy/serve.py) or "unix", for all processes or one per process.
+        kinds = [k for k in os.environ.get("BENCH_ASGI_LISTEN", "tcp").split(",") if k]
+        return [kinds[i] if i < len(kinds) else kinds[-1] for i in range(self.asgi_processes)]
+
+    def asgi_addresses(self) -> list[str]:
+        """Where the ASGI processes listen, as nginx's ``server`` (and bench/wsclients.py's ``--connect``) take it."""
+        if self.kind == "serve":
+            return [f"127.0.0.1:{NGINX_PORT + 2 + i}" for i in range(self.asgi_processes)]
+        return [
+            f"unix:{self.run_dir / f'asgi{i}.sock'}" if kind == "unix" else f"127.0.0.1:{ASGI_PORTS[i]}"
+            for i, kind in enumerate(self._asgi_kinds())
+        ]
+
+    def _asgi_listen_args(self, i: int) -> list[str]:
+        address = self.asgi_addresses()[i]
+        if address.startswith("unix:"):
+            return ["--uds", address[5:]]
+        return ["--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1]]
 
     def wsgi_master(self) -> int:
         return self.serve_pids["wsgi"] if self.kind == "serve" else self.procs["gunicorn"].pid

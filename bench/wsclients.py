@@ -124,14 +124,23 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
     transports: list[asyncio.BaseTransport] = []
 
-    async def open_one() -> bool:
+    async def open_one(index: int) -> bool:
         async with gate:
             opened: asyncio.Future[bool] = loop.create_future()
             first: asyncio.Future[bool] = loop.create_future()
+            # --connect: straight to the ASGI servers (round-robin), with the Host nginx would pass on.
+            target = args.connect[index % len(args.connect)] if args.connect else f"{args.host}:{args.port}"
+            host = args.host if args.connect else target
             try:
-                transport, _ = await loop.create_connection(
-                    lambda: WsClient(f"{args.host}:{args.port}", args.path, stats, opened, first), args.host, args.port
-                )
+                if target.startswith("unix:"):
+                    transport, _ = await loop.create_unix_connection(
+                        lambda: WsClient(host, args.path, stats, opened, first), target[5:]
+                    )
+                else:
+                    address, _, port = target.rpartition(":")
+                    transport, _ = await loop.create_connection(
+                        lambda: WsClient(host, args.path, stats, opened, first), address, int(port)
+                    )
             except OSError:
                 return False
             transports.append(transport)
@@ -148,7 +157,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             return False
 
     started = time.perf_counter()
-    results = await asyncio.gather(*(open_one() for _ in range(args.count)))
+    results = await asyncio.gather(*(open_one(i) for i in range(args.count)))
     connected = sum(results)
     print(f"ready {connected} {time.perf_counter() - started:.2f}", flush=True)
     await loop.run_in_executor(None, sys.stdin.readline)
@@ -169,7 +178,13 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", type=int, default=80)
+    parser.add_argument(
+        "--connect",
+        action="append",
+        default=[],
+        help="host:port or unix:PATH to connect to instead of --host/--port (repeatable; round-robin)",
+    )
     parser.add_argument("--path", default="/v1/realtime")
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--duration", type=float, required=True)
