@@ -15,7 +15,7 @@ import resource
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from bench.topology import cpu_seconds
+from bench.topology import children
 
 # Processes found by name (they are not the benchmark's children): every process of each server.
 NAMED_GROUPS = {"postgres": "postgres", "redis": "redis-server", "nginx": "nginx"}
@@ -47,6 +47,17 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def process_cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """User + system CPU seconds of each of these processes and their children, by pid."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, float] = {}
+    for pid in {*pids, *(kid for parent in pids for kid in children(parent))}:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            out[pid] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return out
+
+
 class CpuMeter:
     """Measures CPU seconds per group over a block: ``with meter.measure() as used: ...``.
 
@@ -54,6 +65,8 @@ class CpuMeter:
     ``used`` is filled when the block ends: one entry per group, ``loadgen`` (children of this
     process that exited during the block), ``box`` (the whole machine) and ``other`` (the box minus
     everything named: this process, the kernel's own work, anything else running).
+    Each process counts from the block's start, or from zero if it started during the block; one
+    that exited during the block drops out (its last moments are lost, never subtracted).
     """
 
     def __init__(self, groups: dict[str, Callable[[], list[int]]]) -> None:
@@ -61,20 +74,21 @@ class CpuMeter:
         for group, comm in NAMED_GROUPS.items():
             self.groups.setdefault(group, lambda comm=comm: pids_named(comm))  # type: ignore[misc]
 
-    def _sample(self) -> dict[str, float]:
-        sample = {name: cpu_seconds(pids()) for name, pids in self.groups.items()}
-        sample[LOADGEN] = children_cpu_seconds()
-        sample["box"] = box_busy_seconds()
-        return sample
+    def _sample(self) -> tuple[dict[str, dict[int, float]], float, float]:
+        processes = {name: process_cpu_seconds(pids()) for name, pids in self.groups.items()}
+        return processes, children_cpu_seconds(), box_busy_seconds()
 
     @contextlib.contextmanager
     def measure(self) -> Iterator[dict[str, float]]:
         used: dict[str, float] = {}
-        before = self._sample()
+        before, loadgen0, box0 = self._sample()
         yield used
-        after = self._sample()
-        # A process that exited during the block (a restarted worker) drops out of the sum: never negative.
-        used.update({name: max(0.0, after[name] - before[name]) for name in before})
+        after, loadgen1, box1 = self._sample()
+        for name, now in after.items():
+            then = before.get(name, {})
+            used[name] = sum(max(0.0, seconds - then.get(pid, 0.0)) for pid, seconds in now.items())
+        used[LOADGEN] = loadgen1 - loadgen0
+        used["box"] = box1 - box0
         named = sum(v for name, v in used.items() if name != "box")
         used[OTHER] = max(0.0, used["box"] - named)
 

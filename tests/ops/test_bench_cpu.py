@@ -43,6 +43,26 @@ def test_meter_splits_cpu_between_a_group_the_load_generator_and_the_box() -> No
     assert {"postgres", "redis", "nginx"} <= used.keys()
 
 
+def test_a_process_that_exits_during_the_block_does_not_hide_the_others() -> None:
+    busy_before = subprocess.Popen([sys.executable, "-c", SPIN + "time.sleep(60)\n", "0.4"])
+    server = _spinner(60.0)
+    try:
+        while cpu_seconds([busy_before.pid]) < 0.4 - TICK:  # it has used its CPU before the block
+            time.sleep(0.01)
+        meter = CpuMeter({"servers": lambda: [busy_before.pid, server.pid]})
+        with meter.measure() as used:
+            start = cpu_seconds([server.pid])
+            busy_before.kill()  # a worker restarted mid-step: its past CPU must not be subtracted
+            busy_before.wait()
+            while cpu_seconds([server.pid]) - start < 0.2:
+                time.sleep(0.01)
+    finally:
+        for proc in (busy_before, server):
+            proc.kill()
+            proc.wait()
+    assert used["servers"] >= 0.2
+
+
 def test_processes_are_found_by_command_name() -> None:
     spinner = _spinner(60.0)
     try:
