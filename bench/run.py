@@ -708,12 +708,14 @@ class Bench:
         self.topology = Topology(run_dir=self.work / "run", env=env)
         self.topology.start_app()
         log(
-            f"topology up ({self.topology.kind}): nginx :{NGINX_PORT}, gunicorn x{self.topology.wsgi_workers}, "
+            f"topology up ({self.topology.kind}): nginx :{NGINX_PORT}, gunicorn x{self.topology.wsgi_workers}"
+            f" (threads: {os.environ.get('GUNICORN_THREADS', '1')}), "
             f"ASGI x{self.topology.asgi_processes}, celery"
         )
         self.result["topology"] = {
             "kind": self.topology.kind,
             "wsgi_workers": self.topology.wsgi_workers,
+            "wsgi_threads": int(os.environ.get("GUNICORN_THREADS", "1")),
             "asgi_processes": self.topology.asgi_processes,
         }
         self.warm_up()
@@ -741,6 +743,7 @@ def main() -> None:
     parser.add_argument("--mode", choices=sorted(MODES), default="short")
     parser.add_argument("--players", type=int, default=int(os.environ.get("BENCH_PLAYERS", "100000")))
     parser.add_argument("--active-players", type=int, default=0, help="override the mode's JWT-holding players")
+    parser.add_argument("--steps", default="", help="comma-separated update rates to run instead of the mode's ladder")
     parser.add_argument("--skip", default="", help="comma-separated: baselines, updates, delivery (for debugging)")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -748,6 +751,8 @@ def main() -> None:
     mode = MODES[args.mode]
     if args.active_players:
         mode = dataclasses.replace(mode, active_players=args.active_players)
+    if args.steps:
+        mode = dataclasses.replace(mode, update_steps=tuple(int(rate) for rate in args.steps.split(",")))
     bench = Bench(mode, args.players, work, frozenset(filter(None, args.skip.split(","))))
 
     def on_signal(signum: int, _frame: object) -> None:

@@ -16,7 +16,13 @@ from scoreboard import logging as sb_logging
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8001")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = "sync"
+# GUNICORN_THREADS > 1: threaded workers (gthread), which also keep nginx's upstream connections
+# alive between requests; sync workers answer one request per connection.
+threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+worker_class = "gthread" if threads > 1 else "sync"
+# Longer than nginx's upstream keepalive_timeout (60 s): nginx, not gunicorn, closes an idle
+# connection, so a request never races a close (a score update is not retried on another worker).
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "75"))
 # A request that takes longer than this is a bug or a dead database: kill the worker, answer 502.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))

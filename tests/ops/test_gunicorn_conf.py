@@ -1,0 +1,94 @@
+"""deploy/gunicorn.conf.py: sync workers by default, threaded workers with keep-alive on request."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import runpy
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from tests.realtime.servers import free_port, session_database_url
+
+ROOT = Path(__file__).resolve().parents[2]
+CONF = ROOT / "deploy" / "gunicorn.conf.py"
+
+
+def _conf(monkeypatch: pytest.MonkeyPatch, **env: str) -> dict[str, object]:
+    for name in ("GUNICORN_THREADS", "GUNICORN_KEEPALIVE", "WEB_CONCURRENCY"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return runpy.run_path(str(CONF))
+
+
+def test_sync_workers_unless_threads_are_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    conf = _conf(monkeypatch)
+    assert (conf["worker_class"], conf["threads"], conf["workers"]) == ("sync", 1, 2)
+    conf = _conf(monkeypatch, GUNICORN_THREADS="4", WEB_CONCURRENCY="3")
+    assert (conf["worker_class"], conf["threads"], conf["workers"]) == ("gthread", 4, 3)
+    # nginx closes idle upstream connections after 60 s; gunicorn must wait longer than that.
+    assert isinstance(conf["keepalive"], int) and conf["keepalive"] > 60
+
+
+def _get(conn: http.client.HTTPConnection, path: str) -> http.client.HTTPResponse:
+    conn.request("GET", path)
+    response = conn.getresponse()
+    response.read()
+    return response
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(("threads", "keeps_alive"), [("1", False), ("2", True)])
+def test_the_app_under_gunicorn_with_this_config(threads: str, keeps_alive: bool, tmp_path: Path) -> None:
+    port = free_port(set())
+    env = {
+        **os.environ,
+        "DATABASE_URL": session_database_url(),  # the test database (PostgreSQL run only: not an embedded test)
+        "REDIS_URL": settings.REDIS_URL,
+        "GUNICORN_THREADS": threads,
+        "WEB_CONCURRENCY": "1",
+        "LOG_LEVEL": "WARNING",
+        "PROMETHEUS_MULTIPROC_DIR": "",
+    }
+    log = tmp_path / "gunicorn.log"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            str(CONF),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "scoreboard.wsgi:application",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, log.read_text()[-3000:]
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                first = _get(conn, "/v1/leaderboard")
+                break
+            except OSError:
+                assert time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(0.2)
+        assert first.status == 200
+        assert first.will_close is not keeps_alive  # sync workers close every connection
+        second = _get(conn, "/v1/leaderboard")  # on the same connection when it was kept
+        assert second.status == 200
+        conn.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
