@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ from bench.topology import (
 RESULTS = ROOT / "bench" / "results"
 P95_LIMIT_MS = 100.0
 ERROR_LIMIT = 0.01
+REFINE_STEPS = 2  # extra rungs between the last passing and the first failing rate
 ACTION_TYPE = "LEVEL_COMPLETION"
 HOST_HEADER = f"127.0.0.1:{NGINX_PORT}"
 # Increments stay below the fraud engine's "impossible jump" band (the top 10% of the allowed range).
@@ -111,6 +113,17 @@ def player_address(user_id: str) -> bytes:
     """
     n = int(user_id.replace("-", ""), 16) % (1 << 17)
     return f"198.{18 + (n >> 16)}.{(n >> 8) & 0xFF}.{n & 0xFF}".encode()
+
+
+def refinement(steps: list[dict[str, Any]], passes: Callable[[dict[str, Any]], bool]) -> int | None:
+    """The rate halfway (to 10/s) between the highest passing and the lowest failing step, if any."""
+    passed = [s["rate"] for s in steps if passes(s)]
+    failed = [s["rate"] for s in steps if not passes(s)]
+    if not passed or not failed or max(passed) > min(failed):
+        return None
+    low, high = max(passed), min(failed)
+    mid = round((low + high) / 2 / 10) * 10
+    return None if mid in (low, high) else mid
 
 
 def log(message: str) -> None:
@@ -317,52 +330,63 @@ class Bench:
         out = self.loadgen("warmup", spec)
         log(f"warm-up: {[(s['name'], s['statuses'], s['errors']) for s in out['streams']]}")
 
+    def ladder_step(self, rate: int) -> dict[str, Any]:
+        """One open-loop step: updates at ``rate``/s with reads alongside, latency, errors and CPU."""
+        count = int(rate * self.mode.step_seconds)
+        path = self.update_file(f"step{rate}", count)
+        read_rate = max(10, int(rate * self.mode.read_share))
+        spec = {
+            "host": "127.0.0.1",
+            "port": NGINX_PORT,
+            "duration": self.mode.step_seconds,
+            "streams": [
+                {"name": "update", "rate": rate, "connections": 512, "requests_file": path},
+                {
+                    "name": "read",
+                    "rate": read_rate,
+                    "connections": 64,
+                    "request": self.get_request("/v1/leaderboard"),
+                },
+            ],
+        }
+        with self.cpu_meter().measure() as used:
+            out = self.loadgen(f"step{rate}", spec)
+        update, read = (self.summarise(s) for s in out["streams"])
+        answered = update["ok"] + read["ok"]
+        # CPU per answered request (updates and reads together): the whole box and who paid for it.
+        cpu = per_request_ms(used, answered)
+        update["wsgi_cpu_ms_per_request"] = cpu["gunicorn"] if cpu else None
+        log(
+            f"updates {rate}/s: achieved {update['achieved_per_s']}/s p50 {update['p50']} p95 {update['p95']}"
+            f" p99 {update['p99']} ms errors {update['error_rate']:.2%} {update['statuses']} {update['errors']}"
+            f" | reads {read_rate}/s p95 {read['p95']} ms"
+            f" | CPU ms/request {cpu}"
+        )
+        self.topology.check_alive()  # type: ignore[union-attr]
+        return {"rate": rate, "update": update, "read": read, "cpu_ms_per_request": cpu}
+
+    @staticmethod
+    def passes(step: dict[str, Any]) -> bool:
+        update = step["update"]
+        return update["p95"] is not None and update["p95"] <= P95_LIMIT_MS and update["error_rate"] <= ERROR_LIMIT
+
     def update_ladder(self) -> None:
         steps: list[dict[str, Any]] = []
         for rate in self.mode.update_steps:
-            count = int(rate * self.mode.step_seconds)
-            path = self.update_file(f"step{rate}", count)
-            read_rate = max(10, int(rate * self.mode.read_share))
-            spec = {
-                "host": "127.0.0.1",
-                "port": NGINX_PORT,
-                "duration": self.mode.step_seconds,
-                "streams": [
-                    {"name": "update", "rate": rate, "connections": 512, "requests_file": path},
-                    {
-                        "name": "read",
-                        "rate": read_rate,
-                        "connections": 64,
-                        "request": self.get_request("/v1/leaderboard"),
-                    },
-                ],
-            }
-            with self.cpu_meter().measure() as used:
-                out = self.loadgen(f"step{rate}", spec)
-            update, read = (self.summarise(s) for s in out["streams"])
-            answered = update["ok"] + read["ok"]
-            # CPU per answered request (updates and reads together): the whole box and who paid for it.
-            cpu = per_request_ms(used, answered)
-            update["wsgi_cpu_ms_per_request"] = cpu["gunicorn"] if cpu else None
-            steps.append({"rate": rate, "update": update, "read": read, "cpu_ms_per_request": cpu})
-            log(
-                f"updates {rate}/s: achieved {update['achieved_per_s']}/s p50 {update['p50']} p95 {update['p95']}"
-                f" p99 {update['p99']} ms errors {update['error_rate']:.2%} {update['statuses']} {update['errors']}"
-                f" | reads {read_rate}/s p95 {read['p95']} ms"
-                f" | CPU ms/request {cpu}"
-            )
-            self.topology.check_alive()  # type: ignore[union-attr]
-            if update["p95"] is None or update["p95"] > P95_LIMIT_MS or update["error_rate"] > ERROR_LIMIT:
+            steps.append(self.ladder_step(rate))
+            if not self.passes(steps[-1]):
                 break
             time.sleep(1.0)
+        # Between the last passing rung and the first failing one, halve the gap a few times.
+        for _ in range(REFINE_STEPS):
+            between = refinement(steps, self.passes)
+            if between is None:
+                break
+            time.sleep(3.0)  # the failed rung's queue has drained (the load generator waited for it)
+            steps.append(self.ladder_step(between))
+        steps.sort(key=lambda s: s["rate"])
         self.result["update_steps"] = steps
-        passing = [
-            s
-            for s in steps
-            if s["update"]["p95"] is not None
-            and s["update"]["p95"] <= P95_LIMIT_MS
-            and s["update"]["error_rate"] <= ERROR_LIMIT
-        ]
+        passing = [s for s in steps if self.passes(s)]
         best = max(passing, key=lambda s: s["update"]["achieved_per_s"]) if passing else None
         self.result["sustained"] = (
             {
