@@ -85,7 +85,10 @@ def raw_writer(server_send: Any) -> RawWrite | None:
             or is_closing()
         ):
             return False
-        write(wire)
+        try:
+            write(wire)
+        except Exception:  # the transport refused: the ASGI send takes this frame (and reports the failure)
+            return False
         return True
 
     return write_frame

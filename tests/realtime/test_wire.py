@@ -103,3 +103,32 @@ async def test_uvicorn_with_per_message_deflate_gets_no_writer() -> None:
         with contextlib.suppress(Exception):
             await ws.recv()
     assert seen == {"writer": None}
+
+
+async def test_a_transport_that_raises_makes_the_writer_decline() -> None:
+    seen: dict[str, Any] = {}
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        transport = scope[SERVER_SEND].__self__.transport
+        real_write = transport.write
+
+        def broken(data: bytes) -> None:
+            raise RuntimeError("transport gone")
+
+        transport.write = broken  # asyncio's transport in this test (uvicorn's loop: the test's)
+        try:
+            write = raw_writer(scope[SERVER_SEND])
+            assert write is not None
+            seen["declined"] = write(text_frame(b"lost")) is False
+        finally:
+            transport.write = real_write
+        await send({"type": "websocket.close", "code": 1000})
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+
+    async with uvicorn_server(app, deflate=False) as port, connect(f"ws://127.0.0.1:{port}") as ws:
+        received = [message async for message in ws]
+    assert received == []
+    assert seen == {"declined": True}
