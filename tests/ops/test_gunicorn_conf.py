@@ -54,8 +54,9 @@ def test_the_app_under_gunicorn_with_this_config(threads: str, keeps_alive: bool
         "GUNICORN_THREADS": threads,
         "WEB_CONCURRENCY": "1",
         "LOG_LEVEL": "WARNING",
-        "PROMETHEUS_MULTIPROC_DIR": "",
     }
+    # Single-process metrics: prometheus_client treats even an empty value as a directory (the cwd).
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     log = tmp_path / "gunicorn.log"
     process = subprocess.Popen(
         [
