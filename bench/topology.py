@@ -172,8 +172,9 @@ class Topology:
     run_dir: Path
     env: dict[str, str]
     # As production (deploy/gunicorn.conf.py): on 2 cores, 6 sync workers cost 60% more CPU per update
-    # than 2 (more processes time-sharing the caches, every worker woken for each connection).
-    wsgi_workers: int = int(os.environ.get("BENCH_WSGI_WORKERS", "2"))
+    # than 2 (more processes time-sharing the caches, every worker woken for each connection), and 3
+    # sustain more than 2 (each update waits on PostgreSQL and Redis for about a third of its time).
+    wsgi_workers: int = int(os.environ.get("BENCH_WSGI_WORKERS", "3"))
     asgi_processes: int = int(os.environ.get("BENCH_ASGI_PROCESSES", "2"))
     celery: bool = True
     kind: str = field(default_factory=lambda: os.environ.get("BENCH_TOPOLOGY", "own"))

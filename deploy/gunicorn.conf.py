@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from scoreboard import logging as sb_logging
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8001")
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
 # GUNICORN_THREADS > 1: threaded workers (gthread), which also keep nginx's upstream connections
 # alive between requests; sync workers answer one request per connection.
 threads = int(os.environ.get("GUNICORN_THREADS", "1"))

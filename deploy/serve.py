@@ -10,7 +10,7 @@ Everything is set by the environment (``make serve`` passes it through):
 
     DATABASE_URL, REDIS_URL   required
     PORT=8000 HOST=127.0.0.1  where nginx listens
-    WSGI_PORT=PORT+1          gunicorn (WEB_CONCURRENCY=2 sync workers)
+    WSGI_PORT=PORT+1          gunicorn (WEB_CONCURRENCY=3 sync workers)
     ASGI_BASE_PORT=PORT+2     first ASGI server; ASGI_PROCESSES=2 of them on consecutive ports
     ASGI_SERVER=uvicorn       or daphne
     CELERY=1                  Celery worker with embedded beat (CELERY_CONCURRENCY=1); 0 = none
@@ -95,7 +95,7 @@ def plan_from_env(env: dict[str, str]) -> Plan:
         host=env.get("HOST", "127.0.0.1"),
         port=port,
         wsgi_port=int(env.get("WSGI_PORT", str(port + 1))),
-        wsgi_workers=int(env.get("WEB_CONCURRENCY", "2")),
+        wsgi_workers=int(env.get("WEB_CONCURRENCY", "3")),
         asgi_ports=[asgi_base + i for i in range(asgi_count)],
         asgi_server=env.get("ASGI_SERVER", "uvicorn"),
         celery=env.get("CELERY", "1") not in ("0", "false", "no", ""),

@@ -29,9 +29,9 @@ def _conf(monkeypatch: pytest.MonkeyPatch, **env: str) -> dict[str, object]:
 
 def test_sync_workers_unless_threads_are_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
     conf = _conf(monkeypatch)
-    assert (conf["worker_class"], conf["threads"], conf["workers"]) == ("sync", 1, 2)
-    conf = _conf(monkeypatch, GUNICORN_THREADS="4", WEB_CONCURRENCY="3")
-    assert (conf["worker_class"], conf["threads"], conf["workers"]) == ("gthread", 4, 3)
+    assert (conf["worker_class"], conf["threads"], conf["workers"]) == ("sync", 1, 3)
+    conf = _conf(monkeypatch, GUNICORN_THREADS="4", WEB_CONCURRENCY="2")
+    assert (conf["worker_class"], conf["threads"], conf["workers"]) == ("gthread", 4, 2)
     # nginx closes idle upstream connections after 60 s; gunicorn must wait longer than that.
     assert isinstance(conf["keepalive"], int) and conf["keepalive"] > 60
 
