@@ -15,7 +15,7 @@ import resource
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from bench.topology import children
+from bench.topology import process_cpu_seconds
 
 # Processes found by name (they are not the benchmark's children): every process of each server.
 NAMED_GROUPS = {"postgres": "postgres", "redis": "redis-server", "nginx": "nginx"}
@@ -45,17 +45,6 @@ def children_cpu_seconds() -> float:
     """CPU seconds of this process's children that have exited and been waited for (the load generator)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
-
-
-def process_cpu_seconds(pids: list[int]) -> dict[int, float]:
-    """User + system CPU seconds of each of these processes and their children, by pid."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out: dict[int, float] = {}
-    for pid in {*pids, *(kid for parent in pids for kid in children(parent))}:
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            out[pid] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-    return out
 
 
 class CpuMeter:

@@ -110,7 +110,7 @@ def main() -> None:
                         connect = pick(socks, variant[6:])
                     elif variant.startswith("alt:"):
                         port = alts[variant[4:]][0]
-                    reset_contenders(bench)
+                    bench.reset_contenders()
                     step = bench.ws_step(port, k, f"{variant}-r{rnd}", asgi_pids, True, connect=connect)
                     results.append({"round": rnd, "variant": variant, **step})
                 if not args.no_bare:
@@ -135,20 +135,6 @@ def pick(socks: list[str], spec: str) -> list[str]:
         return socks
     start, _, stop = spec.partition("-")
     return socks[int(start) : int(stop)] if stop else socks[: int(start)]
-
-
-def reset_contenders(bench: Bench) -> None:
-    """The same contender updates before every step, from the same tight cluster.
-
-    Otherwise the leaders pull away as a run goes on, fewer updates change the top 10, and a later
-    step gets fewer frames per second (less load) than an earlier one: the variants would not be
-    measured under the same load.
-    """
-    from django.core.management import call_command
-
-    bench.contender_cursor = 0
-    bench.set_contenders()
-    call_command("rebuild_leaderboard", verbosity=0)
 
 
 def print_table(results: list[dict[str, Any]]) -> None:

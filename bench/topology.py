@@ -119,15 +119,20 @@ def rss_kb(pids: list[int]) -> int:
     return total
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time consumed so far by the given processes and their children."""
+def process_cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """User + system CPU seconds of each of these processes and their children, by pid."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    out: dict[int, float] = {}
     for pid in {*pids, *(kid for parent in pids for kid in children(parent))}:
         with contextlib.suppress(OSError, IndexError, ValueError):
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-    return total
+            out[pid] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time consumed so far by the given processes and their children."""
+    return sum(process_cpu_seconds(pids).values())
 
 
 def children(pid: int) -> list[int]:

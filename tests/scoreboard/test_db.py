@@ -13,6 +13,7 @@ from scoreboard import db
 from scores.models import UsedNonce
 from tests.factories import PlayerFactory
 
+# The PostgreSQL run (make test); test_user_by_id_reads_every_field also runs on the embedded default.
 pytestmark = pytest.mark.django_db
 
 SELECT_NAME = "SELECT username FROM users WHERE id = %s"
@@ -24,13 +25,7 @@ def _prepared_statements() -> list[str]:
         return [row[0] for row in cursor.fetchall()]
 
 
-@pytest.fixture
-def postgres() -> None:
-    if connection.vendor != "postgresql":
-        pytest.skip("prepared statements are a PostgreSQL feature; the embedded run covers the fallback")
-
-
-def test_the_statement_is_prepared_once_and_answers_like_djangos_cursor(postgres: None) -> None:
+def test_the_statement_is_prepared_once_and_answers_like_djangos_cursor() -> None:
     player = PlayerFactory.create(username="prep")
     assert db.fetchone(SELECT_NAME, [player.pk]) == ("prep",)
     assert db.fetchone(SELECT_NAME, [player.pk]) == ("prep",)
@@ -39,14 +34,14 @@ def test_the_statement_is_prepared_once_and_answers_like_djangos_cursor(postgres
     assert len(prepared) == 1  # parsed and planned once for this connection, reused since
 
 
-def test_switched_off_nothing_is_prepared(postgres: None, settings: object) -> None:
+def test_switched_off_nothing_is_prepared(settings: object) -> None:
     settings.DB_PREPARED_STATEMENTS = False  # type: ignore[attr-defined]
     player = PlayerFactory.create(username="unprep")
     assert db.fetchone(SELECT_NAME, [player.pk]) == ("unprep",)
     assert not [s for s in _prepared_statements() if "FROM users" in s]
 
 
-def test_errors_are_djangos_and_the_callers_transaction_rolls_back(postgres: None) -> None:
+def test_errors_are_djangos_and_the_callers_transaction_rolls_back() -> None:
     player = PlayerFactory.create()
     insert = (
         "INSERT INTO used_nonces (nonce, action_id, user_id, created_at) VALUES (%s, %s, %s, now()) RETURNING nonce"
