@@ -1,1 +1,1 @@
-"""Benchmark suite (`make bench`, `make bench-short`): see bench/README in the project README's Benchmarks section."""
+"""Benchmark suite (`make bench`, `make bench-short`): see docs/benchmarks.md."""

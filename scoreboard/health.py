@@ -17,6 +17,7 @@ from django.views.decorators.cache import never_cache
 
 from scoreboard.errors import error_response
 from scoreboard.redis import REDIS_ERRORS, get_redis
+from scoreboard.version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def _method_not_allowed(request: HttpRequest) -> JsonResponse | None:
 def healthz(request: HttpRequest) -> JsonResponse:
     if refused := _method_not_allowed(request):
         return refused
-    return JsonResponse({"success": True, "data": {"status": "alive"}})
+    return JsonResponse({"success": True, "data": {"status": "alive", "version": __version__}})
 
 
 @never_cache

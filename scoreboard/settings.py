@@ -17,6 +17,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from scoreboard import logging as sb_logging
+from scoreboard.version import __version__
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -231,7 +232,7 @@ SPECTACULAR_SETTINGS = {
         "and a live top 10. Every error uses the envelope "
         '`{"success": false, "error": {"code", "message", "details"}}`.'
     ),
-    "VERSION": "1.0.0",
+    "VERSION": __version__,  # pyproject.toml
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/v1",
     "COMPONENT_SPLIT_REQUEST": True,

@@ -7,12 +7,14 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from scoreboard.version import __version__
+
 
 @pytest.mark.embedded
 def test_healthz_answers_without_touching_the_stores() -> None:
     response = Client().get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"success": True, "data": {"status": "alive"}}
+    assert response.json() == {"success": True, "data": {"status": "alive", "version": __version__}}
 
 
 @pytest.mark.embedded
