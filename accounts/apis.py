@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import services
+from accounts.authentication import token_scopes
+from accounts.oidc import ExternalAccessToken
 from scoreboard.api import StrictSerializer, envelope, errors, ok
 
 USERNAME_MAX_LENGTH = 50
@@ -117,3 +120,35 @@ class LogoutApi(APIView):
         data.is_valid(raise_exception=True)
         services.player_logout(refresh_token=data.validated_data["refresh"])
         return ok({"logged_out": True})
+
+
+class MeApi(APIView):
+    """Who the bearer token names: our ``user_id`` (what action tokens carry) and the scopes granted.
+
+    A game client signed in with the studio's identity provider asks this once to learn the
+    ``user_id`` its game server mints action tokens for.
+    """
+
+    permission_classes = [IsAuthenticated]
+
+    class OutputSerializer(serializers.Serializer):
+        user_id = serializers.CharField()
+        username = serializers.CharField()
+        scopes = serializers.ListField(child=serializers.CharField())
+        issuer = serializers.CharField(allow_null=True, help_text="The external issuer, or null for our own accounts.")
+
+    @extend_schema(
+        operation_id="auth_me",
+        responses={200: envelope("MeResponse", OutputSerializer()), **errors(401, 403, 503)},
+    )
+    def get(self, request: Request) -> Response:
+        user = request.user
+        external = request.auth if isinstance(request.auth, ExternalAccessToken) else None
+        return ok(
+            {
+                "user_id": str(user.pk),
+                "username": user.username,
+                "scopes": sorted(token_scopes(request.auth)),
+                "issuer": external.issuer.issuer if external is not None else None,
+            }
+        )

@@ -10,6 +10,7 @@ from rest_framework_simplejwt.exceptions import AuthenticationFailed
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import Token
 
+from accounts import oidc
 from accounts.models import User
 from accounts.selectors import user_by_id
 from scoreboard.errors import Forbidden
@@ -24,9 +25,19 @@ PLAYER_SCOPES = (SCOPE_READ, SCOPE_UPDATE)
 
 
 class ScopedJWTAuthentication(JWTAuthentication):
-    """simplejwt's authentication, but a disabled (banned) player is refused with 403, not 401."""
+    """simplejwt's authentication, but a disabled (banned) player is refused with 403, not 401.
 
-    def get_user(self, validated_token: Token) -> User:  # type: ignore[override]
+    Tokens of a configured external issuer (``OIDC_ISSUERS``, accounts/oidc.py) are verified
+    against that issuer's keys instead, and name the player by (issuer, subject).
+    """
+
+    def get_validated_token(self, raw_token: bytes) -> Token | oidc.ExternalAccessToken:  # type: ignore[override]
+        external = oidc.verify_external_token(raw_token, known_scopes=PLAYER_SCOPES)
+        return external if external is not None else super().get_validated_token(raw_token)
+
+    def get_user(self, validated_token: Token | oidc.ExternalAccessToken) -> User:  # type: ignore[override]
+        if isinstance(validated_token, oidc.ExternalAccessToken):
+            return external_player(validated_token)
         try:
             user_id = validated_token[api_settings.USER_ID_CLAIM]
         except KeyError as exc:
@@ -40,6 +51,16 @@ class ScopedJWTAuthentication(JWTAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="scoreboard"'
+
+
+def external_player(token: oidc.ExternalAccessToken) -> User:
+    """The active player of an external token; its first valid token creates the player."""
+    from accounts.services import external_player_resolve  # services import this module's scopes
+
+    user = external_player_resolve(issuer=token.issuer.issuer, subject=token.subject, display_name=token.display_name)
+    if not user.is_active:
+        raise Forbidden("This account is disabled.", code="account_disabled")
+    return user
 
 
 def token_scopes(token: Any) -> set[str]:

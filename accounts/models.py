@@ -55,3 +55,23 @@ class GameServerKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+class ExternalIdentity(models.Model):
+    """A player who signs in with a studio's identity provider (OIDC), keyed by (issuer, subject).
+
+    The pair, never the subject alone, names the player, so two issuers' subjects cannot collide;
+    the player keeps our own UUID as ``user_id`` everywhere else.
+    """
+
+    issuer = models.CharField(max_length=255)
+    subject = models.CharField(max_length=255)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="external_identities")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "external_identities"
+        constraints = [models.UniqueConstraint("issuer", "subject", name="uniq_external_identity")]
+
+    def __str__(self) -> str:
+        return f"{self.subject} @ {self.issuer}"

@@ -6,7 +6,7 @@ import uuid
 
 from django.db import connection
 
-from accounts.models import User
+from accounts.models import ExternalIdentity, User
 from scoreboard import db
 
 
@@ -39,3 +39,9 @@ def user_by_id(*, user_id: str | uuid.UUID) -> User | None:
         return User.objects.filter(pk=pk).first()
     row = db.fetchone(_BY_ID_SQL, [pk])  # prepared: it runs on every authenticated request
     return None if row is None else User.from_db(connection.alias, _FIELD_NAMES, row)
+
+
+def external_identity_user(*, issuer: str, subject: str) -> User | None:
+    """The player an external identity provider's (issuer, subject) names, or None."""
+    identity = ExternalIdentity.objects.select_related("user").filter(issuer=issuer, subject=subject).first()
+    return None if identity is None else identity.user

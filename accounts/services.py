@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -19,7 +20,8 @@ from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.authentication import PLAYER_SCOPES
-from accounts.models import GameServerKey, User
+from accounts.models import ExternalIdentity, GameServerKey, User
+from accounts.selectors import external_identity_user
 from scoreboard.errors import Conflict, Unauthorized
 
 GAME_SERVER_KEY_PREFIX = "sbk"
@@ -53,6 +55,57 @@ def user_register(*, username: str, email: str, password: str) -> User:
     except IntegrityError as exc:  # lost a race with a concurrent registration
         raise Conflict("That username or email is taken.", code="account_exists") from exc
     return candidate
+
+
+# ---------------------------------------------------------------------------------------------
+# Players of an external identity provider (OIDC)
+# ---------------------------------------------------------------------------------------------
+EXTERNAL_USERNAME_MAX_LENGTH = 40
+EXTERNAL_USERNAME_FALLBACK = "player"
+EXTERNAL_EMAIL_DOMAIN = "external.invalid"  # reserved TLD: these addresses never receive mail
+_USERNAME_UNSAFE = re.compile(r"[^\w.@+-]")
+_EXTERNAL_CREATE_ATTEMPTS = 5
+
+
+def _external_username(display_name: str | None, issuer: str, subject: str, attempt: int) -> str:
+    """The display name made a valid username; from the second attempt on, with a stable suffix."""
+    base = _USERNAME_UNSAFE.sub("", (display_name or "").replace(" ", "_"))[:EXTERNAL_USERNAME_MAX_LENGTH]
+    base = base or EXTERNAL_USERNAME_FALLBACK
+    if attempt == 0:
+        return base
+    suffix = hashlib.sha256(f"{issuer}\n{subject}".encode()).hexdigest()[:6]
+    if attempt > 1:
+        suffix += secrets.token_hex(2)
+    return f"{base[: EXTERNAL_USERNAME_MAX_LENGTH - len(suffix) - 1]}-{suffix}"
+
+
+def external_player_resolve(*, issuer: str, subject: str, display_name: str | None) -> User:
+    """The player of (issuer, subject); the first call creates it (unusable password, our UUID).
+
+    Two concurrent first tokens of one subject create one player: the loser of the race on the
+    (issuer, subject) constraint reads the winner's. A taken username gets a suffix.
+    """
+    user = external_identity_user(issuer=issuer, subject=subject)
+    if user is not None:
+        return user
+    for attempt in range(_EXTERNAL_CREATE_ATTEMPTS):
+        username = _external_username(display_name, issuer, subject, attempt)
+        if User.objects.filter(username__iexact=username).exists():
+            continue
+        candidate = User(username=username)
+        candidate.email = f"{candidate.pk.hex}@{EXTERNAL_EMAIL_DOMAIN}"
+        candidate.set_unusable_password()
+        try:
+            with transaction.atomic():
+                candidate.save(force_insert=True)
+                ExternalIdentity.objects.create(issuer=issuer, subject=subject, user=candidate)
+        except IntegrityError:
+            user = external_identity_user(issuer=issuer, subject=subject)
+            if user is not None:
+                return user
+            continue  # the username was taken meanwhile
+        return candidate
+    raise Conflict("No free username for this player; try again.", code="account_exists")
 
 
 def _token_pair(refresh: RefreshToken, user_id: str) -> TokenPair:

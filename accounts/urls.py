@@ -7,4 +7,5 @@ urlpatterns = [
     path("login", apis.LoginApi.as_view(), name="auth-login"),
     path("refresh", apis.RefreshApi.as_view(), name="auth-refresh"),
     path("logout", apis.LogoutApi.as_view(), name="auth-logout"),
+    path("me", apis.MeApi.as_view(), name="auth-me"),
 ]

@@ -215,6 +215,15 @@ SIMPLE_JWT = {
     "AUTH_HEADER_TYPES": ("Bearer",),
 }
 
+# Players of a studio's own identity provider (accounts/oidc.py): a JSON list of
+# {"issuer", "audience", "jwks_url", optional "username_claim", "scopes_claim", "default_scopes",
+# "algorithms"}. Empty: only our own accounts.
+OIDC_ISSUERS = env.json("OIDC_ISSUERS", default=[])
+OIDC_LEEWAY_SECONDS = env.int("OIDC_LEEWAY_SECONDS", default=30)
+OIDC_JWKS_CACHE_SECONDS = env.float("OIDC_JWKS_CACHE_SECONDS", default=600.0)
+OIDC_JWKS_REFETCH_SECONDS = env.float("OIDC_JWKS_REFETCH_SECONDS", default=60.0)
+OIDC_JWKS_TIMEOUT_SECONDS = env.float("OIDC_JWKS_TIMEOUT_SECONDS", default=3.0)
+
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["scoreboard.parsers.SafeJSONParser"],
