@@ -76,7 +76,7 @@ def _wait_ready(server: Server, log: Path) -> None:
 
 
 @contextlib.contextmanager
-def asgi_servers(count: int, log_dir: Path) -> Iterator[list[Server]]:
+def asgi_servers(count: int, log_dir: Path, extra_env: dict[str, str] | None = None) -> Iterator[list[Server]]:
     env = {
         **os.environ,
         "DATABASE_URL": session_database_url(),
@@ -85,6 +85,7 @@ def asgi_servers(count: int, log_dir: Path) -> Iterator[list[Server]]:
         "FRAUD_BLOCK_THRESHOLD": "2",
         "RATE_LIMIT_ENABLED": "false",
         "LOG_LEVEL": "WARNING",
+        **(extra_env or {}),
     }
     servers: list[Server] = []
     try:

@@ -42,3 +42,7 @@ def test_the_changelog_has_a_section_for_the_version() -> None:
     changelog = (ROOT / "CHANGELOG.md").read_text()
     heading = "Unreleased" if ".dev" in VERSION else re.escape(VERSION)
     assert re.search(rf"^## \[{heading}\]", changelog, re.M), f"CHANGELOG.md has no [{heading}] section"
+
+
+def test_the_python_kit_has_the_service_version() -> None:
+    assert _pyproject_version(ROOT / "clients" / "python" / "pyproject.toml") == VERSION
