@@ -20,6 +20,13 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
 # alive between requests; sync workers answer one request per connection.
 threads = int(os.environ.get("GUNICORN_THREADS", "1"))
 worker_class = "gthread" if threads > 1 else "sync"
+# PostgreSQL connections (scoreboard/settings.py): a sync worker serves one request at a time, so
+# one persistent connection per worker is safe and the cheapest; threaded workers share a pool of
+# one connection per thread instead. The workers inherit this environment (read before they fork).
+if worker_class == "sync":
+    os.environ.setdefault("DB_POOL", "0")
+else:
+    os.environ.setdefault("DB_POOL_MAX_SIZE", str(threads))
 # Longer than nginx's upstream keepalive_timeout (60 s): nginx, not gunicorn, closes an idle
 # connection, so a request never races a close (a score update is not retried on another worker).
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "75"))

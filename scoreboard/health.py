@@ -1,9 +1,13 @@
 """Health endpoints for load balancers, compose and Kubernetes.
 
 - ``/healthz``: the process is alive and serving (touches nothing else) — a liveness probe.
-- ``/readyz``: the database answers, every migration is applied and Redis (when configured)
-  answers — a readiness probe. 503 with the failing checks otherwise, so a balancer stops
-  sending traffic to a process that cannot do useful work, and sends it again once it can.
+- ``/readyz``: the database answers and every migration is applied — a readiness probe. 503 with
+  the failing checks otherwise, so a balancer stops sending traffic to a process that cannot do
+  useful work, and sends it again once it can. Redis is *not* a readiness condition: it holds
+  derived data only and every caller degrades to PostgreSQL without it (DESIGN.md), so a Redis
+  outage must not pull every pod out of service. It is reported in the body instead:
+  ``checks.redis`` is ``ok`` or ``degraded`` (circuit open or no answer within the short timeout)
+  and ``status`` is ``degraded`` while it is.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 
 from scoreboard.errors import error_response
-from scoreboard.redis import REDIS_ERRORS, get_redis
+from scoreboard.redis import redis_state
 from scoreboard.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -54,29 +58,19 @@ def _migrations_check() -> tuple[bool, str]:
     return True, "ok"
 
 
-def _redis_check() -> tuple[bool, str] | None:
-    client = get_redis()
-    if client is None:
-        return None  # the embedded default has no Redis to wait for
-    try:
-        client.ping()
-    except REDIS_ERRORS as exc:
-        return False, f"unreachable: {type(exc).__name__}"
-    return True, "ok"
-
-
 def readiness() -> tuple[bool, dict[str, str]]:
-    """Run the checks; returns (ready, {check: "ok" | reason})."""
+    """Run the checks; returns (ready, {check: "ok" | reason}). Redis never decides readiness."""
     results: dict[str, tuple[bool, str]] = {"database": _database_check()}
     if results["database"][0]:
         results["migrations"] = _migrations_check()
     else:
         results["migrations"] = (False, "unknown: database unreachable")
-    redis_result = _redis_check()
-    if redis_result is not None:
-        results["redis"] = redis_result
     ready = all(ok for ok, _ in results.values())
-    return ready, {name: detail for name, (_, detail) in results.items()}
+    checks = {name: detail for name, (_, detail) in results.items()}
+    redis = redis_state()  # None: the embedded default has no Redis
+    if redis is not None:
+        checks["redis"] = redis
+    return ready, checks
 
 
 def _method_not_allowed(request: HttpRequest) -> JsonResponse | None:
@@ -98,7 +92,10 @@ def readyz(request: HttpRequest) -> JsonResponse:
         return refused
     ready, checks = readiness()
     if ready:
-        return JsonResponse({"success": True, "data": {"status": "ready", "checks": checks}})
+        status = "degraded" if "degraded" in checks.values() else "ready"
+        if status == "degraded":
+            logger.warning("ready, degraded", extra={"checks": checks})
+        return JsonResponse({"success": True, "data": {"status": status, "checks": checks}})
     logger.warning("not ready", extra={"checks": checks})
     details: dict[str, Any] = {"checks": checks}
     return error_response(503, "not_ready", "A dependency is unavailable.", details)

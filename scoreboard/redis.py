@@ -1,26 +1,320 @@
-"""The one Redis client of the process (a pooled connection), or None in the embedded default."""
+"""The one Redis client of the process (a pooled connection), or None in the embedded default.
+
+Redis trouble is a degraded mode, not an outage (DESIGN.md: Redis is derived from PostgreSQL).
+Every synchronous Redis caller (index, limits, fraud windows, pre-filter, publish) gets, through
+:func:`get_redis` / :func:`client_for`, the same three protections without any change of its own:
+
+- **Short timeouts and no retries.** redis-py 6+ retries a failed command (10 times with
+  exponential back-off in redis-py 8): against a hung Redis one command then takes seconds. Here
+  a command gets one attempt and ``REDIS_SOCKET_TIMEOUT`` (0.25 s) to connect, send and read.
+- **One circuit breaker per Redis server and process.** After ``REDIS_BREAKER_FAILURES``
+  consecutive connection errors or timeouts the circuit opens: every command then fails at once
+  with :class:`RedisUnavailable` (a ``redis.ConnectionError``, so it is in ``REDIS_ERRORS``) without
+  touching the network. A background thread (never a request) pings the server every
+  ``REDIS_BREAKER_PROBE_SECONDS`` and closes the circuit as soon as it answers.
+- **A reconnect hook.** :func:`on_reconnect` registers callbacks, run (in that background thread)
+  when the circuit closes again, and whenever a new connection finds that Redis lost its data
+  (the sentinel key :data:`SENTINEL_KEY` is gone: a restart without persistence, a FLUSHALL). The
+  event says which (:class:`Reconnected`), so the ranking index can rebuild or repair at once
+  instead of at the next scheduled drift check.
+
+``redis.ResponseError`` (the server answered with an error: a script bug, a wrong type) is not an
+outage: it never opens the circuit and is logged at ERROR with its traceback
+(``scoreboard.redis``), where an outage is only a warning. Callers still catch it through
+``REDIS_ERRORS`` so that a bug in derived data never turns a committed update into a 500;
+``REDIS_OUTAGE_ERRORS`` is the narrower tuple for code that must tell the two apart (retries).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 from django.conf import settings
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+logger = logging.getLogger(__name__)
+
+
+class RedisUnavailable(redis.ConnectionError):
+    """The circuit is open: Redis failed just now, so the command was not even sent."""
+
 
 # Errors that mean "Redis is not usable right now": callers degrade to PostgreSQL.
-REDIS_ERRORS: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError, redis.ResponseError, OSError)
+REDIS_OUTAGE_ERRORS: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError, OSError)
+# What callers catch around a Redis call: an outage, or a reported error reply (see the module doc).
+REDIS_ERRORS: tuple[type[Exception], ...] = (*REDIS_OUTAGE_ERRORS, redis.ResponseError)
+
+# Present in every Redis the service has used; gone means Redis came back empty.
+SENTINEL_KEY = "sb:redis:sentinel"
+NO_RETRY = Retry(NoBackoff(), 0)
+
+
+@dataclass(frozen=True)
+class Reconnected:
+    """What :func:`on_reconnect` callbacks receive."""
+
+    server: str  # "host:port"
+    db: int
+    # True: the sentinel key was missing, so Redis lost (or never had) its data: rebuild everything.
+    empty: bool
+    # When the circuit opened (time.time()), None when no outage was seen (a new connection found
+    # Redis empty). Rows changed in PostgreSQL since then may be missing from the index.
+    outage_started_at: float | None
+
+
+ReconnectCallback = Callable[[Reconnected], None]
+_callbacks: list[ReconnectCallback] = []
+_callbacks_lock = threading.Lock()
+
+
+def on_reconnect(callback: ReconnectCallback) -> ReconnectCallback:
+    """Register ``callback(event)``; usable as a decorator. Registering the same one twice is a no-op.
+
+    Callbacks run in a background thread of each process, one event at a time: keep them short
+    (enqueue the work, take a lock in Redis so that one process of many does it). An exception is
+    logged and never reaches Redis callers.
+    """
+    with _callbacks_lock:
+        if callback not in _callbacks:
+            _callbacks.append(callback)
+    return callback
+
+
+def _dispatch(event: Reconnected) -> None:
+    if not getattr(settings, "REDIS_RECONNECT_HOOKS", True):
+        return
+    with _callbacks_lock:
+        callbacks = list(_callbacks)
+    try:
+        for callback in callbacks:
+            try:
+                callback(event)
+            except Exception:
+                logger.exception("redis reconnect callback %r failed", callback)
+    finally:
+        from django.db import connections
+
+        connections.close_all()  # a background thread: give its database connection back (pool)
+
+
+def _dispatch_in_background(event: Reconnected) -> None:
+    threading.Thread(target=_dispatch, args=(event,), name="redis-reconnect-hooks", daemon=True).start()
+
+
+class CircuitBreaker:
+    """Closed (commands go to Redis) or open (they fail at once); a prober thread closes it."""
+
+    def __init__(self, server: str, *, failures: int, probe_seconds: float) -> None:
+        self.server = server
+        self.failure_threshold = max(1, failures)
+        self.probe_seconds = probe_seconds
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._opened_at: float | None = None  # time.time() of the opening, None while closed
+        self._probe: Callable[[], bool] | None = None  # True when Redis answered and had its sentinel
+        self._db = 0
+
+    @property
+    def is_open(self) -> bool:
+        return self._opened_at is not None
+
+    @property
+    def opened_at(self) -> float | None:
+        return self._opened_at
+
+    def set_probe(self, probe: Callable[[], bool], db: int) -> None:
+        if self._probe is None:
+            self._probe, self._db = probe, db
+
+    def check(self) -> None:
+        if self._opened_at is not None:
+            raise RedisUnavailable(f"Redis at {self.server} failed recently (circuit open); not sent")
+
+    def success(self) -> None:
+        if self._failures:
+            with self._lock:
+                self._failures = 0
+
+    def failure(self, exc: BaseException) -> None:
+        with self._lock:
+            self._failures += 1
+            if self._opened_at is not None or self._failures < self.failure_threshold:
+                return
+            self._opened_at = time.time()
+        logger.warning(
+            "redis: circuit opened for %s after %s: %s; degrading to PostgreSQL",
+            self.server,
+            type(exc).__name__,
+            exc,
+        )
+        threading.Thread(target=self._probe_until_back, name=f"redis-probe-{self.server}", daemon=True).start()
+
+    def _probe_until_back(self) -> None:
+        while True:
+            time.sleep(self.probe_seconds)
+            probe = self._probe
+            try:
+                had_sentinel = probe() if probe is not None else True
+            except Exception as exc:  # still down (or hung): keep the circuit open
+                logger.debug("redis: probe of %s failed: %s", self.server, exc)
+                continue
+            with self._lock:
+                opened_at, self._opened_at, self._failures = self._opened_at, None, 0
+            down_for = time.time() - (opened_at or time.time())
+            logger.warning(
+                "redis: %s answers again after %.1fs; circuit closed%s",
+                self.server,
+                down_for,
+                " (it came back EMPTY)" if not had_sentinel else "",
+            )
+            _dispatch(Reconnected(self.server, self._db, empty=not had_sentinel, outage_started_at=opened_at))
+            return
+
+    def reset(self) -> None:
+        """Close the circuit and forget failures (tests)."""
+        with self._lock:
+            self._failures, self._opened_at = 0, None
+
+
+_breakers: dict[str, CircuitBreaker] = {}
+_breakers_lock = threading.Lock()
+
+
+def breaker_for(server: str) -> CircuitBreaker:
+    with _breakers_lock:
+        breaker = _breakers.get(server)
+        if breaker is None:
+            breaker = _breakers[server] = CircuitBreaker(
+                server,
+                failures=getattr(settings, "REDIS_BREAKER_FAILURES", 2),
+                probe_seconds=getattr(settings, "REDIS_BREAKER_PROBE_SECONDS", 0.5),
+            )
+        return breaker
+
+
+def reset_breakers() -> None:
+    """Close every circuit (tests, after they brought a Redis back by hand)."""
+    with _breakers_lock:
+        for breaker in _breakers.values():
+            breaker.reset()
+
+
+def _mark_sentinel(client: redis.Redis) -> bool:
+    """Set the sentinel if missing; True when it was already there (Redis kept its data)."""
+    return not client.set(SENTINEL_KEY, uuid.uuid4().hex, nx=True)
+
+
+class BreakerConnection(redis.Connection):
+    """A redis-py connection that goes through its server's :class:`CircuitBreaker`."""
+
+    def _breaker(self) -> CircuitBreaker:
+        breaker = breaker_for(f"{self.host}:{self.port}")
+        if breaker._probe is None:
+            kwargs: dict[str, Any] = {
+                "host": self.host,
+                "port": self.port,
+                "db": self.db,
+                "username": self.username,
+                "password": self.password,
+                "socket_timeout": self.socket_timeout,
+                "socket_connect_timeout": self.socket_connect_timeout,
+                "retry": NO_RETRY,
+            }
+
+            def probe() -> bool:
+                with contextlib.closing(redis.Redis(**kwargs)) as client:
+                    client.ping()
+                    return _mark_sentinel(client)
+
+            breaker.set_probe(probe, int(self.db))
+        return breaker
+
+    def connect(self) -> None:
+        if self._sock:
+            return
+        breaker = self._breaker()
+        breaker.check()
+        try:
+            super().connect()
+        except redis.ResponseError:
+            raise
+        except REDIS_OUTAGE_ERRORS as exc:
+            breaker.failure(exc)
+            raise
+        breaker.success()
+
+    _handshake = False
+
+    def on_connect_check_health(self, check_health: bool = True) -> None:
+        self._handshake = True  # redis-py ignores error replies here (CLIENT SETINFO on an old server)
+        try:
+            super().on_connect_check_health(check_health=check_health)
+        finally:
+            self._handshake = False
+        # One round trip per new connection (they are pooled): did Redis lose its data meanwhile?
+        self.send_command("SET", SENTINEL_KEY, uuid.uuid4().hex, "NX")
+        if self.read_response() is not None:  # set now: it was missing
+            breaker = self._breaker()
+            logger.warning("redis: %s holds no sentinel key: it is new or came back empty", breaker.server)
+            _dispatch_in_background(Reconnected(breaker.server, int(self.db), empty=True, outage_started_at=None))
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        breaker = self._breaker()
+        breaker.check()
+        try:
+            super().send_packed_command(command, check_health=check_health)
+        except REDIS_OUTAGE_ERRORS as exc:
+            breaker.failure(exc)
+            raise
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        breaker = self._breaker()
+        try:
+            response = super().read_response(*args, **kwargs)
+        except redis.exceptions.NoScriptError:
+            breaker.success()  # normal: EVALSHA before the script is loaded; redis-py loads it
+            raise
+        except redis.ResponseError:
+            breaker.success()  # the server answered: not an outage, a bug to fix
+            if not self._handshake:
+                logger.error("redis: error reply from %s (a bug, not an outage)", breaker.server, exc_info=True)
+            raise
+        except REDIS_OUTAGE_ERRORS as exc:
+            breaker.failure(exc)
+            raise
+        breaker.success()
+        return response
+
+
+def pool_kwargs(timeout: float) -> dict[str, Any]:
+    """Connection-pool options every Redis client of the service uses (also django-redis')."""
+    return {
+        "connection_class": BreakerConnection,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": NO_RETRY,
+        "health_check_interval": 30,
+    }
 
 
 @functools.cache
 def _client(url: str, timeout: float) -> redis.Redis:
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        health_check_interval=30,
-        decode_responses=False,
-    )
+    options = pool_kwargs(timeout)
+    # A rediss:// or unix:// URL keeps redis-py's own connection class (no breaker there).
+    if not url.startswith("redis://"):
+        options.pop("connection_class")
+    pool = redis.ConnectionPool.from_url(url, decode_responses=False, **options)
+    return redis.Redis(connection_pool=pool)
 
 
 @functools.cache
@@ -42,3 +336,19 @@ def get_redis() -> redis.Redis | None:
     if not settings.REDIS_URL:
         return None
     return _client(settings.REDIS_URL, settings.REDIS_SOCKET_TIMEOUT)
+
+
+def redis_state() -> str | None:
+    """ "ok", "degraded" (circuit open or no answer) or None without Redis; never blocks long."""
+    client = get_redis()
+    if client is None:
+        return None
+    kwargs = client.connection_pool.connection_kwargs
+    breaker = breaker_for(f"{kwargs.get('host')}:{kwargs.get('port')}")
+    if breaker.is_open:
+        return "degraded"
+    try:
+        client.ping()
+    except REDIS_ERRORS:
+        return "degraded"
+    return "ok"

@@ -130,13 +130,33 @@ TEMPLATES = [
 DATABASE_URL = env.str("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
 DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 IS_POSTGRES = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+# PostgreSQL connections. A server that runs requests in threads (the ASGI servers: every request
+# in a thread of its own) must not keep a connection per thread: 40 concurrent requests were 40
+# connections and "too many clients". So by default each process has a connection *pool*
+# (Django's OPTIONS["pool"], psycopg_pool) of at most DB_POOL_MAX_SIZE connections that requests
+# borrow and give back; a request that finds it empty waits up to DB_POOL_TIMEOUT seconds (then a
+# JSON 503, nothing applied). Persistent connections (DB_POOL=0, CONN_MAX_AGE) are only for
+# processes that serve one request at a time: gunicorn's sync workers (deploy/gunicorn.conf.py sets
+# DB_POOL=0 there). Budget: processes x DB_POOL_MAX_SIZE + sync workers < max_connections (README).
+DB_POOL = env.bool("DB_POOL", default=True)
+DB_POOL_MIN_SIZE = env.int("DB_POOL_MIN_SIZE", default=1)
+DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=8)
+DB_POOL_TIMEOUT = env.float("DB_POOL_TIMEOUT", default=10.0)
 if IS_POSTGRES:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
-    # Health checks cost one extra round trip on every request. Off by default: after a database
-    # restart the first request on each stale connection fails with a JSON 503 (nothing applied,
-    # safe to retry: action tokens are single-use) and Django then drops that connection.
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DB_CONN_HEALTH_CHECKS", default=False)
     DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env.int("DB_CONNECT_TIMEOUT", default=5)
+    if DB_POOL:
+        DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django refuses persistent connections with a pool
+        DATABASES["default"]["OPTIONS"]["pool"] = {
+            "min_size": min(DB_POOL_MIN_SIZE, DB_POOL_MAX_SIZE),
+            "max_size": DB_POOL_MAX_SIZE,
+            "timeout": DB_POOL_TIMEOUT,
+        }
+    else:
+        DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
+    # Health checks cost one extra round trip on every request (with the pool: on every borrow). Off
+    # by default: after a database restart the first request on each stale connection fails with a
+    # JSON 503 (nothing applied, safe to retry: action tokens are single-use) and it is then dropped.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DB_CONN_HEALTH_CHECKS", default=False)
 else:
     # SQLite: wait for the write lock instead of failing at once when requests overlap.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
@@ -154,9 +174,18 @@ AUTH_USER_MODEL = "accounts.User"
 
 REDIS_URL = env.str("REDIS_URL", default="")
 # Socket timeouts keep a dead Redis from hanging a request: the update path degrades instead.
-REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=0.5)
+# A hung Redis costs a request at most this (connect, send, read; no retries: scoreboard/redis.py).
+REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=0.25)
+# The circuit breaker (scoreboard/redis.py): opens after this many consecutive failures, then a
+# background thread pings Redis this often and closes it when Redis answers.
+REDIS_BREAKER_FAILURES = env.int("REDIS_BREAKER_FAILURES", default=2)
+REDIS_BREAKER_PROBE_SECONDS = env.float("REDIS_BREAKER_PROBE_SECONDS", default=0.5)
+# Run scoreboard.redis.on_reconnect callbacks (tests turn them off where they flush Redis by hand).
+REDIS_RECONNECT_HOOKS = env.bool("REDIS_RECONNECT_HOOKS", default=True)
 
 if REDIS_URL:
+    from scoreboard.redis import NO_RETRY, BreakerConnection
+
     CACHES = {
         "default": {
             "BACKEND": "django_redis.cache.RedisCache",
@@ -165,6 +194,8 @@ if REDIS_URL:
             "OPTIONS": {
                 "SOCKET_CONNECT_TIMEOUT": REDIS_SOCKET_TIMEOUT,
                 "SOCKET_TIMEOUT": REDIS_SOCKET_TIMEOUT,
+                # The same breaker and no-retry policy as every other client (scoreboard/redis.py).
+                "CONNECTION_POOL_KWARGS": {"connection_class": BreakerConnection, "retry": NO_RETRY},
             },
         },
         # django-ratelimit's counters: the same keys django-redis would write, one round trip per

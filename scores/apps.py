@@ -7,3 +7,7 @@ class ScoresConfig(AppConfig):
 
     def ready(self) -> None:
         from scoreboard import checks  # noqa: F401  (registers the system checks)
+        from scoreboard.redis import on_reconnect
+        from scores.recovery import index_repair_on_reconnect
+
+        on_reconnect(index_repair_on_reconnect)

@@ -20,8 +20,9 @@ CONF = ROOT / "deploy" / "gunicorn.conf.py"
 
 
 def _conf(monkeypatch: pytest.MonkeyPatch, **env: str) -> dict[str, object]:
-    for name in ("GUNICORN_THREADS", "GUNICORN_KEEPALIVE", "WEB_CONCURRENCY"):
-        monkeypatch.delenv(name, raising=False)
+    for name in ("GUNICORN_THREADS", "GUNICORN_KEEPALIVE", "WEB_CONCURRENCY", "DB_POOL", "DB_POOL_MAX_SIZE"):
+        monkeypatch.setenv(name, "")  # recorded, so what the config file sets is undone after the test
+        monkeypatch.delenv(name)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return runpy.run_path(str(CONF))
@@ -34,6 +35,15 @@ def test_sync_workers_unless_threads_are_asked_for(monkeypatch: pytest.MonkeyPat
     assert (conf["worker_class"], conf["threads"], conf["workers"]) == ("gthread", 4, 2)
     # nginx closes idle upstream connections after 60 s; gunicorn must wait longer than that.
     assert isinstance(conf["keepalive"], int) and conf["keepalive"] > 60
+
+
+def test_sync_workers_keep_a_connection_and_threaded_workers_share_a_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    _conf(monkeypatch)
+    assert os.environ.get("DB_POOL") == "0"  # one request at a time: a persistent connection is safe
+    assert "DB_POOL_MAX_SIZE" not in os.environ
+    _conf(monkeypatch, GUNICORN_THREADS="4")
+    assert "DB_POOL" not in os.environ  # the default: pooled
+    assert os.environ.get("DB_POOL_MAX_SIZE") == "4"  # one connection per thread at most
 
 
 def _get(conn: http.client.HTTPConnection, path: str) -> http.client.HTTPResponse:

@@ -1,0 +1,38 @@
+"""Repair the ranking index as soon as Redis answers again, not at the next scheduled drift check.
+
+``scoreboard.redis`` calls :func:`index_repair_on_reconnect` (registered in ``ScoresConfig.ready``)
+from a background thread when its circuit closes after an outage (updates meanwhile committed on
+PostgreSQL only) or when a connection finds Redis empty (restarted without persistence). It only
+enqueues the drift check, once per ``DEDUPE_SECONDS`` across all processes (a key in Redis), so
+that every process noticing the same outage starts one repair, not one each.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from scoreboard.redis import REDIS_ERRORS, Reconnected, get_redis
+
+logger = logging.getLogger(__name__)
+
+DEDUPE_KEY = "sb:recovery:repair-queued"
+DEDUPE_SECONDS = 10
+
+
+def index_repair_on_reconnect(event: Reconnected) -> None:
+    client = get_redis()
+    if client is None:
+        return
+    kwargs = client.connection_pool.connection_kwargs
+    if (f"{kwargs.get('host')}:{kwargs.get('port')}", int(kwargs.get("db") or 0)) != (event.server, event.db):
+        return  # another Redis (a cache elsewhere): the index is not there
+    try:
+        first = bool(client.set(DEDUPE_KEY, "1", nx=True, ex=DEDUPE_SECONDS))
+    except REDIS_ERRORS:
+        return  # down again: the next reconnect tries again
+    if not first:
+        return
+    from scores.tasks import leaderboard_drift_check_task
+
+    logger.warning("redis is back%s: repairing the ranking index now", " EMPTY" if event.empty else " after an outage")
+    leaderboard_drift_check_task.delay()
