@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import uuid
 
 from django.db import connection
 
-from accounts.models import ExternalIdentity, User
+from accounts.models import ExternalIdentity, GameServerKey, User
 from scoreboard import db
 
 
@@ -45,3 +47,22 @@ def external_identity_user(*, issuer: str, subject: str) -> User | None:
     """The player an external identity provider's (issuer, subject) names, or None."""
     identity = ExternalIdentity.objects.select_related("user").filter(issuer=issuer, subject=subject).first()
     return None if identity is None else identity.user
+
+
+GAME_SERVER_KEY_PREFIX = "sbk"
+
+
+def game_server_key_hash(raw_key: str) -> str:
+    # The key is 256 random bits, so a fast hash is enough (no dictionary to attack).
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+def game_server_key_matching(*, raw_key: str) -> GameServerKey | None:
+    """The active key ``raw_key`` is, or None (malformed, unknown, revoked or wrong secret)."""
+    parts = raw_key.split("_")
+    if len(parts) < 3 or parts[0] != GAME_SERVER_KEY_PREFIX:
+        return None
+    key = GameServerKey.objects.filter(prefix=parts[1], is_active=True).first()
+    if key is None or not hmac.compare_digest(key.key_hash, game_server_key_hash(raw_key)):
+        return None
+    return key

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import re
 import secrets
 import uuid
@@ -21,10 +20,14 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.authentication import PLAYER_SCOPES
 from accounts.models import ExternalIdentity, GameServerKey, User
-from accounts.selectors import external_identity_user
+from accounts.selectors import (
+    GAME_SERVER_KEY_PREFIX,
+    external_identity_user,
+    game_server_key_hash,
+    game_server_key_matching,
+)
 from scoreboard.errors import Conflict, Unauthorized
 
-GAME_SERVER_KEY_PREFIX = "sbk"
 GAME_SERVER_KEY_PREFIX_BYTES = 4  # 8 hex characters identify the key
 GAME_SERVER_KEY_SECRET_BYTES = 32
 
@@ -175,16 +178,11 @@ def player_logout(*, refresh_token: str) -> None:
 # ---------------------------------------------------------------------------------------------
 # Game-server keys
 # ---------------------------------------------------------------------------------------------
-def _key_hash(raw_key: str) -> str:
-    # The key is 256 random bits, so a fast hash is enough (no dictionary to attack).
-    return hashlib.sha256(raw_key.encode()).hexdigest()
-
-
 def game_server_key_create(*, name: str) -> tuple[GameServerKey, str]:
     """Create a key and return it with the raw key, which is shown once and never stored."""
     prefix = secrets.token_hex(GAME_SERVER_KEY_PREFIX_BYTES)
     raw = f"{GAME_SERVER_KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(GAME_SERVER_KEY_SECRET_BYTES)}"
-    key = GameServerKey.objects.create(name=name, prefix=prefix, key_hash=_key_hash(raw))
+    key = GameServerKey.objects.create(name=name, prefix=prefix, key_hash=game_server_key_hash(raw))
     return key, raw
 
 
@@ -196,11 +194,8 @@ def game_server_key_revoke(*, key: GameServerKey) -> None:
 
 def game_server_authenticate(*, raw_key: str) -> GameServerKey:
     """The active key matching ``raw_key`` or 401."""
-    parts = raw_key.split("_")
-    if len(parts) < 3 or parts[0] != GAME_SERVER_KEY_PREFIX:
-        raise Unauthorized("A valid X-API-Key header is required.", code="invalid_api_key")
-    key = GameServerKey.objects.filter(prefix=parts[1], is_active=True).first()
-    if key is None or not hmac.compare_digest(key.key_hash, _key_hash(raw_key)):
+    key = game_server_key_matching(raw_key=raw_key)
+    if key is None:
         raise Unauthorized("A valid X-API-Key header is required.", code="invalid_api_key")
     GameServerKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
     return key

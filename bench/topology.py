@@ -84,6 +84,8 @@ def nginx_conf(run_dir: Path, asgi: list[str], own_app: bool) -> str:
             wsgi=[f"127.0.0.1:{WSGI_PORT}"],
             asgi=asgi,
             access_log=str(run_dir / "access.log"),
+            # Every simulated player comes from 127.0.0.1: nginx's per-address limits would be the test.
+            limit_exempt=("127.0.0.1", "::1"),
         )
     return NGINX_CONF.format(
         main_tuning="\n".join(serve.NGINX_MAIN_TUNING),

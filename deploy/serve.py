@@ -13,6 +13,7 @@ Everything is set by the environment (``make serve`` passes it through):
     WSGI_PORT=PORT+1          gunicorn (WEB_CONCURRENCY=3 sync workers)
     ASGI_BASE_PORT=PORT+2     first ASGI server; ASGI_PROCESSES=2 of them on consecutive ports
     ASGI_SERVER=uvicorn       or daphne
+    NGINX_LIMIT_EXEMPT        client addresses nginx's per-address limits skip (a local load generator)
     CELERY=1                  Celery worker with embedded beat (CELERY_CONCURRENCY=1); 0 = none
     METRICS_PORT              also expose /metrics on this port (python -m scoreboard.metrics_server)
     STATE_DIR=.state/serve-PORT   nginx config, metrics files, pids, ready marker
@@ -50,6 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "deploy" / "nginx" / "scoreboard.conf.template"
 SECRET_NAMES = ("DJANGO_SECRET_KEY", "JWT_SECRET", "ACTION_TOKEN_SECRET")
 READY_TIMEOUT_SECONDS = 90
+WS_MAX_SIZE = 4096  # realtime/consumers.py MAX_INBOUND_BYTES
 STOP_TIMEOUT_SECONDS = 15
 
 
@@ -71,6 +73,7 @@ class Plan:
     state_dir: Path
     python: str
     bin_dir: Path
+    limit_exempt: tuple[str, ...] = ()
     pids: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -104,6 +107,7 @@ def plan_from_env(env: dict[str, str]) -> Plan:
         state_dir=Path(env.get("STATE_DIR") or ROOT / ".state" / f"serve-{port}").resolve(),
         python=python,
         bin_dir=Path(python).parent,
+        limit_exempt=tuple(a.strip() for a in env.get("NGINX_LIMIT_EXEMPT", "").split(",") if a.strip()),
     )
 
 
@@ -123,9 +127,15 @@ PROXY_HEADERS = "\n".join(
 )
 
 
-def render_site(*, listen: str, wsgi: list[str], asgi: list[str], access_log: str) -> str:
-    """The http-level nginx config (upstreams + server) for these upstream addresses."""
+def render_site(
+    *, listen: str, wsgi: list[str], asgi: list[str], access_log: str, limit_exempt: tuple[str, ...] = ()
+) -> str:
+    """The http-level nginx config (upstreams + server) for these upstream addresses.
+
+    ``limit_exempt``: client addresses (or CIDRs) nginx's per-address limits skip, e.g. a load generator.
+    """
     servers = {
+        "LIMIT_EXEMPT": "\n".join(f"    {a} 1;" for a in limit_exempt) or "    # (none)",
         "WSGI_SERVERS": "\n".join(f"    server {a} max_fails=3 fail_timeout=5s;" for a in wsgi),
         "ASGI_SERVERS": "\n".join(f"    server {a} max_fails=3 fail_timeout=5s;" for a in asgi),
         "PROXY_HEADERS": PROXY_HEADERS,
@@ -193,6 +203,7 @@ def write_nginx_config(plan: Plan) -> Path:
             wsgi=[f"127.0.0.1:{plan.wsgi_port}"],
             asgi=[f"127.0.0.1:{p}" for p in plan.asgi_ports],
             access_log=str(nginx_dir / "access.log"),
+            limit_exempt=plan.limit_exempt,
         )
     )
     main = nginx_dir / "nginx.conf"
@@ -277,7 +288,10 @@ def commands(plan: Plan, nginx_conf: Path) -> list[tuple[str, list[str]]]:
             cmd = [str(b / "uvicorn"), "scoreboard.asgi:application", "--host", "127.0.0.1", "--port", str(port)]
             # One process per port: uvicorn would otherwise fork WEB_CONCURRENCY workers (gunicorn's setting).
             cmd += ["--workers", "1"]
+            # Only nginx (loopback) may set X-Forwarded-For; frames over the 4 KB cap are refused by
+            # uvicorn itself (1009) instead of being buffered up to its 16 MiB default first.
             cmd += ["--no-access-log", "--lifespan", "off", "--proxy-headers", "--forwarded-allow-ips", "127.0.0.1"]
+            cmd += ["--ws-max-size", str(WS_MAX_SIZE)]
             cmd += ["--timeout-graceful-shutdown", "5"]
             # The sans-I/O websockets protocol: no tasks per socket, less CPU per frame sent than
             # "websockets" (realtime/bench_fanout.py). Compression off: uvicorn would otherwise

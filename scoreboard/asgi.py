@@ -12,6 +12,7 @@ from realtime.routing import websocket_urlpatterns  # noqa: E402
 from realtime.security import allowed_hosts_origin_validator  # noqa: E402
 from realtime.wire import CaptureServerSend  # noqa: E402
 from scoreboard.metrics import StreamMetricsMiddleware, WebSocketMetricsMiddleware  # noqa: E402
+from scoreboard.ratelimit import WebSocketHandshakeRateLimit  # noqa: E402
 from scoreboard.request_id import RequestIdASGIMiddleware  # noqa: E402
 
 application = ProtocolTypeRouter(
@@ -21,9 +22,12 @@ application = ProtocolTypeRouter(
         # Browsers must come from an allowed host; clients without an Origin header are not browsers.
         # A request id on every line of the connection, and the open-socket gauge. Outermost of all,
         # CaptureServerSend keeps the server's own send for the board's pre-framed writes (realtime/wire.py).
+        # Handshakes count against their address's per-minute budget before anything else is done.
         "websocket": CaptureServerSend(
             RequestIdASGIMiddleware(
-                WebSocketMetricsMiddleware(allowed_hosts_origin_validator(URLRouter(websocket_urlpatterns)))
+                WebSocketHandshakeRateLimit(
+                    WebSocketMetricsMiddleware(allowed_hosts_origin_validator(URLRouter(websocket_urlpatterns)))
+                )
             )
         ),
     }

@@ -39,7 +39,7 @@ import ipaddress
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +70,8 @@ SCOPE_IP = "ip"
 SCOPE_GAME_SERVER = "game_server"
 SCOPE_USER = "user"
 SCOPE_GLOBAL = "global"
+SCOPE_WEBSOCKET = "ws"
+MAX_API_KEY_LENGTH = 200
 # Game servers mint action tokens for all their players from a few addresses; their requests carry an
 # X-API-Key and get their own, larger per-IP budget (an invalid key is still refused by the view).
 GAME_SERVER_PATH = API_PREFIX + "actions"
@@ -193,6 +195,7 @@ _MESSAGES = {
     SCOPE_GAME_SERVER: "Too many action-token requests from this game server address; slow down.",
     SCOPE_USER: "Too many score updates from this player; slow down.",
     SCOPE_GLOBAL: "The service is receiving too many score updates; retry shortly.",
+    SCOPE_WEBSOCKET: "Too many WebSocket connections opened from this address; slow down.",
 }
 
 
@@ -253,6 +256,16 @@ def _warn_no_client_address() -> None:
         )
 
 
+def _verified_game_server(request: HttpRequest) -> bool:
+    """Only a key that verifies buys the game-server budget: any X-API-Key header used to."""
+    raw_key = request.META.get(settings.API_KEY_HEADER, "")
+    if not raw_key or len(raw_key) > MAX_API_KEY_LENGTH:
+        return False
+    from accounts.selectors import game_server_key_matching
+
+    return game_server_key_matching(raw_key=raw_key) is not None
+
+
 class IpRateLimitMiddleware:
     """Per-IP limit on every /v1/ request. Place it first: requests rejected later still count."""
 
@@ -272,7 +285,7 @@ class IpRateLimitMiddleware:
             _warn_no_client_address()
             return None
         scope, limit = SCOPE_IP, settings.RATE_LIMIT_IP_PER_MINUTE
-        if request.path == GAME_SERVER_PATH and settings.API_KEY_HEADER in request.META:
+        if request.path == GAME_SERVER_PATH and _verified_game_server(request):
             scope, limit = SCOPE_GAME_SERVER, settings.RATE_LIMIT_GAME_SERVER_PER_MINUTE
         try:
             usage = _count_or_local(request, scope=scope, value=ip_key(ip), limit=limit)
@@ -288,3 +301,43 @@ class IpRateLimitMiddleware:
             exc.details,
             headers={"Retry-After": str(exc.retry_after)},
         )
+
+
+def websocket_handshake_allowed(scope: MutableMapping[str, Any]) -> bool:
+    """Count a WebSocket handshake against its address's per-minute budget (sync: Redis)."""
+    if not settings.RATE_LIMIT_ENABLED:
+        return True
+    headers = dict(scope.get("headers") or [])
+    client = scope.get("client") or (None, None)
+    ip = client_ip({"REMOTE_ADDR": client[0], "HTTP_X_FORWARDED_FOR": headers.get(b"x-forwarded-for", b"").decode()})
+    if ip is None:
+        _warn_no_client_address()
+        return True
+    try:
+        usage = _count_or_local(
+            HttpRequest(), scope=SCOPE_WEBSOCKET, value=ip_key(ip), limit=settings.RATE_LIMIT_WS_HANDSHAKES_PER_MINUTE
+        )
+    except _StoreDown:
+        return True  # policy "closed"/"open" is about score updates; watching the board stays possible
+    if usage.exceeded:
+        _refusal(usage)  # logged and counted like every other refusal
+        return False
+    return True
+
+
+class WebSocketHandshakeRateLimit:
+    """ASGI middleware: a handshake over its address's budget is refused (HTTP 403) before routing."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            from asgiref.sync import sync_to_async
+
+            if not await sync_to_async(websocket_handshake_allowed, thread_sensitive=False)(scope):
+                message = await receive()  # websocket.connect
+                if message.get("type") == "websocket.connect":
+                    await send({"type": "websocket.close", "code": 1008})
+                return
+        await self.app(scope, receive, send)

@@ -315,6 +315,8 @@ RATE_LIMIT_GLOBAL_PER_MINUTE = env.int("RATE_LIMIT_GLOBAL_PER_MINUTE", default=1
 RATE_LIMIT_ENABLED = env.bool("RATE_LIMIT_ENABLED", default=True)
 # POST /v1/actions with an X-API-Key (game servers minting for all their players), per IP.
 RATE_LIMIT_GAME_SERVER_PER_MINUTE = env.int("RATE_LIMIT_GAME_SERVER_PER_MINUTE", default=60_000)
+# WebSocket handshakes per client address and minute (a reconnect storm of one address, a socket flood).
+RATE_LIMIT_WS_HANDSHAKES_PER_MINUTE = env.int("RATE_LIMIT_WS_HANDSHAKES_PER_MINUTE", default=60)
 FRAUD_FLAG_THRESHOLD = env.float("FRAUD_FLAG_THRESHOLD", default=0.5)
 FRAUD_BLOCK_THRESHOLD = env.float("FRAUD_BLOCK_THRESHOLD", default=0.8)
 # When the rate-limit counters (Redis) are down: "local" (default) counts in each process so updates

@@ -159,10 +159,25 @@ def test_game_servers_minting_tokens_have_their_own_budget(api_client, player):
     assert_rate_limited(
         api_client.post("/v1/actions", body, format="json", HTTP_X_API_KEY=key), "game_server_rate_limited"
     )
-    # Forged keys draw on the same budget: they cannot be used to get around the limit.
-    assert api_client.post("/v1/actions", body, format="json", HTTP_X_API_KEY="sbk_x_y").status_code == 429
     # The ordinary per-IP budget is separate.
     assert api_client.get("/v1/leaderboard").status_code == 200
+
+
+@pytest.mark.embedded
+@override_settings(RATE_LIMIT_IP_PER_MINUTE=3, RATE_LIMIT_GAME_SERVER_PER_MINUTE=1000)
+def test_only_a_verified_key_buys_the_game_server_budget(api_client, player):
+    """Any X-API-Key header used to buy the large budget: a forged one now counts as an ordinary client."""
+    body = {"user_id": str(player.pk), "action_type": "LEVEL_COMPLETION", "score_increment": 10}
+    forged = [
+        api_client.post("/v1/actions", body, format="json", HTTP_X_API_KEY=key).status_code
+        for key in ("sbk_x_y", "sbk_0000_guess", "anything")
+    ]
+    assert forged == [401, 401, 401]
+    assert_rate_limited(
+        api_client.post("/v1/actions", body, format="json", HTTP_X_API_KEY="sbk_x_z"), "ip_rate_limited"
+    )
+    key = account_services.game_server_key_create(name="arcade")[1]
+    assert api_client.post("/v1/actions", body, format="json", HTTP_X_API_KEY=key).status_code == 201
 
 
 @pytest.mark.embedded
