@@ -394,10 +394,16 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
-STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").exists() else []
-# Collected static files (admin CSS) are served by the app processes themselves (make serve and the
-# image run collectstatic), so containers need no shared volume; runserver serves them in DEBUG.
-if STATIC_ROOT.is_dir():
+# The JS client kit, which the spectator page loads: /static/scoreboard-client/scoreboard.js.
+STATICFILES_DIRS: list[Path | tuple[str, Path]] = [("scoreboard-client", BASE_DIR / "clients" / "js" / "src")]
+if (BASE_DIR / "static").exists():
+    STATICFILES_DIRS.append(BASE_DIR / "static")
+# Collected static files (admin CSS, the kit) are served by the app processes themselves (make serve
+# and the image run collectstatic), so containers need no shared volume. In DEBUG (make run, the
+# tests' servers) WhiteNoise serves them straight from their folders, under every server.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+if STATIC_ROOT.is_dir() or DEBUG:
     MIDDLEWARE.insert(
         MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
         "whitenoise.middleware.WhiteNoiseMiddleware",

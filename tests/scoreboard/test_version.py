@@ -46,3 +46,15 @@ def test_the_changelog_has_a_section_for_the_version() -> None:
 
 def test_the_python_kit_has_the_service_version() -> None:
     assert _pyproject_version(ROOT / "clients" / "python" / "pyproject.toml") == VERSION
+
+
+def _semver(version: str) -> str:
+    """npm's spelling of a PEP 440 version: 0.3.0.dev0 -> 0.3.0-dev.0."""
+    return re.sub(r"\.dev(\d+)$", r"-dev.\1", version)
+
+
+def test_the_js_kit_has_the_service_version() -> None:
+    package = json.loads((ROOT / "clients" / "js" / "package.json").read_text())
+    assert package["version"] == _semver(VERSION)
+    module = (ROOT / "clients" / "js" / "src" / "scoreboard.js").read_text()
+    assert f'export const VERSION = "{_semver(VERSION)}";' in module
