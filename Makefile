@@ -11,7 +11,7 @@ HOST ?= 127.0.0.1
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/scoreboard
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: help venv dev run test chromium node test-embedded lint format migrate seed lock worker clean serve serve-stop nginx bench bench-short
+.PHONY: help venv dev run test chromium node asyncapi-check test-embedded lint format migrate seed lock worker clean serve serve-stop nginx bench bench-short
 
 help:
 	@echo "make run    - set up and serve the board on http://$(HOST):$(PORT)/ (SQLite unless DATABASE_URL is set)"
@@ -81,6 +81,15 @@ node:
 	@command -v node >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nodejs)
 	@node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' || \
 		{ echo "clients/js needs Node 20 or newer; found $$(node --version)"; exit 2; }
+
+# docs/asyncapi.yaml checked by the AsyncAPI parser (npm @asyncapi/parser, pinned in tools/asyncapi).
+ASYNCAPI_TOOL := tools/asyncapi/node_modules/.installed
+$(ASYNCAPI_TOOL): tools/asyncapi/package-lock.json | node
+	npm ci --prefix tools/asyncapi --no-audit --no-fund --silent
+	touch $@
+
+asyncapi-check: node $(ASYNCAPI_TOOL)
+	node tools/asyncapi/validate.mjs docs/asyncapi.yaml
 
 test: dev chromium node
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
