@@ -121,7 +121,7 @@ async def test_real_websocket_and_sse_messages_match_the_document(servers):
                 update = await next_message(ws, "leaderboard_update")
                 check(update)
                 assert update["leaderboard"], "a non-empty board was validated too"
-                sse_kinds = set()
+                sse_kinds: set[str] = set()
                 while sse_kinds != {"rank_update", "leaderboard_update"}:
                     event = await anext(events)
                     payload = json.loads(event["data"])
