@@ -41,6 +41,7 @@ from bench.topology import (
     raise_nofile,
     rss_kb,
 )
+from scoreboard.progress import progress, say
 
 RESULTS = ROOT / "bench" / "results"
 P95_LIMIT_MS = 100.0
@@ -128,7 +129,7 @@ def refinement(steps: list[dict[str, Any]], passes: Callable[[dict[str, Any]], b
 
 
 def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+    say(f"[bench {time.strftime('%H:%M:%S')}] {message}", stream=sys.stdout)  # above a progress bar, if one is drawn
 
 
 def percentiles(values: list[float]) -> dict[str, float | None]:
@@ -373,18 +374,23 @@ class Bench:
 
     def update_ladder(self) -> None:
         steps: list[dict[str, Any]] = []
-        for rate in self.mode.update_steps:
-            steps.append(self.ladder_step(rate))
-            if not self.passes(steps[-1]):
-                break
-            time.sleep(1.0)
-        # Between the last passing rung and the first failing one, halve the gap a few times.
-        for _ in range(REFINE_STEPS):
-            between = refinement(steps, self.passes)
-            if between is None:
-                break
-            time.sleep(3.0)  # the failed rung's queue has drained (the load generator waited for it)
-            steps.append(self.ladder_step(between))
+        # The ladder stops at its first failing rung, so the bar's total is the most it can run.
+        most = len(self.mode.update_steps) + REFINE_STEPS
+        with progress(total=most, desc="update ladder", unit="steps", stream=sys.stdout) as bar:
+            for rate in self.mode.update_steps:
+                steps.append(self.ladder_step(rate))
+                bar.update()
+                if not self.passes(steps[-1]):
+                    break
+                time.sleep(1.0)
+            # Between the last passing rung and the first failing one, halve the gap a few times.
+            for _ in range(REFINE_STEPS):
+                between = refinement(steps, self.passes)
+                if between is None:
+                    break
+                time.sleep(3.0)  # the failed rung's queue has drained (the load generator waited for it)
+                steps.append(self.ladder_step(between))
+                bar.update()
         steps.sort(key=lambda s: s["rate"])
         self.result["update_steps"] = steps
         passing = [s for s in steps if self.passes(s)]
@@ -700,22 +706,27 @@ class Bench:
         # to the ASGI processes (no nginx): how much of the figure is the proxy hop.
         direct = topo.asgi_addresses()
         app, app_direct = [], []
-        for k in self.mode.ws_steps:
-            self.reset_contenders()
-            app.append(self.ws_step(NGINX_PORT, k, "app", asgi_pids, True))
-            if direct:
+        baseline = []
+        total = len(self.mode.ws_steps) * (3 if direct else 2)
+        with progress(total=total, desc="live delivery", unit="steps", stream=sys.stdout) as bar:
+            for k in self.mode.ws_steps:
                 self.reset_contenders()
-                app_direct.append(self.ws_step(NGINX_PORT, k, "app-direct", asgi_pids, True, connect=direct))
+                app.append(self.ws_step(NGINX_PORT, k, "app", asgi_pids, True))
+                bar.update()
+                if direct:
+                    self.reset_contenders()
+                    app_direct.append(self.ws_step(NGINX_PORT, k, "app-direct", asgi_pids, True, connect=direct))
+                    bar.update()
+            for k in self.mode.ws_steps:
+                # A fresh server per step, so its RSS growth is this step's sockets only.
+                proc = topo.start_ws_baseline(WS_BASELINE_RATE, WS_FRAME_BYTES)
+                time.sleep(0.5)
+                baseline.append(self.ws_step(WS_BASELINE_PORT, k, "baseline", [proc.pid], False, start_signal=proc.pid))
+                topo.stop("ws_baseline")
+                bar.update()
         self.result["ws_app"] = app
         if app_direct:
             self.result["ws_app_direct"] = app_direct
-        baseline = []
-        for k in self.mode.ws_steps:
-            # A fresh server per step, so its RSS growth is this step's sockets only.
-            proc = topo.start_ws_baseline(WS_BASELINE_RATE, WS_FRAME_BYTES)
-            time.sleep(0.5)
-            baseline.append(self.ws_step(WS_BASELINE_PORT, k, "baseline", [proc.pid], False, start_signal=proc.pid))
-            topo.stop("ws_baseline")
         self.result["ws_baseline"] = baseline
 
     # -------------------------------------------------------------------------------------- run

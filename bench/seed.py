@@ -52,6 +52,8 @@ def seed_players(*, players: int, seed: int = 42) -> int:
     """Add the missing bench players (COPY, one transaction). Returns how many were added."""
     from django.db import connection, transaction
 
+    from scoreboard.progress import progress
+
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM users WHERE username LIKE %s", [USERNAME_PREFIX + "%"])
         existing = int(cursor.fetchone()[0])
@@ -62,8 +64,9 @@ def seed_players(*, players: int, seed: int = 42) -> int:
     copy_sql = f"COPY users ({', '.join(COLUMNS)}) FROM STDIN"
     with transaction.atomic(), connection.cursor() as cursor:
         raw = cursor.cursor  # the psycopg cursor under Django's wrapper
-        with raw.copy(copy_sql) as copy:
+        with raw.copy(copy_sql) as copy, progress(total=players - existing, desc="seed", unit="players") as bar:
             for i in range(existing, players):
+                bar.update()
                 scored = rng.random() >= UNSCORED_SHARE
                 score = min(int(rng.paretovariate(PARETO_ALPHA) * SCORE_SCALE), SCORE_CAP) if scored else 0
                 reached = now - dt.timedelta(seconds=rng.randrange(REACHED_SPREAD_SECONDS)) if scored else None
