@@ -62,7 +62,8 @@ class PlayerPasswordChangeForm(AdminPasswordChangeForm):
     def save(self, commit: bool = True) -> Any:
         user = self.set_password_and_save(self.user, commit=False)  # type: ignore[attr-defined]  # not in stubs
         if commit:
-            user.save(update_fields=["password"])
+            # set_password raised the token epoch: the player's sessions end with the old password.
+            user.save(update_fields=["password", "token_epoch"])
         return user
 
 
@@ -93,6 +94,8 @@ class UserAdmin(DjangoUserAdmin):
         if "is_active" in changed:
             # A ban or unban by hand: the board and the live page follow now, not at the next drift check.
             score_services.player_standing_changed(user_id=str(obj.pk))
+            if not obj.is_active:  # a ban also ends every session and closes the player's sockets
+                services.player_sessions_revoke(user_id=str(obj.pk), reason="banned in the admin")
 
 
 @admin.register(GameServerKey)

@@ -152,3 +152,21 @@ class MeApi(APIView):
                 "issuer": external.issuer.issuer if external is not None else None,
             }
         )
+
+
+class LogoutAllApi(APIView):
+    """Sign out everywhere: every token of the player stops working and their sockets close."""
+
+    permission_classes = [IsAuthenticated]
+
+    class OutputSerializer(serializers.Serializer):
+        signed_out = serializers.BooleanField()
+
+    @extend_schema(
+        operation_id="auth_logout_all",
+        request=None,
+        responses={200: envelope("LogoutAllResponse", OutputSerializer()), **errors(401, 403)},
+    )
+    def post(self, request: Request) -> Response:
+        services.player_sessions_revoke(user_id=str(request.user.pk), reason="sign out everywhere")
+        return ok({"signed_out": True})

@@ -13,7 +13,7 @@ from rest_framework_simplejwt.tokens import Token
 from accounts import oidc
 from accounts.models import User
 from accounts.selectors import user_by_id
-from scoreboard.errors import Forbidden
+from scoreboard.errors import Forbidden, Unauthorized
 
 if TYPE_CHECKING:
     from rest_framework.request import Request
@@ -47,10 +47,20 @@ class ScopedJWTAuthentication(JWTAuthentication):
             raise AuthenticationFailed("The token's player does not exist.", code="user_not_found")
         if not user.is_active:
             raise Forbidden("This account is disabled.", code="account_disabled")
+        session_epoch_check(validated_token, user)
         return user
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="scoreboard"'
+
+
+EPOCH_CLAIM = "epoch"
+
+
+def session_epoch_check(token: Token, user: User) -> None:
+    """401 for a token issued before the player's sessions were revoked (User.token_epoch)."""
+    if int(token.get(EPOCH_CLAIM, 0) or 0) != user.token_epoch:
+        raise Unauthorized("This session was signed out; log in again.", code="session_revoked")
 
 
 def external_player(token: oidc.ExternalAccessToken) -> User:

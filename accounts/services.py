@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import logging
 import re
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.contrib.auth import authenticate
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from accounts.authentication import PLAYER_SCOPES
+from accounts.authentication import EPOCH_CLAIM, PLAYER_SCOPES
 from accounts.models import ExternalIdentity, GameServerKey, User
 from accounts.selectors import (
     GAME_SERVER_KEY_PREFIX,
@@ -28,6 +33,9 @@ from accounts.selectors import (
 )
 from scoreboard.errors import Conflict, Unauthorized
 
+logger = logging.getLogger(__name__)
+
+AUTH_TIME_CLAIM = "auth_time"  # when the session began (login): its absolute lifetime counts from here
 GAME_SERVER_KEY_PREFIX_BYTES = 4  # 8 hex characters identify the key
 GAME_SERVER_KEY_SECRET_BYTES = 32
 
@@ -122,11 +130,25 @@ def _token_pair(refresh: RefreshToken, user_id: str) -> TokenPair:
 
 
 def player_tokens_issue(*, user: User) -> TokenPair:
-    """A fresh session: a refresh/access pair carrying the player scopes and a new session id."""
+    """A fresh session: a refresh/access pair carrying the player scopes, a new session id, the
+    player's token epoch (revocation) and the session's start (its absolute lifetime)."""
     refresh = RefreshToken.for_user(user)
     refresh["scope"] = list(PLAYER_SCOPES)
     refresh["session_id"] = uuid.uuid4().hex
+    refresh[EPOCH_CLAIM] = user.token_epoch
+    refresh[AUTH_TIME_CLAIM] = int(time.time())
+    _session_exp_cap(refresh)
     return _token_pair(refresh, str(user.pk))
+
+
+def _session_ends_at(refresh: RefreshToken) -> int:
+    started = int(refresh.payload.get(AUTH_TIME_CLAIM) or refresh.payload.get("iat") or time.time())
+    return started + int(settings.JWT_SESSION_MAX_LIFETIME.total_seconds())
+
+
+def _session_exp_cap(refresh: RefreshToken) -> None:
+    """A refresh token never outlives its session's absolute lifetime, however often it is rotated."""
+    refresh.payload["exp"] = min(int(refresh.payload["exp"]), _session_ends_at(refresh))
 
 
 def user_login(*, username: str, password: str) -> TokenPair:
@@ -153,6 +175,11 @@ def player_tokens_refresh(*, refresh_token: str) -> TokenPair:
         user = None
     if user is None:
         raise Unauthorized("No active account for this token.", code="no_active_account")
+    if int(refresh.payload.get(EPOCH_CLAIM, 0) or 0) != user.token_epoch:
+        raise Unauthorized("This session was signed out; log in again.", code="session_revoked")
+    session_ends_at = _session_ends_at(refresh)
+    if time.time() >= session_ends_at:
+        raise Unauthorized("This session reached its maximum lifetime; log in again.", code="session_expired")
     try:
         _blacklisted, created = refresh.blacklist()  # type: ignore[misc]  # simplejwt returns get_or_create's pair
     except IntegrityError as exc:
@@ -165,8 +192,41 @@ def player_tokens_refresh(*, refresh_token: str) -> TokenPair:
     refresh.set_jti()
     refresh.set_exp()
     refresh.set_iat()
+    # The session keeps its start (tokens from before this claim existed: their last issue time).
+    refresh.payload[AUTH_TIME_CLAIM] = session_ends_at - _session_seconds()
+    _session_exp_cap(refresh)
     refresh.outstand()
     return _token_pair(refresh, str(user.pk))
+
+
+def _session_seconds() -> int:
+    return int(settings.JWT_SESSION_MAX_LIFETIME.total_seconds())
+
+
+def player_sessions_revoke(*, user_id: str, reason: str) -> None:
+    """Sign the player out everywhere: every token issued so far stops working (the epoch they
+    carry is no longer the player's), and the player's open sockets are closed after the commit.
+
+    Called by a password change (``User.set_password`` raises the epoch itself), a ban, and
+    "sign out everywhere" (``POST /v1/auth/logout-all``).
+    """
+    User.objects.filter(pk=user_id).update(token_epoch=F("token_epoch") + 1)
+    logger.info("sessions of %s revoked (%s)", user_id, reason)
+    transaction.on_commit(lambda: _sockets_close(user_id))
+
+
+def _sockets_close(user_id: str) -> None:
+    from realtime import services as realtime_services  # realtime imports accounts: no cycle at import
+
+    realtime_services.player_signed_out(user_id=user_id)
+
+
+def outstanding_tokens_purge(*, now: dt.datetime | None = None) -> int:
+    """Delete simplejwt's outstanding refresh tokens that expired (their blacklist rows go with them)."""
+    from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
+
+    deleted, _ = OutstandingToken.objects.filter(expires_at__lt=now or timezone.now()).delete()
+    return int(deleted)
 
 
 def player_logout(*, refresh_token: str) -> None:

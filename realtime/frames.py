@@ -16,6 +16,12 @@ from realtime.wire import text_frame
 
 LEADERBOARD_UPDATE = "leaderboard_update"
 RANK_UPDATE = "rank_update"
+# Sent on the player channel when the player's sessions are revoked (ban, sign out everywhere):
+# each process closes that player's sockets after writing this error.
+SESSION_REVOKED = "session_revoked"
+SESSION_REVOKED_DATA = orjson.dumps(
+    {"type": "error", "code": SESSION_REVOKED, "message": "This session was signed out; log in again."}
+)
 
 # The seq is spliced between these two parts so a publisher can serialise before it knows the
 # seq (Redis assigns it atomically with the publish).
@@ -86,6 +92,15 @@ def rank_frame(*, user_id: str, rank: int | None, old_rank: int | None, score: i
         }
     )
     return Frame(RANK_UPDATE, 0, data)
+
+
+def revoked_frame() -> Frame:
+    return Frame(SESSION_REVOKED, 0, SESSION_REVOKED_DATA)
+
+
+def player_frame(data: bytes) -> Frame:
+    """A frame received on the player channel: a rank update, or the revocation of the sessions."""
+    return Frame(SESSION_REVOKED if data == SESSION_REVOKED_DATA else RANK_UPDATE, 0, data)
 
 
 def message(kind: str, **fields: object) -> str:

@@ -30,7 +30,7 @@ import redis.asyncio as aioredis
 from django.conf import settings
 from prometheus_client import Counter
 
-from realtime.frames import LEADERBOARD_UPDATE, Frame
+from realtime.frames import LEADERBOARD_UPDATE, SESSION_REVOKED, Frame, player_frame
 from realtime.wire import RawWrite
 
 logger = logging.getLogger(__name__)
@@ -58,6 +58,9 @@ def player_channel() -> bytes:
 
 # A player's own rank updates kept for a slow socket before the oldest are dropped.
 PLAYER_BACKLOG = 16
+CLOSE_SESSION_REVOKED = 4401  # as realtime/consumers.py CLOSE_UNAUTHORIZED
+# Close tasks of revoked sockets (kept referenced until they finish).
+_closing: set[asyncio.Task[None]] = set()
 SUBSCRIBE_WAIT_SECONDS = 5.0
 RECONNECT_MIN_SECONDS = 0.2
 RECONNECT_MAX_SECONDS = 5.0
@@ -188,6 +191,23 @@ class Mailbox:
         self._raw = raw
         if self._sending is None and self._holds_frames():
             self._sending = asyncio.get_running_loop().create_task(self._drain(None))
+
+    def revoke(self, frame: Frame) -> None:
+        """The player's sessions were revoked: write ``frame`` (the error), then close the socket."""
+        send = self._send
+        self.stop_push()
+        if send is None:
+            self.offer(frame)  # a pulling reader (SSE) gets the error as its next event
+            return
+
+        async def close() -> None:
+            with contextlib.suppress(Exception):  # the socket may be gone already
+                await send(frame.ws_message)
+                await send({"type": "websocket.close", "code": CLOSE_SESSION_REVOKED})
+
+        task = asyncio.get_running_loop().create_task(close())
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
 
     def stop_push(self) -> None:
         """The socket is gone: no more writes, and a write still waiting is abandoned."""
@@ -375,8 +395,12 @@ class Hub:
         BOARD_FRAMES.inc()
 
     def fan_out_player(self, user_id: str, frame: Frame) -> None:
+        revoked = frame.kind == SESSION_REVOKED
         for box in tuple(self._players.get(user_id, ())):
-            box.offer(frame)
+            if revoked:
+                box.revoke(frame)
+            else:
+                box.offer(frame)
 
     # -- embedded hand-off (any thread) -----------------------------------------------------
     def deliver_threadsafe(self, *, board: str | None = None, user_id: str | None = None, frame: Frame) -> None:
@@ -488,7 +512,7 @@ class Hub:
                         newest[name] = frame
                 elif channel == player_channel():
                     user_id, payload = data.split(b"\n", 1)
-                    self.fan_out_player(user_id.decode(), Frame("rank_update", 0, payload))
+                    self.fan_out_player(user_id.decode(), player_frame(payload))
             except ValueError:
                 logger.warning("realtime: ignoring a malformed frame on %r", channel)
         for name, frame in newest.items():

@@ -216,6 +216,16 @@ def score_changed(*, board: Board, user_id: str, score: int, old_rank: int | Non
         logger.warning("realtime: Redis unavailable; update for %s not broadcast", user_id)
 
 
+def player_signed_out(*, user_id: str) -> None:
+    """The player's sessions were revoked (ban, sign out everywhere): every process closes their
+    open sockets (through the player channel). Never raises; without Redis the sockets stay open
+    until they re-authenticate or their token expires (a new handshake is refused either way)."""
+    try:
+        _publisher().publish_player(user_id, frames.revoked_frame())
+    except REDIS_ERRORS:
+        logger.warning("realtime: Redis unavailable; open sockets of %s not closed", user_id)
+
+
 def board_corrected(*, board: Board) -> None:
     """A moderator correction (reversal, ban): push the board if its top changed."""
     try:

@@ -229,6 +229,8 @@ AUTH_PASSWORD_VALIDATORS = [
 
 JWT_ACCESS_LIFETIME = timedelta(minutes=env.int("JWT_ACCESS_MINUTES", default=15))
 JWT_REFRESH_LIFETIME = timedelta(days=env.int("JWT_REFRESH_DAYS", default=7))
+# Absolute lifetime of a session: rotating the refresh token never extends it past this from login.
+JWT_SESSION_MAX_LIFETIME = timedelta(days=env.int("JWT_SESSION_MAX_DAYS", default=30))
 
 SIMPLE_JWT = {
     "ALGORITHM": "HS256",
@@ -377,6 +379,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "fraud-batch-scan": {
         "task": "fraud.batch_scan",
         "schedule": env.int("FRAUD_SCAN_EVERY_SECONDS", default=900),
+    },
+    "jwt-outstanding-tokens-purge": {
+        "task": "accounts.outstanding_tokens_purge",
+        "schedule": env.int("JWT_PURGE_EVERY_SECONDS", default=6 * 3600),
     },
     "leaderboard-drift-check": {
         "task": "scores.leaderboard_drift_check",

@@ -20,6 +20,7 @@ from django.db import connection
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.tasks import outstanding_tokens_purge_task
 from fraud import services as fraud_services
 from fraud.models import FraudLog
 from fraud.tasks import fraud_batch_scan_task
@@ -181,7 +182,12 @@ def test_tasks_run_in_process_in_the_embedded_default(player):
 
 def test_the_beat_schedule_runs_every_job():
     scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
-    assert scheduled == {fraud_batch_scan_task.name, used_nonces_purge_task.name, leaderboard_drift_check_task.name}
+    assert scheduled == {
+        fraud_batch_scan_task.name,
+        used_nonces_purge_task.name,
+        leaderboard_drift_check_task.name,
+        outstanding_tokens_purge_task.name,
+    }
     assert all(name in celery_app.tasks for name in scheduled)
 
 

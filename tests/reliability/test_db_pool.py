@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -20,7 +21,7 @@ from django.db import connection
 from scores import action_tokens
 from tests.conftest import access_token_for
 from tests.factories import PlayerFactory
-from tests.realtime.servers import ROOT, free_port, session_database_url
+from tests.realtime.servers import ROOT, session_database_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
@@ -44,7 +45,12 @@ def test_200_concurrent_requests_through_uvicorn_stay_within_the_pool(tmp_path: 
         token = action_tokens.mint(user_id=str(player.pk), action_type="LEVEL_COMPLETION", score_increment=1 + i)
         jobs.append((access_token_for(player), token.action_token))
 
-    port = free_port(set())
+    # The test binds the socket and hands it to uvicorn (--fd): no other run on the machine can take
+    # the port between a free-port probe and the server's bind (and answer with another database).
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1024)
+    port = listener.getsockname()[1]
     env = {
         **os.environ,
         "DATABASE_URL": session_database_url(),
@@ -62,8 +68,9 @@ def test_200_concurrent_requests_through_uvicorn_stay_within_the_pool(tmp_path: 
     server = subprocess.Popen(
         [
             *(sys.executable, "-m", "uvicorn", "scoreboard.asgi:application"),
-            *("--host=127.0.0.1", f"--port={port}", "--lifespan=off", "--no-access-log"),
+            *(f"--fd={listener.fileno()}", "--lifespan=off", "--no-access-log"),
         ],
+        pass_fds=(listener.fileno(),),
         cwd=ROOT,
         env=env,
         stdout=log.open("wb"),
@@ -126,6 +133,7 @@ def test_200_concurrent_requests_through_uvicorn_stay_within_the_pool(tmp_path: 
     finally:
         server.terminate()
         server.wait(timeout=15)
+        listener.close()
 
     assert statuses == [200] * REQUESTS, (sorted(set(statuses)), failures[:3])
     assert 1 <= peak <= POOL_MAX, peak
