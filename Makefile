@@ -11,7 +11,7 @@ HOST ?= 127.0.0.1
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/scoreboard
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: help venv dev run test chromium node asyncapi-check test-embedded lint format migrate seed lock worker clean serve serve-stop nginx bench bench-short
+.PHONY: help venv dev run test chromium node asyncapi-check check-deploy test-embedded lint format migrate seed lock worker clean serve serve-stop nginx bench bench-short
 
 help:
 	@echo "make run    - set up and serve the board on http://$(HOST):$(PORT)/ (SQLite unless DATABASE_URL is set)"
@@ -99,6 +99,16 @@ test: dev chromium node
 # The embedded default (SQLite, no Redis) must keep working: the tests marked "embedded" run there too.
 test-embedded: dev
 	env -u DATABASE_URL -u REDIS_URL DATABASE_URL= REDIS_URL= $(BIN)/pytest -m embedded -p no:cacheprovider $(PYTEST_ARGS)
+
+# Production-like settings (DEBUG off, behind a TLS proxy, throwaway secrets): Django's deploy checks
+# must be clean, and no model change may lack its migration.
+check-deploy: dev
+	DJANGO_DEBUG=0 DJANGO_TLS_PROXY=1 DJANGO_ALLOWED_HOSTS=scoreboard.example.com \
+		DJANGO_SECRET_KEY=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(48))') \
+		JWT_SECRET=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(48))') \
+		ACTION_TOKEN_SECRET=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(48))') \
+		$(BIN)/python manage.py check --deploy --fail-level WARNING
+	$(BIN)/python manage.py makemigrations --check --dry-run
 
 lint: dev
 	$(BIN)/ruff check .

@@ -15,7 +15,7 @@ Everything is set by the environment (``make serve`` passes it through):
     ASGI_SERVER=uvicorn       or daphne
     NGINX_LIMIT_EXEMPT        client addresses nginx's per-address limits skip (a local load generator)
     CELERY=1                  Celery worker with embedded beat (CELERY_CONCURRENCY=1); 0 = none
-    METRICS_PORT              also expose /metrics on this port (python -m scoreboard.metrics_server)
+    METRICS_PORT=PORT+9       /metrics on this port (python -m scoreboard.metrics_server), never on PORT; 0: none
     STATE_DIR=.state/serve-PORT   nginx config, metrics files, pids, ready marker
     SERVE_SKIP_MIGRATE=1      skip migrate/collectstatic/rebuild_leaderboard (a caller that did them)
 
@@ -92,7 +92,9 @@ def plan_from_env(env: dict[str, str]) -> Plan:
     port = int(env.get("PORT", "8000"))
     asgi_base = int(env.get("ASGI_BASE_PORT", str(port + 2)))
     asgi_count = int(env.get("ASGI_PROCESSES", "2"))
-    metrics_port = env.get("METRICS_PORT", "")
+    # /metrics is never on the public port: its own port, PORT+9 unless METRICS_PORT says (0: none).
+    metrics_port = env.get("METRICS_PORT", str(port + 9))
+    metrics_port = "" if metrics_port == "0" else metrics_port
     python = env.get("SERVE_PYTHON") or sys.executable
     return Plan(
         host=env.get("HOST", "127.0.0.1"),
@@ -387,9 +389,8 @@ class Topology:
             f"Scoreboard is up on {plan.url}/  (nginx -> gunicorn {plan.wsgi_workers} workers on :{plan.wsgi_port}, "
             f"{plan.asgi_server} on :{asgi}{', celery worker+beat' if plan.celery else ''})"
         )
-        log(
-            f"metrics: {plan.url}/metrics (loopback only)" + (f" and :{plan.metrics_port}" if plan.metrics_port else "")
-        )
+        if plan.metrics_port:
+            log(f"metrics: http://127.0.0.1:{plan.metrics_port}/metrics (not on the public port)")
         log(f"state: {plan.state_dir}   stop: Ctrl-C, or `deploy/serve.py stop` with the same PORT")
         return self.supervise()
 

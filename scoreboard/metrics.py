@@ -32,6 +32,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from scoreboard.errors import error_response
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 if os.environ.get(MULTIPROC_ENV):
     # The samples are files in this directory: it must exist before the first metric is defined.
@@ -283,6 +285,10 @@ def render() -> bytes:
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
+    """The scrape endpoint of an app process, for a scraper inside the network. A request that came
+    through a proxy (it carries X-Forwarded-For) is from outside: 404, as nginx answers itself."""
+    if "HTTP_X_FORWARDED_FOR" in request.META:
+        return error_response(404, "not_found", "Not found.")
     return HttpResponse(render(), content_type=CONTENT_TYPE_LATEST)
 
 

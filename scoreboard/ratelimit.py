@@ -71,6 +71,9 @@ SCOPE_GAME_SERVER = "game_server"
 SCOPE_USER = "user"
 SCOPE_GLOBAL = "global"
 SCOPE_WEBSOCKET = "ws"
+SCOPE_ADMIN_LOGIN = "admin_login"
+# Password guessing against the admin: login attempts (POST) per client address and minute.
+ADMIN_LOGIN_PATH = "/admin/login/"
 MAX_API_KEY_LENGTH = 200
 # Game servers mint action tokens for all their players from a few addresses; their requests carry an
 # X-API-Key and get their own, larger per-IP budget (an invalid key is still refused by the view).
@@ -196,6 +199,7 @@ _MESSAGES = {
     SCOPE_USER: "Too many score updates from this player; slow down.",
     SCOPE_GLOBAL: "The service is receiving too many score updates; retry shortly.",
     SCOPE_WEBSOCKET: "Too many WebSocket connections opened from this address; slow down.",
+    SCOPE_ADMIN_LOGIN: "Too many login attempts from this address; wait a minute.",
 }
 
 
@@ -277,15 +281,19 @@ class IpRateLimitMiddleware:
             refused = self._check(request)
             if refused is not None:
                 return refused
+        elif settings.RATE_LIMIT_ENABLED and request.method == "POST" and request.path == ADMIN_LOGIN_PATH:
+            refused = self._check(request, scope=SCOPE_ADMIN_LOGIN, limit=settings.RATE_LIMIT_ADMIN_LOGIN_PER_MINUTE)
+            if refused is not None:
+                return refused
         return self.get_response(request)
 
-    def _check(self, request: HttpRequest) -> HttpResponse | None:
+    def _check(self, request: HttpRequest, scope: str = SCOPE_IP, limit: int | None = None) -> HttpResponse | None:
         ip = client_ip(request.META)
         if ip is None:
             _warn_no_client_address()
             return None
-        scope, limit = SCOPE_IP, settings.RATE_LIMIT_IP_PER_MINUTE
-        if request.path == GAME_SERVER_PATH and _verified_game_server(request):
+        limit = settings.RATE_LIMIT_IP_PER_MINUTE if limit is None else limit
+        if scope == SCOPE_IP and request.path == GAME_SERVER_PATH and _verified_game_server(request):
             scope, limit = SCOPE_GAME_SERVER, settings.RATE_LIMIT_GAME_SERVER_PER_MINUTE
         try:
             usage = _count_or_local(request, scope=scope, value=ip_key(ip), limit=limit)

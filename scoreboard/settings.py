@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -37,14 +38,17 @@ _DEV_SECRETS = {
     "ACTION_TOKEN_SECRET": _DEV_SECRET_PREFIX + "action-token-secret-change-me-0123456789abcdef",
 }
 MIN_SECRET_LENGTH = 32
+# Django's own deploy check (security.W009) wants 50 characters for SECRET_KEY.
+MIN_SECRET_LENGTHS = {"DJANGO_SECRET_KEY": 50}
 
 
 def _secret(name: str) -> str:
     """Read a secret; in DEBUG fall back to a labelled development value, otherwise refuse."""
     value = env.str(name, default="")
     if value and not value.startswith(_DEV_SECRET_PREFIX):
-        if len(value) < MIN_SECRET_LENGTH and not DEBUG:
-            raise ImproperlyConfigured(f"{name} must be at least {MIN_SECRET_LENGTH} characters.")
+        minimum = MIN_SECRET_LENGTHS.get(name, MIN_SECRET_LENGTH)
+        if len(value) < minimum and not DEBUG:
+            raise ImproperlyConfigured(f"{name} must be at least {minimum} characters.")
         return value
     if not DEBUG:
         raise ImproperlyConfigured(
@@ -64,6 +68,27 @@ ACTION_TOKEN_SECRET_PREVIOUS = env.str("ACTION_TOKEN_SECRET_PREVIOUS", default="
 # Same for JWTs: tokens signed with the previous JWT_SECRET still verify (scoreboard/jwt_rotation.py).
 JWT_SECRET_PREVIOUS = env.str("JWT_SECRET_PREVIOUS", default="")
 USING_DEV_SECRETS = tuple(_USING_DEV_SECRETS)
+
+# --------------------------------------------------------------------------------------------
+# HTTPS. Behind a proxy that terminates TLS (the k8s ingress; DJANGO_TLS_PROXY=1) the proxy's
+# X-Forwarded-Proto says whether the client used HTTPS, plain HTTP is redirected, cookies are
+# secure and browsers are told to use HTTPS only (HSTS). `manage.py check --deploy` is clean with
+# DJANGO_DEBUG=0 DJANGO_TLS_PROXY=1 (CI runs it). Off by default: `make serve` and compose speak
+# plain HTTP on their own ports, where a redirect to https:// would lock everybody out.
+# --------------------------------------------------------------------------------------------
+TLS_PROXY = env.bool("DJANGO_TLS_PROXY", default=False)
+if TLS_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=TLS_PROXY)
+# Probes and the Prometheus scrape talk to the pod directly, without TLS.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=31_536_000 if TLS_PROXY else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=TLS_PROXY)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=TLS_PROXY)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = TLS_PROXY
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
 
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
@@ -173,6 +198,19 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
 
 REDIS_URL = env.str("REDIS_URL", default="")
+
+# Development secrets are public (they are in this file): fine for the embedded demo, never for a
+# service with real stores. With PostgreSQL or Redis configured, say so where nobody can miss it
+# (DJANGO_DEBUG=0 refuses them outright, above).
+if USING_DEV_SECRETS and (IS_POSTGRES or REDIS_URL):
+    _banner = "!" * 100
+    sys.stderr.write(
+        f"\n{_banner}\n!!! DEVELOPMENT SECRETS IN USE with {'PostgreSQL' if IS_POSTGRES else ''}"
+        f"{' and ' if IS_POSTGRES and REDIS_URL else ''}{'Redis' if REDIS_URL else ''} configured: "
+        f"{', '.join(USING_DEV_SECRETS)}.\n!!! Anyone can forge tokens for this service. Set real secrets "
+        "and DJANGO_DEBUG=0 before it serves anybody.\n"
+        f"{_banner}\n\n"
+    )
 # Socket timeouts keep a dead Redis from hanging a request: the update path degrades instead.
 # A hung Redis costs a request at most this (connect, send, read; no retries: scoreboard/redis.py).
 REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=0.25)
@@ -319,6 +357,8 @@ RATE_LIMIT_ENABLED = env.bool("RATE_LIMIT_ENABLED", default=True)
 RATE_LIMIT_GAME_SERVER_PER_MINUTE = env.int("RATE_LIMIT_GAME_SERVER_PER_MINUTE", default=60_000)
 # WebSocket handshakes per client address and minute (a reconnect storm of one address, a socket flood).
 RATE_LIMIT_WS_HANDSHAKES_PER_MINUTE = env.int("RATE_LIMIT_WS_HANDSHAKES_PER_MINUTE", default=60)
+# Admin sign-in attempts (POST /admin/login/) per client address and minute.
+RATE_LIMIT_ADMIN_LOGIN_PER_MINUTE = env.int("RATE_LIMIT_ADMIN_LOGIN_PER_MINUTE", default=10)
 FRAUD_FLAG_THRESHOLD = env.float("FRAUD_FLAG_THRESHOLD", default=0.5)
 FRAUD_BLOCK_THRESHOLD = env.float("FRAUD_BLOCK_THRESHOLD", default=0.8)
 # When the rate-limit counters (Redis) are down: "local" (default) counts in each process so updates

@@ -57,7 +57,7 @@ def test_nginx_routes_realtime_to_asgi_and_the_rest_to_wsgi() -> None:
     assert "proxy_buffering off;" in sse
     assert "proxy_pass http://scoreboard_wsgi;" in _location(site, "location / {")
     metrics = _location(site, "location = /metrics {")
-    assert "deny all;" in metrics
+    assert "return 404" in metrics and "proxy_pass" not in metrics  # never on the public port
     # A location that sets any proxy header inherits none: each must carry the request id itself.
     for head in ("location /v1/realtime {", "location /v1/leaderboard/stream {", "location / {"):
         assert "X-Request-ID $request_id" in _location(site, head)

@@ -231,7 +231,7 @@ def test_a_score_through_nginx_reaches_websockets_on_both_asgi_processes(
                 snapshot = json.loads(await asyncio.wait_for(ws.recv(), timeout=WAIT_SECONDS))
                 assert snapshot["type"] == "leaderboard_update"
             async with httpx.AsyncClient() as client:
-                open_metrics = (await client.get(f"{topology.url}/metrics")).text
+                open_metrics = (await client.get(f"http://127.0.0.1:{METRICS_PORT}/metrics")).text
                 token = action_tokens.mint(
                     user_id=user_id, action_type="LEVEL_COMPLETION", score_increment=250, secret=topology.action_secret
                 ).action_token
@@ -264,7 +264,7 @@ def _first_event_data(lines: Iterator[str]) -> str:
 
 def test_metrics_move_and_are_summed_across_processes(topology: Topology, player_login: tuple[str, str]) -> None:
     user_id, access = player_login
-    before = httpx.get(f"{topology.url}/metrics").text
+    before = httpx.get(f"http://127.0.0.1:{METRICS_PORT}/metrics").text
     with httpx.Client(base_url=topology.url) as client:
         for increment in (10, 20):
             token = action_tokens.mint(
@@ -279,7 +279,7 @@ def test_metrics_move_and_are_summed_across_processes(topology: Topology, player
         refused = client.post("/v1/scores/update", json={"action_token": "x"}, headers={"Authorization": "Bearer no"})
         assert refused.status_code == 401
         assert refused.headers["content-type"].startswith("application/json")
-    after = httpx.get(f"{topology.url}/metrics").text
+    after = httpx.get(f"http://127.0.0.1:{METRICS_PORT}/metrics").text
     assert _metric(after, "scoreboard_score_updates_total") - _metric(before, "scoreboard_score_updates_total") == 2
     assert (
         _metric(after, "scoreboard_failed_auth_total")
@@ -296,10 +296,10 @@ def test_metrics_move_and_are_summed_across_processes(topology: Topology, player
         assert stream.headers["content-type"].startswith("text/event-stream")
         lines = stream.iter_lines()
         assert '"leaderboard_update"' in _first_event_data(lines)
-        assert _metric(httpx.get(f"{topology.url}/metrics").text, "scoreboard_sse_connections") == 1
-    # The same sums on the dedicated metrics port.
-    dedicated = httpx.get(f"http://127.0.0.1:{METRICS_PORT}/metrics").text
-    assert _metric(dedicated, "scoreboard_score_updates_total") == _metric(after, "scoreboard_score_updates_total")
+        assert _metric(httpx.get(f"http://127.0.0.1:{METRICS_PORT}/metrics").text, "scoreboard_sse_connections") == 1
+    # Never on the public port, even from this host.
+    public = httpx.get(f"{topology.url}/metrics")
+    assert public.status_code == 404 and public.json()["error"]["code"] == "not_found"
 
 
 def test_request_id_from_nginx_is_echoed_and_logged(topology: Topology) -> None:
