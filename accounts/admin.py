@@ -1,8 +1,10 @@
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
-from django.contrib.auth.forms import AdminPasswordChangeForm
+from django.contrib.auth.forms import AdminPasswordChangeForm, AdminUserCreationForm, UserChangeForm
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
@@ -67,8 +69,50 @@ class PlayerPasswordChangeForm(AdminPasswordChangeForm):
         return user
 
 
+class PlayerCreationForm(AdminUserCreationForm):
+    """ "Add user" with the email the model requires (unique, case-insensitive). Django's form has
+    no email field, so every player added by hand got "" and the second one was a 500 (IntegrityError)."""
+
+    email = forms.EmailField(max_length=254, required=True)
+
+    class Meta(AdminUserCreationForm.Meta):
+        model = User
+        fields = ("username", "email")
+
+    def clean_email(self) -> str:
+        email = User.objects.normalize_email(self.cleaned_data["email"])
+        if User.objects.filter(email__iexact=email).exists():
+            raise ValidationError("A player with that email address already exists.", code="unique")
+        return email
+
+
+class PlayerChangeForm(UserChangeForm):
+    """The change form says which field is taken (the case-insensitive constraints would otherwise
+    only be reported as "Constraint ... is violated" for the whole form)."""
+
+    class Meta(UserChangeForm.Meta):
+        model = User
+
+    def _taken(self, field: str) -> Any:
+        value = self.cleaned_data.get(field)
+        if value and User.objects.filter(**{f"{field}__iexact": value}).exclude(pk=self.instance.pk).exists():
+            raise ValidationError(f"A player with that {field} already exists.", code="unique")
+        return value
+
+    def clean_email(self) -> Any:
+        return self._taken("email")
+
+    def clean_username(self) -> Any:
+        return self._taken("username")
+
+
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
+    form = PlayerChangeForm
+    add_form = PlayerCreationForm
+    add_fieldsets = (
+        (None, {"classes": ("wide",), "fields": ("username", "email", "usable_password", "password1", "password2")}),
+    )
     change_password_form = PlayerPasswordChangeForm
     inlines = (ScoreHistoryInline, FraudLogInline)  # the player page: score, recent history, fraud logs
     list_display = ("username", "email", "current_score", "score_reached_at", "is_active", "date_joined")
@@ -80,6 +124,9 @@ class UserAdmin(DjangoUserAdmin):
         *(DjangoUserAdmin.fieldsets or ()),
         ("Score", {"fields": ("id", "current_score", "score_reached_at", "score_version", "updated_at")}),
     )
+
+    def get_inlines(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.inlines if obj is not None else ()  # a player being added has no history yet
 
     def save_model(self, request: HttpRequest, obj: Any, form: ModelForm, change: bool) -> None:
         if not change:
