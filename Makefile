@@ -11,7 +11,7 @@ HOST ?= 127.0.0.1
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/scoreboard
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: help venv dev run test chromium node asyncapi-check check-deploy test-embedded lint format migrate seed lock worker clean serve serve-stop nginx bench bench-short
+.PHONY: help venv dev run test chromium node asyncapi-check check-deploy podman image-test test-embedded lint format migrate seed lock worker clean serve serve-stop nginx bench bench-short
 
 help:
 	@echo "make run    - set up and serve the board on http://$(HOST):$(PORT)/ (SQLite unless DATABASE_URL is set)"
@@ -142,6 +142,17 @@ bench: $(VENV)/.bench nginx
 
 bench-short: $(VENV)/.bench nginx
 	$(BENCH_ENV) $(BIN)/python -m bench.run --mode short
+
+# The container image built for real (deploy/image_test.py): a Debian base from debootstrap, podman
+# build with runc, then migrate + serve + a score through the container's port + its health check,
+# against the local PostgreSQL (a scratch database) and Redis. Takes minutes; not part of make test.
+podman:
+	@{ command -v podman && [ -x /usr/sbin/runc ] && command -v debootstrap; } >/dev/null || \
+		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends podman runc debootstrap)
+
+image-test: venv podman
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/13} \
+		$(BIN)/python deploy/image_test.py
 
 clean:
 	rm -rf $(VENV) db.sqlite3 .pytest_cache .mypy_cache .ruff_cache

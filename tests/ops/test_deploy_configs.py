@@ -192,7 +192,7 @@ def test_kubernetes_ingress_routes_realtime_paths_to_the_realtime_service() -> N
 
 def test_dockerfile_is_pinned_slim_and_non_root() -> None:
     text = (ROOT / "Dockerfile").read_text()
-    base = re.search(r"ARG PYTHON_IMAGE=(\S+)", text)
+    base = re.search(r"ARG BASE_IMAGE=(\S+)", text)
     assert base is not None
     assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+(@sha256:[0-9a-f]{64})?", base.group(1))
     users = re.findall(r"^USER (\S+)", text, flags=re.M)
