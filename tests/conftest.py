@@ -38,14 +38,49 @@ def _require_marked_services(request: pytest.FixtureRequest) -> None:
         pytest.fail("this test needs PostgreSQL: set DATABASE_URL (make test does)")
 
 
+# The suite empties its Redis database before every test. It only does so to a database that is
+# marked as a test database (this key, which the suite sets on a database it found empty), so that
+# `make test` with REDIS_URL pointing at data somebody keeps refuses instead of wiping it.
+TEST_DATABASE_MARKER = "sb:test-database"
+
+
+@pytest.fixture(scope="session")
+def _redis_is_a_test_database() -> None:
+    if not settings.REDIS_URL:
+        return
+    client = redis_lib.Redis.from_url(settings.REDIS_URL)
+    if client.exists(TEST_DATABASE_MARKER):
+        return
+    keys = client.dbsize()
+    if keys:
+        db = client.connection_pool.connection_kwargs.get("db", 0)
+        pytest.exit(
+            f"REDIS_URL={settings.REDIS_URL} holds {keys} keys and is not marked as a test database: "
+            f"the suite empties its Redis database before every test, so it refuses to FLUSHDB this one. "
+            f"Point REDIS_URL at a database of its own (make test's default is db 15), or, if this one "
+            f"is a throwaway test database: redis-cli -n {db} set {TEST_DATABASE_MARKER} 1",
+            returncode=3,
+        )
+    client.set(TEST_DATABASE_MARKER, "1")
+
+
+def redis_flush_test_database() -> None:
+    """FLUSHDB the suite's (marked) Redis database, keeping the mark."""
+    client = redis_lib.Redis.from_url(settings.REDIS_URL)
+    with client.pipeline() as pipe:
+        pipe.flushdb()
+        pipe.set(TEST_DATABASE_MARKER, "1")
+        pipe.execute()
+
+
 @pytest.fixture(autouse=True)
-def _clean_redis_and_cache() -> Iterator[None]:
+def _clean_redis_and_cache(_redis_is_a_test_database: None) -> Iterator[None]:
     """Each test starts with an empty Redis database and cache (rate limits, index, pre-filter)."""
     from django.core.cache import cache
 
+    cache.clear()  # first: django-redis empties the whole database here, the mark included
     if settings.REDIS_URL:
-        redis_lib.Redis.from_url(settings.REDIS_URL).flushdb()
-    cache.clear()
+        redis_flush_test_database()
     yield
 
 
