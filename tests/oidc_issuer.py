@@ -6,6 +6,7 @@ counts how often the JWKS was fetched, so tests can see the service's cache and 
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -21,7 +22,22 @@ from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 ALGORITHMS = ("RS256", "ES256", "EdDSA")
 
 
+# Generating an RSA key costs ~0.1-0.5 s; a small pool, handed out round-robin, keeps every test's
+# issuer fast. Each key still gets a fresh kid, so a rotation is a rotation for the service.
+_POOL_SIZE = 4
+_pool: dict[str, list[Any]] = {}
+_handed_out: dict[str, itertools.count[int]] = {}
+
+
 def _new_private_key(alg: str) -> Any:
+    keys = _pool.setdefault(alg, [])
+    turn = next(_handed_out.setdefault(alg, itertools.count())) % _POOL_SIZE
+    if turn >= len(keys):
+        keys.append(_generate(alg))
+    return keys[turn]
+
+
+def _generate(alg: str) -> Any:
     if alg == "RS256":
         return rsa.generate_private_key(public_exponent=65537, key_size=2048)
     if alg == "ES256":
@@ -117,7 +133,7 @@ class LocalIssuer:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         for alg in ALGORITHMS:
             self.rotate(alg)
         return self
