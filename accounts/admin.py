@@ -10,7 +10,7 @@ from django.forms import ModelForm
 from django.http import HttpRequest
 
 from accounts import services
-from accounts.models import GameServerKey, User
+from accounts.models import ExternalIdentity, GameServerKey, User
 from fraud.models import FraudLog
 from scoreboard.admin import ReadOnlyAdminMixin
 from scores import services as score_services
@@ -54,6 +54,17 @@ class FraudLogInline(_RecentRowsInline):
     fk_name = "user"
     verbose_name_plural = f"fraud logs (last {RECENT_ROWS_ON_PLAYER_PAGE})"
     fields = ("created_at", "decision", "event_type", "risk_score", "status")
+    readonly_fields = fields
+
+
+class ExternalIdentityInline(ReadOnlyAdminMixin, admin.TabularInline):
+    """Which identity provider's subject this player is (OIDC): a moderator can tell who it is."""
+
+    model = ExternalIdentity
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "external identities (OIDC)"
+    fields = ("issuer", "subject", "created_at")
     readonly_fields = fields
 
 
@@ -114,7 +125,8 @@ class UserAdmin(DjangoUserAdmin):
         (None, {"classes": ("wide",), "fields": ("username", "email", "usable_password", "password1", "password2")}),
     )
     change_password_form = PlayerPasswordChangeForm
-    inlines = (ScoreHistoryInline, FraudLogInline)  # the player page: score, recent history, fraud logs
+    # the player page: score, external identity, recent history, fraud logs
+    inlines = (ExternalIdentityInline, ScoreHistoryInline, FraudLogInline)
     list_display = ("username", "email", "current_score", "score_reached_at", "is_active", "date_joined")
     list_filter = ("is_active", "is_staff")
     search_fields = ("username", "email", "id")

@@ -279,3 +279,11 @@ def test_a_bad_issuer_configuration_is_refused(settings: Any, entry: dict[str, A
     settings.OIDC_ISSUERS = [entry]
     with pytest.raises(ImproperlyConfigured):
         oidc.configured_issuers(())
+
+
+def test_the_player_admin_page_shows_the_external_identity(db: None, idp: LocalIssuer, admin_client: Any) -> None:
+    user_id = _me(idp.token("steam:76561198000000042", preferred_username="Moderated")).json()["data"]["user_id"]
+    page = admin_client.get(f"/admin/accounts/user/{user_id}/change/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "steam:76561198000000042" in html and idp.issuer in html
