@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.metadata
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -36,10 +35,11 @@ def idp() -> Iterator[LocalIssuer]:
     issuer.stop()
 
 
-@pytest.fixture
-def server(tmp_path: Path, idp: LocalIssuer) -> Iterator[Server]:
+@pytest.fixture(scope="module")
+def server(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory, idp: LocalIssuer) -> Iterator[Server]:
+    """One server for the module (it sees what each test commits; the database is emptied between tests)."""
     env = {"OIDC_ISSUERS": json.dumps([idp.config()])}
-    with asgi_servers(1, tmp_path, extra_env=env) as servers:
+    with asgi_servers(1, tmp_path_factory.mktemp("kit"), extra_env=env) as servers:
         yield servers[0]
 
 
