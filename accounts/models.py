@@ -28,6 +28,9 @@ class User(AbstractUser):
     # password change, a ban, "sign out everywhere") revokes every token issued before. Checked on
     # every authenticated request from the row authentication reads anyway: no extra round trip.
     token_epoch = models.PositiveIntegerField(default=0)
+    # Quarantined (shadow-banned): scores are applied, but the player is left out of every public
+    # read of every board until a moderator releases or confirms; their own reads still show them.
+    is_quarantined = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         db_table = "users"

@@ -1,11 +1,12 @@
 """The database half of a score update on its own: the one-statement write, many connections.
 
-    python -m bench.dbwrite --seconds 10 --clients 8        (DATABASE_URL must be PostgreSQL)
+    python -m bench.dbwrite --seconds 10 --clients 8 [--boards 3]   (DATABASE_URL must be PostgreSQL)
 
-Runs ``scores.services._PG_SUBMIT`` (lock the player, claim the nonce and action id, add the
-increment, append the history row: one statement, one commit, ``synchronous_commit`` as the server
-has it) from ``--clients`` processes, each with its own connection and its own players, so the
-figure is what PostgreSQL does with our write, beside ``pgbench -N`` in the same run. It works in
+Runs ``scores.services.SUBMIT_SQL`` (lock the player, claim the nonce and action id, upsert
+the player's entry on every board fed, add the increment, append the history row: one
+statement, one commit, ``synchronous_commit`` as the server has it) from ``--clients``
+processes, each with its own connection and its own players, so the figure is what PostgreSQL
+does with our write, beside ``pgbench -N`` in the same run. It works in
 a scratch database with our schema (copied with ``pg_dump --schema-only``) and drops it afterwards,
 so the benchmark's players, index and board are not touched.
 """
@@ -63,6 +64,12 @@ def _with_database(url: str, name: str) -> str:
     return urlunparse(urlparse(url)._replace(path=f"/{name}"))
 
 
+# The benchmark's three-board scenario: global, a daily and a weekly board (all additive, high wins).
+BOARDS = (("global", "all"), ("bench-daily", "2026-12-01"), ("bench-weekly", "2026-W49"))
+# Rows one update writes besides its board entries: used_nonces, users, score_history.
+ROWS_PER_UPDATE = 3
+
+
 def _statement() -> str:
     """The production write statement (needs Django's settings only to import it)."""
     import django
@@ -71,12 +78,12 @@ def _statement() -> str:
     if not apps.ready:
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "scoreboard.settings")
         django.setup()
-    from scores.services import _PG_SUBMIT
+    from scores.services import SUBMIT_SQL
 
-    return _PG_SUBMIT
+    return SUBMIT_SQL
 
 
-def _client(url: str, statement: str, user_ids: list[str], seconds: float, start_at: float) -> int:
+def _client(url: str, statement: str, user_ids: list[str], seconds: float, start_at: float, boards: int) -> int:
     import psycopg
 
     done = 0
@@ -97,7 +104,12 @@ def _client(url: str, statement: str, user_ids: list[str], seconds: float, start
                     "nonce": nonce,
                     "action_id": "dbw-" + nonce,
                     "now": now,
-                    "inc": 10,
+                    "value": 10,
+                    "global_inc": 10,
+                    "b_ids": [b for b, _ in BOARDS[:boards]],
+                    "b_periods": [p for _, p in BOARDS[:boards]],
+                    "b_ops": ["incr"] * boards,
+                    "b_high": [True] * boards,
                     "kind": "action",
                     "action_type": "LEVEL_COMPLETION",
                     "token_hash": nonce * 2,
@@ -111,7 +123,7 @@ def _client(url: str, statement: str, user_ids: list[str], seconds: float, start
     return done
 
 
-def score_write_rate(database_url: str, *, seconds: float, clients: int) -> dict[str, Any]:
+def score_write_rate(database_url: str, *, seconds: float, clients: int, boards: int = 1) -> dict[str, Any]:
     """Score writes/s of ``clients`` connections for ``seconds`` in a scratch copy of the schema."""
     import psycopg
 
@@ -131,17 +143,27 @@ def score_write_rate(database_url: str, *, seconds: float, clients: int) -> dict
                     copy.write_row(
                         (pk, "!", False, f"dbw{i}", "", "", False, True, now, f"dbw{i}@bench.invalid", 0, 0, now)
                     )
+            for board_id, _ in BOARDS[:boards]:
+                cur.execute(
+                    "INSERT INTO boards (id, title, sort, operator, period, cron, tie_policy, action_types,"
+                    " keep_periods, is_active, metadata, created_at, updated_at)"
+                    " VALUES (%s, %s, 'desc', 'incr', 'all_time', '', 'first_reached', '[]', 52, true, '{}',"
+                    " now(), now())",
+                    (board_id, board_id),
+                )
             sync = cur.execute("SHOW synchronous_commit").fetchone()[0]  # type: ignore[index]
         start_at = time.time() + 1.0
         shares = [players[c * PLAYERS_PER_CLIENT : (c + 1) * PLAYERS_PER_CLIENT] for c in range(clients)]
         with multiprocessing.get_context("spawn").Pool(clients) as pool:
             counts = pool.starmap(
                 _client,
-                [(scratch_url, statement, share, seconds, start_at) for share in shares],
+                [(scratch_url, statement, share, seconds, start_at, boards) for share in shares],
             )
     total = sum(counts)
     return {
         "writes_per_s": round(total / seconds, 1),
+        "row_writes_per_s": round(total * (ROWS_PER_UPDATE + boards) / seconds, 1),
+        "boards": boards,
         "clients": clients,
         "seconds": seconds,
         "synchronous_commit": sync,
@@ -152,11 +174,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--boards", type=int, default=1, choices=range(1, len(BOARDS) + 1))
     args = parser.parse_args()
     url = os.environ.get("DATABASE_URL", "")
     if not url.startswith("postgres"):
         raise SystemExit("needs DATABASE_URL (PostgreSQL)")
-    print(json.dumps(score_write_rate(url, seconds=args.seconds, clients=args.clients)))
+    print(json.dumps(score_write_rate(url, seconds=args.seconds, clients=args.clients, boards=args.boards)))
 
 
 if __name__ == "__main__":

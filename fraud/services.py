@@ -32,6 +32,7 @@ from fraud import rules, selectors, windows
 from fraud.models import FraudLog, ModerationAction
 from scoreboard import metrics
 from scoreboard.errors import ApiError, Conflict, TooManyRequests
+from scores import events as score_events
 from scores import services as score_services
 
 if TYPE_CHECKING:
@@ -194,6 +195,17 @@ def score_applied_record(
         )
     except DatabaseError:
         logger.exception("could not write the fraud log of flagged action %s", claims.action_id)
+
+
+def submission_applied(event: score_events.SubmissionApplied) -> None:
+    """The score app's event after a committed submission (see ``scores.events``)."""
+    score_applied_record(
+        user=event.user,
+        claims=event.claims,
+        context=event.context,
+        assessment=event.assessment,
+        history_id=event.history_id,
+    )
 
 
 def _rules_field(names: list[str]) -> str:

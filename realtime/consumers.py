@@ -30,7 +30,7 @@ from realtime.frames import Frame, message
 from realtime.hub import Mailbox, get_hub
 from realtime.wire import SERVER_SEND, raw_writer
 from scoreboard import metrics
-from scores.ranking import GLOBAL
+from scores.boards import BOARD_ID_MAX_LENGTH, GLOBAL_ID
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class LiveBoardConsumer(AsyncWebsocketConsumer):
     channel_layer_alias = NO_CHANNEL_LAYER
 
     async def connect(self) -> None:
-        self.box = Mailbox(GLOBAL.name)
+        self.box = Mailbox(GLOBAL_ID)
         self.viewer: Viewer | None = None
         self.feeding = False
         self.grace: asyncio.Task[None] | None = None
@@ -165,10 +165,36 @@ class LiveBoardConsumer(AsyncWebsocketConsumer):
             await self._authenticate(payload.get("token"))
         elif kind == "ping":
             await self.send(text_data=message("pong"))
+        elif kind == "subscribe":
+            await self._subscribe(payload.get("board"))
         elif not isinstance(kind, str):
             await self._error("invalid_message", 'Messages are JSON objects with a "type".')
         else:
-            await self._error("unknown_type", "Unknown message type; expected auth or ping.")
+            await self._error("unknown_type", "Unknown message type; expected auth, subscribe or ping.")
+
+    async def _subscribe(self, board: object) -> None:
+        """Switch this socket to another board: from now on it gets that board's snapshots only."""
+        board_id = GLOBAL_ID if board is None else board
+        if not isinstance(board_id, str) or len(board_id) > BOARD_ID_MAX_LENGTH:
+            await self._error("unknown_board", "board must be the id of an active board.")
+            return
+        spec = await database_sync_to_async(services.board_by_name)(board_id)
+        if spec is None:
+            await self._error("unknown_board", f"No active board {board_id!r}.")
+            return
+        if spec.id == self.box.board:
+            await self.send(text_data=message("subscribed", board=spec.id))
+            return
+        hub = get_hub()
+        if self.feeding:
+            hub.detach(self.box)
+            self.box.stop_push()
+            self.feeding = False
+        self.box.board = spec.id
+        self.box.last_seq = 0
+        await self.send(text_data=message("subscribed", board=spec.id))
+        if read_allowed(self.viewer):
+            await self._start_feed()
 
     async def _authenticate(self, token: object) -> None:
         viewer = await database_sync_to_async(viewer_from_token)(token) if isinstance(token, str) else None

@@ -62,11 +62,14 @@ def published_at_ms() -> float:
     return round(time.time() * 1000, 3)
 
 
-def board_tail(*, board: str, rows: list[dict[str, object]], total_players: int, last_updated: str | None) -> bytes:
+def board_tail(
+    *, board: str, period: str, rows: list[dict[str, object]], total_players: int, last_updated: str | None
+) -> bytes:
     """Everything of a leaderboard_update after its seq: ``,"board":...}``."""
     body = orjson.dumps(
         {
             "board": board,
+            "period": period,
             "published_at": published_at_ms(),
             "leaderboard": rows,
             "total_players": total_players,
@@ -80,10 +83,12 @@ def board_frame(*, seq: int, tail: bytes) -> Frame:
     return Frame(LEADERBOARD_UPDATE, seq, SEQ_HEAD + str(seq).encode() + tail)
 
 
-def rank_frame(*, user_id: str, rank: int | None, old_rank: int | None, score: int) -> Frame:
+def rank_frame(*, user_id: str, board: str, period: str, rank: int | None, old_rank: int | None, score: int) -> Frame:
     data = orjson.dumps(
         {
             "type": RANK_UPDATE,
+            "board": board,
+            "period": period,
             "user_id": user_id,
             "rank": rank,
             "old_rank": old_rank,

@@ -522,11 +522,26 @@ class Hub:
         """After a lost subscription the sockets may have missed frames: send everyone a fresh snapshot."""
         from asgiref.sync import sync_to_async
 
-        from realtime import services
-
+        read = _snapshot_reader
+        if read is None:
+            return
         for board in list(self._boards):
-            frame = await sync_to_async(services.board_snapshot_by_name)(board=board)
+            try:
+                frame = await sync_to_async(read)(board=board)
+            except LookupError:  # the board was deactivated meanwhile
+                continue
             self.fan_out_board(board, frame)
+
+
+# How the hub reads a board's current snapshot after a lost subscription: set by the realtime app
+# (``realtime.services.board_snapshot_by_name``), so this module does not import the services.
+SnapshotReader = Callable[..., Frame]
+_snapshot_reader: SnapshotReader | None = None
+
+
+def snapshot_reader_set(read: SnapshotReader) -> None:
+    global _snapshot_reader
+    _snapshot_reader = read
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

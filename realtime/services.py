@@ -21,13 +21,15 @@ from dataclasses import dataclass
 
 import orjson
 from django.conf import settings
+from django.utils import timezone
 
 from realtime import frames
 from realtime.frames import Frame
 from realtime.hub import board_channel, get_hub, player_channel
 from scoreboard.redis import REDIS_ERRORS, get_redis, registered_script
-from scores import selectors
-from scores.ranking import GLOBAL, Board
+from scores import events, selectors
+from scores.boards import GLOBAL_ID, BoardSpec
+from scores.ranking import board_tag
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +39,8 @@ PUBLISH_LOCK_MS = 2000
 MAX_PUBLISH_ROUNDS = 50
 
 
-def _key(board: Board, part: str) -> str:
-    return board.key(f"rt:{part}")
+def _key(board: BoardSpec, part: str) -> str:
+    return f"{board_tag(board.id)}:rt:{part}"
 
 
 def _seq_floor() -> int:
@@ -56,6 +58,7 @@ class Snapshot:
     rows: list[dict[str, object]]
     total_players: int
     last_updated: str | None
+    period: str
 
     @property
     def fingerprint(self) -> str:
@@ -63,18 +66,25 @@ class Snapshot:
         key = [(r["user_id"], r["username"], r["score"]) for r in self.rows]
         return hashlib.blake2b(orjson.dumps(key), digest_size=16).hexdigest()
 
-    def tail(self, board: Board) -> bytes:
+    def tail(self, board: BoardSpec) -> bytes:
         return frames.board_tail(
-            board=board.name, rows=self.rows, total_players=self.total_players, last_updated=self.last_updated
+            board=board.id,
+            period=self.period,
+            rows=self.rows,
+            total_players=self.total_players,
+            last_updated=self.last_updated,
         )
 
 
-def _snapshot_read(board: Board) -> Snapshot:
-    page = selectors.leaderboard_top(limit=TOP_SIZE, board=board)
+def _snapshot_read(board: BoardSpec) -> Snapshot:
+    """The board's current period, top 10 (the period changes at its boundary with no write needed)."""
+    period = board.period_at(timezone.now())
+    page = selectors.board_page(spec=board, period=period, limit=TOP_SIZE)
     return Snapshot(
         rows=[row.as_dict() for row in page.rows],
         total_players=page.total_players,
         last_updated=page.last_updated,
+        period=period.key,
     )
 
 
@@ -112,7 +122,7 @@ return {seq, 0}
 
 
 class _RedisPublisher:
-    def publish_board(self, board: Board) -> int:
+    def publish_board(self, board: BoardSpec) -> int:
         """Publish the board if its top changed; returns the last seq published (0 for none)."""
         client = get_redis()
         assert client is not None
@@ -130,7 +140,7 @@ class _RedisPublisher:
                     token,
                     dirty,
                     snapshot.fingerprint,
-                    board.name,
+                    board.id,
                     snapshot.tail(board),
                     _seq_floor(),
                     PUBLISH_LOCK_MS,
@@ -150,7 +160,7 @@ class _RedisPublisher:
         assert client is not None
         client.publish(player_channel(), user_id.encode() + b"\n" + frame.data)
 
-    def current_seq(self, board: Board) -> int:
+    def current_seq(self, board: BoardSpec) -> int:
         client = get_redis()
         assert client is not None
         return int(client.get(_key(board, "seq")) or 0)
@@ -165,23 +175,23 @@ class _LocalPublisher:
         self._fingerprints: dict[str, str] = {}
         self._seq: dict[str, int] = {}
 
-    def publish_board(self, board: Board) -> int:
+    def publish_board(self, board: BoardSpec) -> int:
         with self._lock:
             snapshot = _snapshot_read(board)
-            if self._fingerprints.get(board.name) == snapshot.fingerprint:
+            if self._fingerprints.get(board.id) == snapshot.fingerprint:
                 return 0
-            self._fingerprints[board.name] = snapshot.fingerprint
-            seq = max(self._seq.get(board.name, 0), _seq_floor()) + 1
-            self._seq[board.name] = seq
+            self._fingerprints[board.id] = snapshot.fingerprint
+            seq = max(self._seq.get(board.id, 0), _seq_floor()) + 1
+            self._seq[board.id] = seq
             frame = frames.board_frame(seq=seq, tail=snapshot.tail(board))
-        get_hub().deliver_threadsafe(board=board.name, frame=frame)
+        get_hub().deliver_threadsafe(board=board.id, frame=frame)
         return seq
 
     def publish_player(self, user_id: str, frame: Frame) -> None:
         get_hub().deliver_threadsafe(user_id=user_id, frame=frame)
 
-    def current_seq(self, board: Board) -> int:
-        return self._seq.get(board.name, 0)
+    def current_seq(self, board: BoardSpec) -> int:
+        return self._seq.get(board.id, 0)
 
 
 _redis_publisher = _RedisPublisher()
@@ -197,23 +207,36 @@ def _in_top(rank: int | None) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# Entry points (called by scores.services after the commit and the index update)
+# Entry points (score events, after the commit and the index update; see scores.events)
 # ---------------------------------------------------------------------------------------------
-def score_changed(*, board: Board, user_id: str, score: int, old_rank: int | None, new_rank: int | None) -> None:
-    """A committed score change: the player's own rank_update, and the board if its top changed.
+def score_applied(event: events.ScoreApplied) -> None:
+    """A committed change on one board: the player's own rank_update, and the board if its top changed.
 
     Never raises: the score is already committed, and a lost broadcast is repaired by the next one.
+    A quarantined player still gets their own update (they must not be able to tell), but cannot
+    change what the public sees.
     """
     publisher = _publisher()
+    board, old_rank, new_rank = event.board, event.old_rank, event.new_rank
     try:
         publisher.publish_player(
-            user_id, frames.rank_frame(user_id=user_id, rank=new_rank, old_rank=old_rank, score=score)
+            event.user_id,
+            frames.rank_frame(
+                user_id=event.user_id,
+                board=board.id,
+                period=event.period,
+                rank=new_rank,
+                old_rank=old_rank,
+                score=event.score,
+            ),
         )
         # A player outside the top before and after cannot change it (ranks None = unknown: check).
+        if event.hidden:
+            return
         if _in_top(old_rank) or _in_top(new_rank) or old_rank is None or new_rank is None:
             publisher.publish_board(board)
     except REDIS_ERRORS:
-        logger.warning("realtime: Redis unavailable; update for %s not broadcast", user_id)
+        logger.warning("realtime: Redis unavailable; update for %s not broadcast", event.user_id)
 
 
 def player_signed_out(*, user_id: str) -> None:
@@ -226,15 +249,17 @@ def player_signed_out(*, user_id: str) -> None:
         logger.warning("realtime: Redis unavailable; open sockets of %s not closed", user_id)
 
 
-def board_corrected(*, board: Board) -> None:
-    """A moderator correction (reversal, ban): push the board if its top changed."""
+def board_corrected(event: events.BoardCorrected) -> None:
+    """A moderator correction (reversal, ban, quarantine): push the board if its top changed."""
+    if event.period != event.board.period_at(timezone.now()).key:
+        return  # an archive: its live board is not on screen
     try:
-        _publisher().publish_board(board)
+        _publisher().publish_board(event.board)
     except REDIS_ERRORS:
-        logger.warning("realtime: Redis unavailable; correction on %s not broadcast", board.name)
+        logger.warning("realtime: Redis unavailable; correction on %s not broadcast", event.board.id)
 
 
-def current_seq(*, board: Board = GLOBAL) -> int:
+def current_seq(*, board: BoardSpec) -> int:
     """The seq of the last published change of ``board`` (0 when unknown)."""
     try:
         return _publisher().current_seq(board)
@@ -242,7 +267,7 @@ def current_seq(*, board: Board = GLOBAL) -> int:
         return 0
 
 
-def board_snapshot(*, board: Board = GLOBAL) -> Frame:
+def board_snapshot(*, board: BoardSpec) -> Frame:
     """The current board as a leaderboard_update frame (sent on connect), with the current seq.
 
     The seq is read first: the rows are then at least as new as the seq says, so a frame
@@ -253,8 +278,19 @@ def board_snapshot(*, board: Board = GLOBAL) -> Frame:
 
 
 def board_snapshot_by_name(*, board: str) -> Frame:
-    return board_snapshot(board=board_by_name(board))
+    spec = board_by_name(board)
+    if spec is None:
+        raise LookupError(board)
+    return board_snapshot(board=spec)
 
 
-def board_by_name(name: str) -> Board:
-    return GLOBAL if name == GLOBAL.name else Board(name)
+def board_by_name(name: str) -> BoardSpec | None:
+    """An active board by id, or None."""
+    spec = selectors.board_get(name)
+    return spec if spec is not None and spec.is_active else None
+
+
+def default_board() -> BoardSpec:
+    spec = selectors.board_get(GLOBAL_ID)
+    assert spec is not None
+    return spec

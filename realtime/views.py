@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.shortcuts import render
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
@@ -20,31 +21,43 @@ from realtime.auth import read_allowed, token_from_request, viewer_from_token
 from realtime.hub import Mailbox, get_hub
 from scoreboard.errors import error_response
 from scores import selectors
-from scores.ranking import GLOBAL
+from scores.boards import GLOBAL_ID, BoardSpec
 
 SSE_KEEPALIVE_SECONDS = 15.0
 SSE_RETRY_MS = 3000
 
 
 @require_GET
-def board_page(request: HttpRequest) -> HttpResponse:
+def board_page(request: HttpRequest, board_id: str = GLOBAL_ID) -> HttpResponse:
+    """The live page of one board (``/`` is ``global``), server-rendered, then kept live."""
+    spec = services.board_by_name(board_id)
+    if spec is None:
+        raise Http404(f"No active board {board_id!r}.")
     viewer = viewer_from_token(token_from_request(request)) if settings.LEADERBOARD_REQUIRE_AUTH else None
     if not read_allowed(viewer):
         return render(request, "board_login.html", status=401)
-    page = selectors.leaderboard_top(limit=services.TOP_SIZE)
+    period = spec.period_at(timezone.now())
+    page = selectors.board_page(spec=spec, period=period, limit=services.TOP_SIZE)
     return render(
         request,
         "board.html",
-        {"page": page, "seq": services.current_seq(board=GLOBAL), "require_auth": settings.LEADERBOARD_REQUIRE_AUTH},
+        {
+            "page": page,
+            "board": spec,
+            "period": period,
+            "boards": selectors.boards_active(),
+            "seq": services.current_seq(board=spec),
+            "require_auth": settings.LEADERBOARD_REQUIRE_AUTH,
+        },
     )
 
 
-async def _events(box: Mailbox) -> AsyncIterator[bytes]:
+async def _events(box: Mailbox, board: BoardSpec) -> AsyncIterator[bytes]:
     hub = get_hub()
     await hub.attach(box)
     try:
         # Whatever Last-Event-ID the client sends, the current snapshot brings it up to date.
-        snapshot = await sync_to_async(services.board_snapshot)(board=GLOBAL)
+        snapshot = await sync_to_async(services.board_snapshot)(board=board)
         box.last_seq = max(box.last_seq, snapshot.seq)
         yield b"retry: %d\n" % SSE_RETRY_MS + snapshot.sse
         while True:
@@ -72,10 +85,14 @@ async def leaderboard_stream(request: HttpRequest) -> HttpResponseBase:
         return error_response(401, "not_authenticated", "This board requires a valid access token.")
     if not read_allowed(viewer):
         return error_response(403, "permission_denied", "The token does not grant read:scores.")
-    box = Mailbox(GLOBAL.name)
+    board_id = request.GET.get("board") or GLOBAL_ID
+    spec = await sync_to_async(services.board_by_name)(board_id[:128])
+    if spec is None:
+        return error_response(404, "unknown_board", f"No active board {board_id[:64]!r}.")
+    box = Mailbox(spec.id)
     if viewer is not None:
         box.user_id = viewer.user_id
-    response = StreamingHttpResponse(_events(box), content_type="text/event-stream")
+    response = StreamingHttpResponse(_events(box, spec), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream
     return response

@@ -43,6 +43,11 @@ class Conflict(ApiError):
     default_detail = "Conflict."
 
 
+class NotFound(ApiError):
+    status_code: int = status.HTTP_404_NOT_FOUND
+    default_code = "not_found"
+
+
 class Unauthorized(ApiError):
     status_code: int = status.HTTP_401_UNAUTHORIZED
     default_code = "unauthorized"

@@ -328,6 +328,9 @@ SPECTACULAR_SETTINGS = {
 DEFAULT_ACTION_TYPES = {
     "LEVEL_COMPLETION": {"min_increment": 1, "max_increment": 1000, "min_play_seconds": 3},
     "ACHIEVEMENT_UNLOCK": {"min_increment": 1, "max_increment": 1000, "min_play_seconds": 3},
+    # A lap or run time in milliseconds (1 s to 1 h), for low-wins "best" boards such as fastest-lap.
+    # Points boards (global included, in the demo) list the action types they take.
+    "LAP_TIME": {"min_increment": 1000, "max_increment": 3_600_000, "min_play_seconds": 20},
 }
 ACTION_TYPES: dict[str, dict[str, int]] = (
     json.loads(env.str("ACTION_TYPES")) if env.str("ACTION_TYPES", default="") else DEFAULT_ACTION_TYPES
@@ -427,6 +430,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "leaderboard-drift-check": {
         "task": "scores.leaderboard_drift_check",
         "schedule": env.int("DRIFT_CHECK_EVERY_SECONDS", default=300),
+    },
+    # Closes board periods at their boundary (with no request needed), drops the live index of
+    # closed periods after their grace, and prunes archives beyond keep_periods.
+    "board-periods-maintain": {
+        "task": "scores.board_periods_maintain",
+        "schedule": env.int("BOARD_PERIODS_EVERY_SECONDS", default=30),
     },
 }
 

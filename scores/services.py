@@ -1,8 +1,11 @@
-"""Score writes: submitting an action, reversing it, and keeping the Redis index derived from PostgreSQL.
+"""Score writes: submitting an action to every board it feeds, reversing it, and keeping the Redis
+index derived from PostgreSQL.
 
 Lock order inside a score transaction is always: the player's ``users`` row first, then the
-nonce/action-id unique entries (``used_nonces``, ``score_history``). Two submissions of one token
-queue on the player row and the second fails the unique constraint (a replay).
+nonce/action-id unique entries (``used_nonces``, ``score_history``), then the player's
+``board_entries`` rows. Two submissions of one token queue on the player row and the second fails
+the unique constraint (a replay); two submissions of one player queue on the player row, so the
+entries of all boards change in the order the submissions commit.
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ import contextlib
 import datetime as dt
 import json
 import logging
-from dataclasses import asdict, dataclass
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -20,15 +25,23 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import User
-from fraud.hooks import rejected_tokens_counted
 from scoreboard import db, metrics
-from scoreboard.errors import ApiError, Conflict, Forbidden
+from scoreboard.errors import ApiError, Conflict, Forbidden, ServiceUnavailable
 from scoreboard.redis import REDIS_ERRORS, get_redis
-from scores import action_tokens
+from scores import action_tokens, events, registry, selectors
 from scores.action_tokens import ActionClaims, MintedActionToken
-from scores.models import ScoreHistory, UsedNonce
-from scores.ranking import GLOBAL, Board, IndexEntry, RankChange, redis_index
-from scores.selectors import index_entries, index_entry, rank_in_db
+from scores.boards import (
+    GLOBAL_ID,
+    OP_INCR,
+    SORT_DESC,
+    TIE_COMPETITION,
+    TIE_DENSE,
+    TIE_FIRST_REACHED,
+    BoardSpec,
+    Period,
+)
+from scores.models import BoardEntry, BoardPeriod, ScoreHistory, UsedNonce
+from scores.ranking import IndexEntry, RankChange, RedisIndex, redis_index
 
 logger = logging.getLogger(__name__)
 security_log = logging.getLogger("scoreboard.security")
@@ -36,6 +49,30 @@ security_log = logging.getLogger("scoreboard.security")
 # The Redis replay pre-filter remembers a claimed nonce for the token window plus this margin.
 NONCE_PREFILTER_MARGIN_SECONDS = 60
 USER_AGENT_MAX_LENGTH = 1000
+REJECTED_TOKEN_CODES = frozenset(
+    {
+        "invalid_action_token",
+        "action_token_expired",
+        "action_token_from_future",
+        "action_token_user_mismatch",
+        "action_token_replayed",
+    }
+)
+
+
+@dataclass(frozen=True)
+class BoardResult:
+    """What one submission did on one board."""
+
+    board: str
+    period: str
+    old_score: int | None
+    new_score: int
+    old_rank: int | None
+    new_rank: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -46,9 +83,18 @@ class ScoreResult:
     increment: int
     new_rank: int | None
     old_rank: int | None
+    boards: list[BoardResult] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "user_id": self.user_id,
+            "old_score": self.old_score,
+            "new_score": self.new_score,
+            "increment": self.increment,
+            "new_rank": self.new_rank,
+            "old_rank": self.old_rank,
+            "boards": [b.as_dict() for b in self.boards],
+        }
 
 
 @dataclass(frozen=True)
@@ -58,14 +104,31 @@ class RequestContext:
 
 
 @dataclass(frozen=True)
+class BoardWrite:
+    """One board the submission feeds, in the period the clock is in."""
+
+    spec: BoardSpec
+    period: Period
+
+
+@dataclass(frozen=True)
+class _EntryWritten:
+    board_id: str
+    period_key: str
+    old_score: int | None
+    old_reached_at: dt.datetime | None
+    new_score: int
+    reached_at: dt.datetime
+    version: int
+
+
+@dataclass(frozen=True)
 class _Applied:
     history_id: str
     old_score: int
     new_score: int
-    old_reached_at: dt.datetime | None
-    reached_at: dt.datetime
-    version: int
     username: str
+    entries: list[_EntryWritten]
 
 
 def action_token_mint(*, user_id: str, action_type: str, score_increment: int) -> MintedActionToken:
@@ -73,6 +136,11 @@ def action_token_mint(*, user_id: str, action_type: str, score_increment: int) -
     if not User.objects.filter(pk=user_id, is_active=True).exists():
         raise ApiError("No active player with that user_id.", code="unknown_player", status_code=404)
     return action_tokens.mint(user_id=user_id, action_type=action_type, score_increment=score_increment)
+
+
+def player_hidden(user: User) -> bool:
+    """A quarantined (shadow-banned) player is left out of every public read."""
+    return bool(getattr(user, "is_quarantined", False))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -113,8 +181,29 @@ def original_result(claims: ActionClaims) -> dict[str, Any] | None:
         "old_score": history.old_score,
         "new_score": history.new_score,
         "increment": history.score_increment,
+        "boards": [{"board": b["board"], "period": b["period"]} for b in history.boards or []],
         "applied_at": history.created_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
     }
+
+
+# The unique entries that make an action token single-use (a violation of one of them is a replay).
+REPLAY_CONSTRAINTS = frozenset(
+    {"used_nonces_pkey", "uniq_used_nonces_action_id", "uniq_score_history_action_id", "score_history_pkey"}
+)
+
+
+def _is_replay(exc: IntegrityError) -> bool:
+    cause = exc.__cause__
+    diag = getattr(cause, "diag", None)
+    if diag is None:  # SQLite says only "UNIQUE constraint failed: used_nonces.nonce"
+        text = str(exc)
+        return "UNIQUE" in text and ("used_nonces" in text or "score_history.action_id" in text)
+    return getattr(diag, "constraint_name", None) in REPLAY_CONSTRAINTS
+
+
+def _is_missing_board(exc: IntegrityError) -> bool:
+    diag = getattr(exc.__cause__, "diag", None)
+    return diag is not None and diag.sqlstate == "23503" and diag.table_name in ("board_entries", "board_periods")
 
 
 def _replay_conflict(claims: ActionClaims, original: dict[str, Any] | None) -> Conflict:
@@ -128,60 +217,173 @@ def _replay_conflict(claims: ActionClaims, original: dict[str, Any] | None) -> C
 
 
 # ---------------------------------------------------------------------------------------------
+# Which boards and periods a submission writes
+# ---------------------------------------------------------------------------------------------
+class _KnownPeriods:
+    """(board, period) pairs this process already made sure have a ``board_periods`` row."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: set[tuple[str, str]] = set()
+
+    def missing(self, writes: Iterable[BoardWrite]) -> list[BoardWrite]:
+        with self._lock:
+            return [w for w in writes if (w.spec.id, w.period.key) not in self._seen]
+
+    def add(self, board_id: str, key: str) -> None:
+        with self._lock:
+            self._seen.add((board_id, key))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._seen.clear()
+
+
+_known_periods = _KnownPeriods()
+
+
+def known_periods_clear() -> None:
+    """Forget which periods exist (tests that flush the database; a period pruned by the beat task)."""
+    _known_periods.clear()
+
+
+def board_writes(*, action_type: str, at: dt.datetime) -> list[BoardWrite]:
+    """Every board this action feeds now, each in its current period, ``global`` first."""
+    return [BoardWrite(spec, spec.period_at(at)) for spec in registry.boards_fed(action_type=action_type, at=at)]
+
+
+def _periods_ensure(writes: Sequence[BoardWrite]) -> None:
+    """Make sure each written period has its ``board_periods`` row (once per process and period).
+
+    A period created here is new and empty, so its Redis index is complete as it stands: it is
+    marked built. An index that lost its mark (Redis flushed or restarted empty) is rebuilt instead.
+    """
+    for write in _known_periods.missing(writes):
+        try:
+            created = _period_row_ensure(write)
+        except IntegrityError:
+            # The board row is gone behind this process's copy of the boards table (a flushed
+            # test database): reload the table (it re-creates "global") and try once more.
+            registry.boards_cache_clear()
+            registry.board_get(GLOBAL_ID)
+            created = _period_row_ensure(write)
+        if created:
+            index = redis_index(write.spec, write.period.key)
+            if index is not None:
+                with contextlib.suppress(*REDIS_ERRORS):
+                    index.mark_built()
+        _known_periods.add(write.spec.id, write.period.key)
+
+
+def _period_row_ensure(write: BoardWrite) -> bool:
+    with transaction.atomic():
+        _, created = BoardPeriod.objects.get_or_create(
+            board_id=write.spec.id,
+            key=write.period.key,
+            defaults={"starts_at": write.period.starts_at, "ends_at": write.period.ends_at},
+        )
+    return created
+
+
+# ---------------------------------------------------------------------------------------------
 # Applying a score change
 # ---------------------------------------------------------------------------------------------
-# PostgreSQL: the whole submission is ONE statement (one round trip, one commit in autocommit mode).
-# Lock order: the player row (FOR UPDATE), then the nonce/action-id unique entries. Two uses of one
-# token queue on the player row; the second then fails the unique constraint -> replay (409).
-# A disabled player matches no row, so nothing is claimed or written and the statement returns no row.
-_PG_SUBMIT = """
+# PostgreSQL: the whole submission is ONE statement (one round trip, one commit in autocommit mode)
+# for every board it feeds. Lock order: the player row (FOR UPDATE), then the nonce/action-id unique
+# entries, then the player's board entries. A disabled player matches no row, so nothing is claimed
+# or written and the statement returns no row.
+#
+# Each board entry is an upsert whose ON CONFLICT branch works on the latest committed row (also
+# when this statement waited for the player lock), computes the new score with the board's
+# operator, and keeps the values it replaced in prev_score/prev_reached_at, so RETURNING gives the
+# old and the new score of every board at once. A score that did not change (a "best" board that
+# was not beaten) keeps its time reached and its version.
+SUBMIT_SQL = """
 WITH player AS (
-    SELECT id, current_score, score_reached_at FROM users
+    SELECT id, current_score, username FROM users
      WHERE id = %(user_id)s AND is_active
        FOR UPDATE
 ), claim AS (
     INSERT INTO used_nonces (nonce, action_id, user_id, created_at)
     SELECT %(nonce)s, %(action_id)s, id, %(now)s FROM player
     RETURNING user_id
+), spec AS (
+    SELECT * FROM unnest(%(b_ids)s::text[], %(b_periods)s::text[], %(b_ops)s::text[], %(b_high)s::boolean[])
+        AS s(board_id, period_key, op, high_wins)
+), entries AS (
+    INSERT INTO board_entries AS e (board_id, period_key, user_id, score, sort_value, reached_at, version,
+                                    updated_at)
+    SELECT s.board_id, s.period_key, claim.user_id, %(value)s,
+           CASE WHEN s.high_wins THEN -%(value)s ELSE %(value)s END, %(now)s, 1, %(now)s
+      FROM spec s, claim
+    ON CONFLICT (board_id, period_key, user_id) DO UPDATE SET
+        (prev_score, prev_reached_at, score, sort_value, reached_at, version, updated_at) = (
+            SELECT e.score, e.reached_at, n.score,
+                   CASE WHEN s.high_wins THEN -n.score ELSE n.score END,
+                   CASE WHEN n.score = e.score THEN e.reached_at ELSE excluded.reached_at END,
+                   e.version + CASE WHEN n.score = e.score THEN 0 ELSE 1 END,
+                   excluded.updated_at
+              FROM spec s,
+                   LATERAL (SELECT CASE
+                       WHEN s.op = 'incr' THEN e.score + excluded.score
+                       WHEN s.op = 'set' THEN excluded.score
+                       WHEN s.high_wins THEN GREATEST(e.score, excluded.score)
+                       ELSE LEAST(e.score, excluded.score) END AS score) n
+             WHERE s.board_id = excluded.board_id AND s.period_key = excluded.period_key)
+    RETURNING e.board_id, e.period_key, e.prev_score, e.prev_reached_at, e.score, e.reached_at, e.version,
+              (e.xmax = 0) AS inserted
 ), updated AS (
     UPDATE users AS u
-       SET current_score = u.current_score + %(inc)s, score_reached_at = %(now)s,
+       SET current_score = u.current_score + %(global_inc)s,
+           score_reached_at = CASE WHEN %(global_inc)s <> 0 THEN %(now)s ELSE u.score_reached_at END,
            score_version = u.score_version + 1, updated_at = %(now)s
       FROM player, claim
      WHERE u.id = player.id
-    RETURNING u.id, player.current_score AS old_score, player.score_reached_at AS old_reached_at,
-              u.current_score AS new_score, u.score_version, u.username
+    RETURNING u.id, player.current_score AS old_score, u.current_score AS new_score, u.username
 ), history AS (
     INSERT INTO score_history (id, user_id, kind, score_increment, old_score, new_score, action_type,
                                action_id, nonce, action_token_hash, action_timestamp, ip_address,
-                               user_agent, metadata, created_at)
-    SELECT gen_random_uuid(), id, %(kind)s, %(inc)s, old_score, new_score, %(action_type)s,
+                               user_agent, metadata, boards, created_at)
+    SELECT gen_random_uuid(), id, %(kind)s, %(value)s, old_score, new_score, %(action_type)s,
            %(action_id)s, %(nonce)s, %(token_hash)s, %(action_ts)s, %(ip)s::inet,
-           %(user_agent)s, %(metadata)s::jsonb, %(now)s
+           %(user_agent)s, %(metadata)s::jsonb,
+           COALESCE((SELECT jsonb_agg(jsonb_build_object(
+                        'board', board_id, 'period', period_key,
+                        'old', CASE WHEN inserted THEN NULL ELSE prev_score END, 'new', score))
+                       FROM entries), '[]'::jsonb),
+           %(now)s
       FROM updated
     RETURNING id
 )
-SELECT updated.old_score, updated.old_reached_at, updated.new_score, updated.score_version,
-       updated.username, history.id
-  FROM updated, history
+SELECT updated.old_score, updated.new_score, updated.username, history.id,
+       entries.board_id, entries.period_key, entries.prev_score, entries.prev_reached_at, entries.score,
+       entries.reached_at, entries.version, entries.inserted
+  FROM updated, history, entries
 """
 
 
-def _apply_postgres(
+def _submit_params(
     *,
     user: User,
     claims: ActionClaims,
+    writes: Sequence[BoardWrite],
     token_hash: str,
     metadata: dict[str, Any],
     context: RequestContext,
     now: dt.datetime,
-) -> _Applied | None:
-    params: dict[str, Any] = {
+) -> dict[str, Any]:
+    feeds_global = any(w.spec.id == GLOBAL_ID for w in writes)
+    return {
         "user_id": user.pk,
         "nonce": claims.nonce,
         "action_id": claims.action_id,
         "now": now,
-        "inc": claims.score_increment,
+        "value": claims.score_increment,
+        "global_inc": claims.score_increment if feeds_global else 0,
+        "b_ids": [w.spec.id for w in writes],
+        "b_periods": [w.period.key for w in writes],
+        "b_ops": [w.spec.operator for w in writes],
+        "b_high": [w.spec.sort == SORT_DESC for w in writes],
         "kind": ScoreHistory.Kind.ACTION.value,
         "action_type": claims.action_type,
         "token_hash": token_hash,
@@ -191,135 +393,227 @@ def _apply_postgres(
         "metadata": json.dumps(metadata),
     }
 
+
+def _apply_postgres(*, params: dict[str, Any], writes: Sequence[BoardWrite]) -> _Applied | None:
     if transaction.get_autocommit():
-        row = db.fetchone(_PG_SUBMIT, params)  # a single statement is its own transaction
+        rows = db.fetchall(SUBMIT_SQL, params)  # a single statement is its own transaction
     else:
         with transaction.atomic():  # inside a caller's transaction: a savepoint keeps it usable on conflict
-            row = db.fetchone(_PG_SUBMIT, params)
-    if row is None:
+            rows = db.fetchall(SUBMIT_SQL, params)
+    if not rows:
         return None
-    old_score, old_reached_at, new_score, version, username, history_id = row
+    old_score, new_score, username, history_id = rows[0][:4]
+    by_board = {
+        r[4]: _EntryWritten(
+            board_id=r[4],
+            period_key=r[5],
+            old_score=None if r[11] else r[6],
+            old_reached_at=None if r[11] else r[7],
+            new_score=r[8],
+            reached_at=r[9],
+            version=r[10],
+        )
+        for r in rows
+    }
     return _Applied(
         history_id=str(history_id),
         old_score=old_score,
         new_score=new_score,
-        old_reached_at=old_reached_at,
-        reached_at=now,
-        version=version,
         username=username,
+        entries=[by_board[w.spec.id] for w in writes],
     )
 
 
-def _apply_orm(
-    *,
-    user: User,
-    claims: ActionClaims,
-    token_hash: str,
-    metadata: dict[str, Any],
-    context: RequestContext,
-    now: dt.datetime,
-) -> _Applied | None:
+def _apply_orm(*, params: dict[str, Any], writes: Sequence[BoardWrite]) -> _Applied | None:
     """The same transaction for other databases (SQLite in the embedded default)."""
+    now: dt.datetime = params["now"]
+    value: int = params["value"]
     with transaction.atomic():
-        player = User.objects.select_for_update().filter(pk=user.pk, is_active=True).first()
+        player = User.objects.select_for_update().filter(pk=params["user_id"], is_active=True).first()
         if player is None:
             return None
-        UsedNonce.objects.create(nonce=claims.nonce, action_id=claims.action_id, user_id=user.pk, created_at=now)
-        old_score, old_reached_at = player.current_score, player.score_reached_at
-        User.objects.filter(pk=user.pk).update(
-            current_score=F("current_score") + claims.score_increment,
-            score_reached_at=now,
+        UsedNonce.objects.create(
+            nonce=params["nonce"], action_id=params["action_id"], user_id=player.pk, created_at=now
+        )
+        written: list[_EntryWritten] = []
+        for write in writes:
+            entry = (
+                BoardEntry.objects.select_for_update()
+                .filter(board_id=write.spec.id, period_key=write.period.key, user_id=player.pk)
+                .first()
+            )
+            if entry is None:
+                entry = BoardEntry.objects.create(
+                    board_id=write.spec.id,
+                    period_key=write.period.key,
+                    user_id=player.pk,
+                    score=value,
+                    sort_value=write.spec.sort_value(value),
+                    reached_at=now,
+                    version=1,
+                    updated_at=now,
+                )
+                written.append(_EntryWritten(write.spec.id, write.period.key, None, None, value, now, 1))
+                continue
+            old_score, old_reached = entry.score, entry.reached_at
+            new_score = write.spec.combine(old_score, value)
+            changed = new_score != old_score
+            entry.prev_score, entry.prev_reached_at = old_score, old_reached
+            entry.score, entry.sort_value = new_score, write.spec.sort_value(new_score)
+            entry.reached_at = now if changed else old_reached
+            entry.version += 1 if changed else 0
+            entry.updated_at = now
+            entry.save()
+            written.append(
+                _EntryWritten(
+                    write.spec.id, write.period.key, old_score, old_reached, new_score, entry.reached_at, entry.version
+                )
+            )
+        old_global = player.current_score
+        global_inc = params["global_inc"]
+        User.objects.filter(pk=player.pk).update(
+            current_score=F("current_score") + global_inc,
+            score_reached_at=now if global_inc else F("score_reached_at"),
             score_version=F("score_version") + 1,
             updated_at=now,
         )
-        player.refresh_from_db(fields=["current_score", "score_version", "username"])
         history = ScoreHistory.objects.create(
-            user_id=user.pk,
+            user_id=player.pk,
             kind=ScoreHistory.Kind.ACTION,
-            score_increment=claims.score_increment,
-            old_score=old_score,
-            new_score=player.current_score,
-            action_type=claims.action_type,
-            action_id=claims.action_id,
-            nonce=claims.nonce,
-            action_token_hash=token_hash,
-            action_timestamp=claims.occurred_at,
-            ip_address=context.ip_address,
-            user_agent=context.user_agent[:USER_AGENT_MAX_LENGTH],
-            metadata=metadata,
+            score_increment=value,
+            old_score=old_global,
+            new_score=old_global + global_inc,
+            action_type=params["action_type"],
+            action_id=params["action_id"],
+            nonce=params["nonce"],
+            action_token_hash=params["token_hash"],
+            action_timestamp=params["action_ts"],
+            ip_address=params["ip"],
+            user_agent=params["user_agent"],
+            metadata=json.loads(params["metadata"]),
+            boards=[
+                {"board": w.board_id, "period": w.period_key, "old": w.old_score, "new": w.new_score} for w in written
+            ],
         )
     return _Applied(
         history_id=str(history.pk),
-        old_score=old_score,
-        new_score=player.current_score,
-        old_reached_at=old_reached_at,
-        reached_at=now,
-        version=player.score_version,
+        old_score=old_global,
+        new_score=old_global + global_inc,
         username=player.username,
+        entries=written,
     )
 
 
 def _apply(
-    *, user: User, claims: ActionClaims, token_hash: str, metadata: dict[str, Any], context: RequestContext
+    *,
+    user: User,
+    claims: ActionClaims,
+    writes: Sequence[BoardWrite],
+    token_hash: str,
+    metadata: dict[str, Any],
+    context: RequestContext,
+    now: dt.datetime,
 ) -> _Applied:
-    """Claim the token, add the increment and write history — all or nothing.
+    """Claim the token, apply the value to every board and write history — all or nothing.
 
     Raises IntegrityError when the nonce or action id was already claimed (a replay), 403 when the
     player is disabled.
     """
-    apply = _apply_postgres if connection.vendor == "postgresql" else _apply_orm
-    applied = apply(
-        user=user, claims=claims, token_hash=token_hash, metadata=metadata, context=context, now=timezone.now()
+    params = _submit_params(
+        user=user, claims=claims, writes=writes, token_hash=token_hash, metadata=metadata, context=context, now=now
     )
+    apply = _apply_postgres if connection.vendor == "postgresql" else _apply_orm
+    applied = apply(params=params, writes=writes)
     if applied is None:
         raise Forbidden("This account is disabled.", code="account_disabled")
     return applied
 
 
-def _index_after_commit(*, user_id: str, applied: _Applied, board: Board) -> RankChange:
-    """Write the committed absolute score into Redis; when Redis is down, rank from PostgreSQL."""
-    index = redis_index(board)
-    entry = IndexEntry(
+def _index_entry(*, user_id: str, username: str, written: _EntryWritten, hidden: bool) -> IndexEntry:
+    return IndexEntry(
         user_id=user_id,
-        username=applied.username,
-        score=applied.new_score,
-        version=applied.version,
-        reached_at=applied.reached_at,
-        last_updated=applied.reached_at,
+        username=username,
+        score=written.new_score,
+        version=written.version,
+        reached_at=written.reached_at,
+        last_updated=written.reached_at,
+        hidden=hidden,
     )
-    if index is not None:
+
+
+def _index_after_commit(
+    *, user_id: str, applied: _Applied, writes: Sequence[BoardWrite], hidden: bool
+) -> list[RankChange]:
+    """Write the committed absolute scores of every board into Redis in one round trip.
+
+    When Redis is down, ranks come from PostgreSQL and the index is repaired later. An index that
+    has lost its "built" mark (Redis restarted empty) is rebuilt from PostgreSQL at once.
+    """
+    client = get_redis()
+    indexes: list[RedisIndex] = []
+    if client is not None:
         try:
-            return index.apply(entry)
+            pipe = client.pipeline(transaction=False)
+            for write in writes:
+                index = redis_index(write.spec, write.period.key)
+                assert index is not None
+                indexes.append(index)
+            for index, written in zip(indexes, applied.entries, strict=True):
+                index.queue_apply(
+                    _index_entry(user_id=user_id, username=applied.username, written=written, hidden=hidden), pipe
+                )
+            changes = [RedisIndex.change_from(raw) for raw in pipe.execute()]
         except REDIS_ERRORS:
             logger.warning("redis unavailable after commit; the drift check will repair the index")
-    return RankChange(
-        old_rank=rank_in_db(user_id=user_id, score=applied.old_score, reached_at=applied.old_reached_at),
-        new_rank=rank_in_db(user_id=user_id, score=applied.new_score, reached_at=applied.reached_at),
-        applied=True,
-    )
+        else:
+            for write, change in zip(writes, changes, strict=True):
+                if not change.built:
+                    index_rebuild_soon(spec=write.spec, period_key=write.period.key)
+            return changes
+    return [
+        RankChange(
+            old_rank=selectors.rank_in_db(
+                spec=w.spec,
+                period_key=w.period.key,
+                user_id=user_id,
+                score=e.old_score,
+                reached_at=e.old_reached_at,
+                exclude_self=True,
+            ),
+            new_rank=selectors.rank_in_db(
+                spec=w.spec, period_key=w.period.key, user_id=user_id, score=e.new_score, reached_at=e.reached_at
+            ),
+            applied=True,
+        )
+        for w, e in zip(writes, applied.entries, strict=True)
+    ]
 
 
-@rejected_tokens_counted  # refused action tokens feed the fraud engine's token-abuse rule
 def score_submit(
     *,
     user: User,
     action_token: str,
     metadata: dict[str, Any] | None = None,
     context: RequestContext | None = None,
-    board: Board = GLOBAL,
 ) -> ScoreResult:
-    """Verify an action token and apply its increment exactly once.
+    """Verify an action token and apply it exactly once to every board it feeds.
 
     Raises 401 (forged/stale token), 403 (another player's token, disabled account), 400 (action
     type/increment not allowed, metadata mismatch), 409 (replay, with the original result),
     429 (blocked by the fraud engine), 503 (database down). On success the change is committed in
-    PostgreSQL before Redis is touched; the board is then re-indexed and the change broadcast.
+    PostgreSQL (all boards or none) before Redis is touched; then every board is re-indexed and
+    one ``ScoreApplied`` event per board is emitted (``scores.events``).
     """
-    from fraud import services as fraud_services
-    from realtime import services as realtime_services
-
     context = context or RequestContext()
-    metadata = metadata or {}
+    try:
+        return _score_submit(user=user, action_token=action_token, metadata=metadata or {}, context=context)
+    except ApiError as exc:
+        if exc.code in REJECTED_TOKEN_CODES:  # refused tokens feed the fraud engine's token-abuse rule
+            events.emit_token_rejected(user=user, context=context, code=exc.code)
+        raise
+
+
+def _score_submit(*, user: User, action_token: str, metadata: dict[str, Any], context: RequestContext) -> ScoreResult:
     claims = action_tokens.verify(action_token)
     if claims.user_id != str(user.pk):
         security_log.warning("action token for another player presented by user_id=%s", user.pk)
@@ -330,7 +624,8 @@ def score_submit(
     # The replay pre-filter (Redis SET NX on nonce and action id) travels with the fraud engine's
     # window in one round trip: a token seen before is neither recorded nor assessed. It is only a
     # filter — PostgreSQL's unique constraints decide — and with Redis down nothing is "seen".
-    assessment = fraud_services.score_attempt_assess(
+    assess = events.bus.assessor
+    assessment = assess(
         user=user, claims=claims, context=context, once_keys=_prefilter_keys(claims), once_ttl=_prefilter_ttl()
     )
     if assessment.repeat:
@@ -338,83 +633,191 @@ def score_submit(
         if original is not None:
             raise _replay_conflict(claims, original)
         # Claimed but never committed (an attempt in flight, or one that failed): assess it as usual.
-        assessment = fraud_services.score_attempt_assess(user=user, claims=claims, context=context)
+        assessment = assess(user=user, claims=claims, context=context, once_keys=(), once_ttl=0)
 
-    try:
-        applied = _apply(
-            user=user,
-            claims=claims,
-            token_hash=action_tokens.token_hash(action_token),
-            metadata=metadata,
-            context=context,
-        )
-    except IntegrityError as exc:
-        raise _replay_conflict(claims, original_result(claims)) from exc
-    except BaseException:
-        _prefilter_release(claims)
-        raise
+    token_hash = action_tokens.token_hash(action_token)
+    for attempt in (1, 2):
+        now = timezone.now()
+        writes = board_writes(action_type=claims.action_type, at=now)
+        try:
+            _periods_ensure(writes)
+            applied = _apply(
+                user=user,
+                claims=claims,
+                writes=writes,
+                token_hash=token_hash,
+                metadata=metadata,
+                context=context,
+                now=now,
+            )
+            break
+        except IntegrityError as exc:
+            if _is_replay(exc):
+                raise _replay_conflict(claims, original_result(claims)) from exc
+            if attempt == 1 and _is_missing_board(exc):
+                # A board was deleted behind this process's copy of the boards table: reload it
+                # (which re-creates "global" if needed) and apply to the boards that exist now.
+                registry.boards_cache_clear()
+                registry.board_get(GLOBAL_ID)
+                known_periods_clear()
+                continue
+            _prefilter_release(claims)
+            logger.error("score update of %s refused by the database: %s", claims.action_id, exc)
+            raise ServiceUnavailable(
+                "The score could not be applied right now; nothing was changed. Retry shortly.",
+                code="score_not_applied",
+            ) from exc
+        except BaseException:
+            _prefilter_release(claims)
+            raise
 
     metrics.SCORE_UPDATES.inc()
-    change = _index_after_commit(user_id=str(user.pk), applied=applied, board=board)
+    user_id = str(user.pk)
+    hidden = player_hidden(user)
+    changes = _index_after_commit(user_id=user_id, applied=applied, writes=writes, hidden=hidden)
+    boards = [
+        BoardResult(
+            board=w.spec.id,
+            period=w.period.key,
+            old_score=e.old_score,
+            new_score=e.new_score,
+            old_rank=c.old_rank,
+            new_rank=c.new_rank,
+        )
+        for w, e, c in zip(writes, applied.entries, changes, strict=True)
+    ]
+    on_global = next((b for b in boards if b.board == GLOBAL_ID), None)
     result = ScoreResult(
-        user_id=str(user.pk),
+        user_id=user_id,
         old_score=applied.old_score,
         new_score=applied.new_score,
         increment=claims.score_increment,
-        new_rank=change.new_rank,
-        old_rank=change.old_rank,
+        new_rank=on_global.new_rank if on_global else None,
+        old_rank=on_global.old_rank if on_global else None,
+        boards=boards,
     )
-    fraud_services.score_applied_record(
-        user=user,
-        claims=claims,
-        context=context,
-        assessment=assessment,
-        history_id=applied.history_id,
+    events.emit_submission_applied(
+        events.SubmissionApplied(
+            user=user, claims=claims, context=context, assessment=assessment, history_id=applied.history_id
+        )
     )
-    realtime_services.score_changed(
-        board=board,
-        user_id=result.user_id,
-        score=result.new_score,
-        old_rank=result.old_rank,
-        new_rank=result.new_rank,
-    )
+    for write, board in zip(writes, boards, strict=True):
+        events.emit_score_applied(
+            events.ScoreApplied(
+                board=write.spec,
+                period=board.period,
+                user_id=user_id,
+                score=board.new_score,
+                old_rank=board.old_rank,
+                new_rank=board.new_rank,
+                hidden=hidden,
+            )
+        )
     return result
 
 
 # ---------------------------------------------------------------------------------------------
 # Corrections and the index
 # ---------------------------------------------------------------------------------------------
-def player_index_sync(*, user_id: str, board: Board = GLOBAL) -> None:
-    """Re-derive one player's index entry from PostgreSQL (after a ban, reversal or Redis outage)."""
-    index = redis_index(board)
+def _live_entries_of(user_id: str) -> Iterator[tuple[BoardSpec, BoardEntry]]:
+    """The player's entries in every period that still has a live index (not dropped after closing)."""
+    entries = list(BoardEntry.objects.filter(user_id=user_id).select_related("user"))
+    dropped = set(
+        BoardPeriod.objects.filter(
+            board_id__in={e.board_id for e in entries}, index_dropped_at__isnull=False
+        ).values_list("board_id", "key")
+    )
+    for entry in entries:
+        spec = registry.board_get(entry.board_id)
+        if spec is not None and (entry.board_id, entry.period_key) not in dropped:
+            yield spec, entry
+
+
+def player_index_sync(*, user_id: str) -> None:
+    """Re-derive one player's index entries on every live board from PostgreSQL (after a ban,
+    quarantine, reversal or Redis outage)."""
+    if get_redis() is None:
+        return
+    for spec, entry in _live_entries_of(user_id):
+        _entry_index_sync(spec=spec, entry=entry)
+
+
+def _entry_index_sync(*, spec: BoardSpec, entry: BoardEntry) -> None:
+    index = redis_index(spec, entry.period_key)
     if index is None:
         return
-    player = User.objects.filter(pk=user_id).first()
-    if player is None:
-        return
-    if player.score_reached_at is None:
-        return
-    entry = index_entry(player)
+    indexed = selectors.index_entry(entry)
     try:
-        if player.is_active:
-            index.apply(entry)
+        if entry.user.is_active:
+            index.apply(indexed)
         else:
-            index.remove(entry)
+            index.remove(indexed)
     except REDIS_ERRORS:
-        logger.warning("redis unavailable; player %s left for the drift check", user_id)
+        logger.warning("redis unavailable; player %s left for the drift check", entry.user_id)
 
 
-def player_standing_changed(*, user_id: str, board: Board = GLOBAL) -> None:
-    """Call after a player was banned or unbanned: bumps the version so the index takes the change."""
+def player_standing_changed(*, user_id: str) -> None:
+    """Call after a player was banned, unbanned, quarantined or released.
+
+    Bumps the version of the player's entries so every index takes the change, then (after the
+    commit) re-indexes them and lets the live boards drop or restore the player.
+    """
     User.objects.filter(pk=user_id).update(score_version=F("score_version") + 1)
-    # Re-index, then let the live board drop (or restore) the player if the top 10 changed.
-    transaction.on_commit(lambda: _after_correction(user_id=user_id, board=board))
+    BoardEntry.objects.filter(user_id=user_id).update(version=F("version") + 1)
+
+    def after() -> None:
+        player_index_sync(user_id=user_id)
+        for spec, entry in _live_entries_of(user_id):
+            events.emit_board_corrected(events.BoardCorrected(board=spec, period=entry.period_key))
+
+    transaction.on_commit(after)
 
 
-def score_reverse(*, history: ScoreHistory, reason: str, board: Board = GLOBAL) -> ScoreHistory:
-    """Compensate one applied action with a negative history row (history stays append-only).
+def _history_actions_on(entry: BoardEntry) -> list[ScoreHistory]:
+    """The player's applied, unreversed actions that fed this board's period, oldest first."""
+    reversed_ids = ScoreHistory.objects.filter(user_id=entry.user_id, reverses__isnull=False).values("reverses_id")
+    actions = (
+        ScoreHistory.objects.filter(user_id=entry.user_id, kind=ScoreHistory.Kind.ACTION)
+        .exclude(pk__in=reversed_ids)
+        .order_by("created_at")
+    )
+    return [
+        h
+        for h in actions
+        if any(b.get("board") == entry.board_id and b.get("period") == entry.period_key for b in h.boards or [])
+    ]
 
-    Idempotent: an action that was already reversed returns the existing reversal.
+
+def _entry_recompute(*, spec: BoardSpec, entry: BoardEntry, now: dt.datetime) -> int | None:
+    """Re-derive a best/set entry from the actions that remain; returns the new score or None."""
+    remaining = _history_actions_on(entry)
+    if not remaining:
+        return None
+    score: int | None = None
+    reached = now
+    for action in remaining:
+        new = spec.combine(score, action.score_increment)
+        if new != score:
+            score, reached = new, action.created_at
+    assert score is not None
+    entry.reached_at = reached
+    return score
+
+
+@dataclass(frozen=True)
+class BoardReversal:
+    board: str
+    period: str
+    points_removed: int
+    closed_period: bool
+
+
+def score_reverse(*, history: ScoreHistory, reason: str) -> ScoreHistory:
+    """Compensate one applied action on every board it fed (history stays append-only).
+
+    Idempotent: an action that was already reversed returns the existing reversal. A board whose
+    period has closed gets its archive corrected: final ranks re-frozen, and the period marked
+    corrected. ``reversal.boards`` says what changed on each board.
     """
     with transaction.atomic():
         existing = ScoreHistory.objects.filter(reverses=history).first()
@@ -424,46 +827,143 @@ def score_reverse(*, history: ScoreHistory, reason: str, board: Board = GLOBAL) 
             raise ApiError("Only actions can be reversed.", code="not_reversible")
         now = timezone.now()
         player = User.objects.select_for_update().get(pk=history.user_id)
-        old_score = player.current_score
-        player.current_score = old_score - history.score_increment
-        player.score_reached_at = now
-        player.score_version += 1
-        player.save(update_fields=["current_score", "score_reached_at", "score_version", "updated_at"])
+        fed = list(history.boards or []) or [{"board": GLOBAL_ID, "period": "all"}]
+        # The reversal row goes in first, so a best/set board re-derived below no longer sees the action.
         reversal = ScoreHistory.objects.create(
             user_id=player.pk,
             kind=ScoreHistory.Kind.REVERSAL,
             score_increment=-history.score_increment,
-            old_score=old_score,
+            old_score=player.current_score,
             new_score=player.current_score,
             action_type=history.action_type,
             action_token_hash=history.action_token_hash,
             reverses=history,
             metadata={"reason": reason},
         )
-        transaction.on_commit(lambda: _after_correction(user_id=str(player.pk), board=board))
+        changed: list[dict[str, Any]] = []
+        corrected_closed: list[tuple[BoardSpec, str]] = []
+        for item in fed:
+            board_id, period_key = item["board"], item["period"]
+            spec = registry.board_get(board_id)
+            entry = (
+                BoardEntry.objects.select_for_update()
+                .filter(board_id=board_id, period_key=period_key, user_id=player.pk)
+                .first()
+            )
+            if spec is None or entry is None:
+                continue
+            old = entry.score
+            new: int | None = (
+                old - history.score_increment
+                if spec.operator == OP_INCR
+                else _entry_recompute(spec=spec, entry=entry, now=now)
+            )
+            if new is None:
+                entry.delete()
+            elif new != old:
+                entry.prev_score, entry.prev_reached_at = old, entry.reached_at
+                entry.score, entry.sort_value = new, spec.sort_value(new)
+                if spec.operator == OP_INCR:
+                    entry.reached_at = now
+                entry.version += 1
+                entry.updated_at = now
+                entry.save()
+            changed.append({"board": board_id, "period": period_key, "old": old, "new": new})
+            period = BoardPeriod.objects.filter(board_id=board_id, key=period_key).first()
+            if period is not None and period.closed_at is not None:
+                corrected_closed.append((spec, period_key))
+        if any(c["board"] == GLOBAL_ID for c in changed):
+            player.current_score -= history.score_increment
+            player.score_reached_at = now
+        player.score_version += 1
+        player.save(update_fields=["current_score", "score_reached_at", "score_version", "updated_at"])
+        reversal.new_score = player.current_score
+        reversal.boards = changed
+        reversal.save(update_fields=["new_score", "boards"])
+        for spec, period_key in corrected_closed:
+            period_freeze(spec=spec, period_key=period_key, corrected_at=now)
+        user_id = str(player.pk)
+        touched = [(registry.board_get(c["board"]), c["period"]) for c in changed]
+        transaction.on_commit(lambda: _after_correction(user_id=user_id, touched=touched))
     return reversal
 
 
-def _after_correction(*, user_id: str, board: Board) -> None:
-    from realtime import services as realtime_services
+def _after_correction(*, user_id: str, touched: Sequence[tuple[BoardSpec | None, str]]) -> None:
+    for spec, period_key in touched:
+        if spec is None:
+            continue
+        entry = BoardEntry.objects.filter(board_id=spec.id, period_key=period_key, user_id=user_id).select_related(
+            "user"
+        )
+        found = entry.first()
+        index = redis_index(spec, period_key)
+        if index is not None:
+            try:
+                if found is not None:
+                    _entry_index_sync(spec=spec, entry=found)
+                else:  # the entry is gone (its only action was reversed)
+                    index.forget(user_id)
+            except REDIS_ERRORS:
+                logger.warning("redis unavailable; %s/%s left for the drift check", spec.id, period_key)
+        events.emit_board_corrected(events.BoardCorrected(board=spec, period=period_key))
 
-    player_index_sync(user_id=user_id, board=board)
-    realtime_services.board_corrected(board=board)
+
+# ---------------------------------------------------------------------------------------------
+# Rebuild and drift check (every board, every live period)
+# ---------------------------------------------------------------------------------------------
+def live_periods(*, board: BoardSpec | None = None) -> list[tuple[BoardSpec, str]]:
+    """(board, period key) of every period whose Redis index is live, ``global`` first."""
+    specs = [board] if board is not None else registry.boards_all()
+    out: list[tuple[BoardSpec, str]] = []
+    now = timezone.now()
+    for spec in specs:
+        keys = set(
+            BoardPeriod.objects.filter(board_id=spec.id, index_dropped_at__isnull=True).values_list("key", flat=True)
+        )
+        keys.add(spec.period_at(now).key)
+        out.extend((spec, key) for key in sorted(keys))
+    return out
 
 
-def leaderboard_rebuild(*, board: Board = GLOBAL) -> int:
-    """Rebuild the Redis index of ``board`` from PostgreSQL; returns the number of players indexed.
+def index_rebuild(*, spec: BoardSpec, period_key: str) -> int:
+    """Rebuild one (board, period) index from PostgreSQL; returns the number of players indexed.
 
     Changes committed while the rebuild runs are re-applied afterwards (version-guarded).
     """
-    index = redis_index(board)
+    index = redis_index(spec, period_key)
     if index is None:
         return 0
     started = timezone.now()
-    count = index.replace_all(index_entries(board=board))
-    for player in User.objects.filter(updated_at__gte=started):
-        player_index_sync(user_id=str(player.pk), board=board)
+    count = index.replace_all(selectors.index_entries(spec=spec, period_key=period_key))
+    for entry in BoardEntry.objects.filter(
+        board_id=spec.id, period_key=period_key, updated_at__gte=started
+    ).select_related("user"):
+        _entry_index_sync(spec=spec, entry=entry)
     return count
+
+
+def index_rebuild_soon(*, spec: BoardSpec, period_key: str) -> None:
+    """An index that lost its "built" mark: rebuild it now, once (a short Redis lock dedups)."""
+    client = get_redis()
+    if client is None:
+        return
+    lock_key = f"sb:rebuild-lock:{spec.id}:{period_key}"
+    try:
+        if not client.set(lock_key, "1", nx=True, ex=REBUILD_LOCK_SECONDS):
+            return
+        logger.warning("index of %s/%s had no built mark (Redis lost it): rebuilding", spec.id, period_key)
+        index_rebuild(spec=spec, period_key=period_key)
+        client.delete(lock_key)
+    except REDIS_ERRORS:
+        logger.warning("redis unavailable; rebuild of %s/%s left for the drift check", spec.id, period_key)
+
+
+REBUILD_LOCK_SECONDS = 60
+
+
+def leaderboard_rebuild(*, board: BoardSpec | None = None) -> int:
+    """Rebuild the index of every live period of ``board`` (every board by default); returns players indexed."""
+    return sum(index_rebuild(spec=spec, period_key=key) for spec, key in live_periods(board=board))
 
 
 @dataclass(frozen=True)
@@ -475,25 +975,58 @@ class DriftReport:
     repaired: bool
 
 
-def leaderboard_drift_check(*, board: Board = GLOBAL, repair: bool = True) -> DriftReport:
-    """Compare the index with PostgreSQL player by player (by version) and repair what differs."""
-    index = redis_index(board)
+def _drift_one(*, spec: BoardSpec, period_key: str, repair: bool) -> DriftReport:
+    index = redis_index(spec, period_key)
     if index is None:
         return DriftReport(checked=0, missing=0, stale=0, extra=0, repaired=False)
+    started = timezone.now()
     indexed = index.versions()
-    expected = {e.user_id: e for e in index_entries(board=board)}
-    missing = [uid for uid in expected if uid not in indexed]
-    stale = [uid for uid, e in expected.items() if uid in indexed and indexed[uid] != e.version]
-    extra = [uid for uid in indexed if uid not in expected]
+    expected = {e.user_id: e for e in selectors.index_entries(spec=spec, period_key=period_key)}
+    # Entries changed since the check started are being indexed by their own writes: not drift.
+    moving = {
+        str(uid)
+        for uid in BoardEntry.objects.filter(
+            board_id=spec.id, period_key=period_key, updated_at__gte=started
+        ).values_list("user_id", flat=True)
+    }
+    missing = [uid for uid in expected if uid not in indexed and uid not in moving]
+    stale = [uid for uid, e in expected.items() if uid in indexed and indexed[uid] < e.version and uid not in moving]
+    extra = [uid for uid in indexed if uid not in expected and uid not in moving]
     drifted = bool(missing or stale or extra)
     if drifted:
         logger.warning(
-            "leaderboard drift on %s: missing=%d stale=%d extra=%d", board.name, len(missing), len(stale), len(extra)
+            "leaderboard drift on %s/%s: missing=%d stale=%d extra=%d",
+            spec.id,
+            period_key,
+            len(missing),
+            len(stale),
+            len(extra),
         )
     if drifted and repair:
-        leaderboard_rebuild(board=board)
+        for uid in missing + stale:
+            entry = (
+                BoardEntry.objects.filter(board_id=spec.id, period_key=period_key, user_id=uid)
+                .select_related("user")
+                .first()
+            )
+            if entry is not None:
+                _entry_index_sync(spec=spec, entry=entry)
+        for uid in extra:
+            index.forget(uid)
     return DriftReport(
         checked=len(expected), missing=len(missing), stale=len(stale), extra=len(extra), repaired=drifted and repair
+    )
+
+
+def leaderboard_drift_check(*, board: BoardSpec | None = None, repair: bool = True) -> DriftReport:
+    """Compare every live index with PostgreSQL player by player (by version) and repair only what differs."""
+    reports = [_drift_one(spec=spec, period_key=key, repair=repair) for spec, key in live_periods(board=board)]
+    return DriftReport(
+        checked=sum(r.checked for r in reports),
+        missing=sum(r.missing for r in reports),
+        stale=sum(r.stale for r in reports),
+        extra=sum(r.extra for r in reports),
+        repaired=any(r.repaired for r in reports),
     )
 
 
@@ -501,3 +1034,47 @@ def used_nonces_purge(*, older_than: dt.datetime) -> int:
     """Delete claimed nonces whose tokens can no longer verify (their window has passed)."""
     deleted, _ = UsedNonce.objects.filter(created_at__lt=older_than).delete()
     return deleted
+
+
+# ---------------------------------------------------------------------------------------------
+# Periods: freezing final standings
+# ---------------------------------------------------------------------------------------------
+_RANK_OVER = {
+    TIE_FIRST_REACHED: "ROW_NUMBER() OVER (ORDER BY be.sort_value, be.reached_at, be.user_id)",
+    TIE_COMPETITION: "RANK() OVER (ORDER BY be.sort_value)",
+    TIE_DENSE: "DENSE_RANK() OVER (ORDER BY be.sort_value)",
+}
+
+_UNRANK_SQL = "UPDATE board_entries SET final_rank = NULL WHERE board_id = %s AND period_key = %s"
+# UPDATE ... FROM: one pass in PostgreSQL and in SQLite (3.33+), where a correlated sub-select
+# would rank the period once per row.
+_FREEZE_SQL = """
+UPDATE board_entries SET final_rank = r.rank
+  FROM (SELECT be.id, {rank} AS rank
+          FROM board_entries be JOIN users u ON u.id = be.user_id
+         WHERE be.board_id = %s AND be.period_key = %s AND u.is_active AND NOT u.is_quarantined) AS r
+ WHERE board_entries.id = r.id
+"""
+
+
+def period_freeze(*, spec: BoardSpec, period_key: str, corrected_at: dt.datetime | None = None) -> int:
+    """Store the final rank of every entry of a period (hidden and banned players get none).
+
+    Runs when a period closes, and again when a moderator corrects a closed period
+    (``corrected_at``). Returns the number of ranked players.
+    """
+    sql = _FREEZE_SQL.format(rank=_RANK_OVER[spec.tie_policy])
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_UNRANK_SQL, [spec.id, period_key])
+        cursor.execute(sql, [spec.id, period_key])
+        ranked = BoardEntry.objects.filter(board_id=spec.id, period_key=period_key, final_rank__isnull=False).count()
+        period = spec.period_by_key(period_key)
+        status, _ = BoardPeriod.objects.get_or_create(
+            board_id=spec.id, key=period_key, defaults={"starts_at": period.starts_at, "ends_at": period.ends_at}
+        )
+        status.entry_count = ranked
+        status.closed_at = status.closed_at or timezone.now()
+        if corrected_at is not None:
+            status.corrected_at = corrected_at
+        status.save(update_fields=["entry_count", "closed_at", "corrected_at"])
+    return ranked

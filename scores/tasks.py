@@ -12,7 +12,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from scoreboard.redis import REDIS_ERRORS
-from scores import services
+from scores import board_services, services
 
 
 def nonce_retention_seconds() -> int:
@@ -38,5 +38,16 @@ def used_nonces_purge_task() -> int:
     max_retries=3,
 )
 def leaderboard_drift_check_task() -> dict[str, Any]:
-    """Compare the Redis index with PostgreSQL and rebuild it when they differ."""
+    """Compare every live board index with PostgreSQL and repair the players that differ."""
     return asdict(services.leaderboard_drift_check(repair=True))
+
+
+@shared_task(
+    name="scores.board_periods_maintain",
+    autoretry_for=(DatabaseError,),
+    retry_backoff=True,
+    max_retries=3,
+)
+def board_periods_maintain_task() -> dict[str, Any]:
+    """Close due board periods, drop expired live indexes, prune old archives."""
+    return asdict(board_services.board_periods_maintain())

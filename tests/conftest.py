@@ -16,7 +16,8 @@ from rest_framework.test import APIClient
 
 from accounts import services as account_services
 from accounts.models import User
-from scores import action_tokens
+from scores import action_tokens, registry
+from scores import services as score_services
 from tests.factories import PlayerFactory
 
 
@@ -81,7 +82,13 @@ def _clean_redis_and_cache(_redis_is_a_test_database: None) -> Iterator[None]:
     cache.clear()  # first: django-redis empties the whole database here, the mark included
     if settings.REDIS_URL:
         redis_flush_test_database()
+    # Each test's database starts from the migrations' boards (only "global"); forget this
+    # process's copy of the boards table and of the periods it has seen.
+    registry.boards_cache_clear()
+    score_services.known_periods_clear()
     yield
+    registry.boards_cache_clear()
+    score_services.known_periods_clear()
 
 
 def caches_on(redis_url: str) -> dict[str, dict[str, Any]]:

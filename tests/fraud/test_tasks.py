@@ -25,9 +25,17 @@ from fraud import services as fraud_services
 from fraud.models import FraudLog
 from fraud.tasks import fraud_batch_scan_task
 from scoreboard.celery import app as celery_app
-from scores import ranking
 from scores.models import ScoreHistory, UsedNonce
-from scores.tasks import leaderboard_drift_check_task, nonce_retention_seconds, used_nonces_purge_task
+from scores.ranking import index_keys
+from scores.tasks import (
+    board_periods_maintain_task,
+    leaderboard_drift_check_task,
+    nonce_retention_seconds,
+    used_nonces_purge_task,
+)
+from tests.factories import global_entry_sync
+
+GLOBAL_ZSET = index_keys("global", "all")[0]
 
 pytestmark = [pytest.mark.django_db]
 
@@ -51,6 +59,7 @@ def history(
                 action_id=uuid.uuid4().hex,
                 action_token_hash="h",
                 ip_address=ip,
+                boards=[{"board": "global", "period": "all", "old": score, "new": score + increment}],
             )
         )
         score += increment
@@ -60,6 +69,7 @@ def history(
         current_score=score, score_reached_at=timezone.now(), score_version=user.score_version + 1
     )
     user.refresh_from_db()
+    global_entry_sync(user)
     return created
 
 
@@ -159,12 +169,12 @@ def test_the_drift_check_repairs_a_flushed_index(make_player, redis_client):
     players = [make_player() for _ in range(3)]
     for i, p in enumerate(players):
         history(p, points=[100 * (i + 1)])
-    redis_client.delete(ranking.GLOBAL.zset_key)
+    redis_client.delete(GLOBAL_ZSET)
 
     report = leaderboard_drift_check_task.apply().get()
 
     assert (report["missing"], report["repaired"]) == (3, True)
-    assert redis_client.zcard(ranking.GLOBAL.zset_key) == 3
+    assert redis_client.zcard(GLOBAL_ZSET) == 3
 
 
 @pytest.mark.embedded
@@ -187,6 +197,7 @@ def test_the_beat_schedule_runs_every_job():
         used_nonces_purge_task.name,
         leaderboard_drift_check_task.name,
         outstanding_tokens_purge_task.name,
+        board_periods_maintain_task.name,
     }
     assert all(name in celery_app.tasks for name in scheduled)
 
@@ -258,11 +269,11 @@ def test_the_jobs_run_in_a_real_worker_with_redis_as_broker(make_player, redis_c
     UsedNonce.objects.create(
         nonce="stale-nonce-01", action_id="stale", user=farmer, created_at=timezone.now() - dt.timedelta(days=1)
     )
-    assert redis_client.zcard(ranking.GLOBAL.zset_key) == 0  # rows written behind the index's back
+    assert redis_client.zcard(GLOBAL_ZSET) == 0  # rows written behind the index's back
 
     for task in (used_nonces_purge_task, leaderboard_drift_check_task, fraud_batch_scan_task):
         task.apply_async(queue=worker.queue)
 
     worker.wait_for(lambda: not UsedNonce.objects.filter(action_id="stale").exists(), "purge the stale nonce")
-    worker.wait_for(lambda: redis_client.zcard(ranking.GLOBAL.zset_key) == 6, "rebuild the index")
+    worker.wait_for(lambda: redis_client.zcard(GLOBAL_ZSET) == 6, "rebuild the index")
     worker.wait_for(lambda: FraudLog.objects.filter(user=farmer, event_type="velocity_outlier").exists(), "scan")

@@ -162,7 +162,9 @@ async def test_garbage_and_unknown_messages_get_errors_not_a_crash(db):
     assert (await receive(ws))["code"] == "invalid_json"
     await ws.send_to(text_data="[1, 2]")
     assert (await receive(ws))["code"] == "invalid_message"
-    await ws.send_json_to({"type": "subscribe", "board": "weekly"})
+    await ws.send_json_to({"type": "subscribe", "board": "no-such-board"})
+    assert (await receive(ws))["code"] == "unknown_board"
+    await ws.send_json_to({"type": "watch", "board": "weekly"})
     assert (await receive(ws))["code"] == "unknown_type"
     await ws.send_to(bytes_data=b"\x00\x01")
     assert (await receive(ws))["code"] == "invalid_message"

@@ -10,8 +10,8 @@ from django.test import override_settings
 
 from scoreboard import redis as scoreboard_redis
 from scores import ranking, services
-from scores.models import ScoreHistory
-from scores.selectors import ORDERING, leaderboard_top, ranked_players
+from scores.models import BoardEntry, ScoreHistory
+from scores.selectors import leaderboard_top
 from tests.conftest import caches_on, submit
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db]
@@ -33,7 +33,10 @@ def redis_down() -> Iterator[None]:
 
 
 def db_order() -> list[str]:
-    return [str(pk) for pk in ranked_players().order_by(*ORDERING).values_list("id", flat=True)]
+    entries = BoardEntry.objects.filter(board_id="global", period_key="all").order_by(
+        "sort_value", "reached_at", "user_id"
+    )
+    return [str(pk) for pk in entries.values_list("user_id", flat=True)]
 
 
 def test_update_commits_and_board_comes_from_postgres_while_redis_is_down(

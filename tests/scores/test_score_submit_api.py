@@ -38,6 +38,17 @@ def test_register_login_mint_submit_and_see_the_board(api_client, mint):
             "increment": 250,
             "new_rank": 1,
             "old_rank": None,
+            # One entry per board the action fed: only the global board exists here.
+            "boards": [
+                {
+                    "board": "global",
+                    "period": "all",
+                    "old_score": None,
+                    "new_score": 250,
+                    "old_rank": None,
+                    "new_rank": 1,
+                }
+            ],
         },
     }
 
@@ -107,6 +118,9 @@ def test_game_server_mints_through_the_api_and_the_board_ranks_the_player(api_cl
         "increment": 300,
         "new_rank": 2,
         "old_rank": None,
+        "boards": [
+            {"board": "global", "period": "all", "old_score": None, "new_score": 300, "old_rank": None, "new_rank": 2}
+        ],
     }
 
     # A second action moves carol to the top; the response carries the old and new rank.
