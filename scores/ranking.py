@@ -437,6 +437,9 @@ class RedisIndex:
         script = registered_script(self.client, _FORGET)
         return bool(script(keys=[z, m, d, c], args=[inverted_id(user_id), _tie_flag(self.spec)]))
 
+    def is_built(self) -> bool:
+        return bool(self.client.hexists(self.keys[2], "built"))
+
     def mark_built(self) -> None:
         """Declare the index complete (a new, empty period, or after a rebuild)."""
         self.client.hset(self.keys[2], "built", "1")

@@ -979,6 +979,11 @@ def _drift_one(*, spec: BoardSpec, period_key: str, repair: bool) -> DriftReport
     index = redis_index(spec, period_key)
     if index is None:
         return DriftReport(checked=0, missing=0, stale=0, extra=0, repaired=False)
+    if repair and not index.is_built():
+        # Redis lost this index (restarted empty, flushed): readers do not trust it until rebuilt.
+        count = index_rebuild(spec=spec, period_key=period_key)
+        logger.warning("index of %s/%s was not built (Redis lost it): rebuilt %d entries", spec.id, period_key, count)
+        return DriftReport(checked=count, missing=count, stale=0, extra=0, repaired=True)
     started = timezone.now()
     indexed = index.versions()
     expected = {e.user_id: e for e in selectors.index_entries(spec=spec, period_key=period_key)}

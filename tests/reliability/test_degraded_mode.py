@@ -13,8 +13,8 @@ from django.test import Client, override_settings
 
 from accounts.models import User
 from scoreboard import redis as scoreboard_redis
-from scores.models import ScoreHistory
-from scores.selectors import ORDERING, leaderboard_top, ranked_players
+from scores.models import BoardEntry, ScoreHistory
+from scores.selectors import leaderboard_top
 from tests.conftest import submit
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -36,7 +36,8 @@ def readyz() -> tuple[int, dict[str, str]]:
 
 
 def db_order() -> list[str]:
-    return [str(pk) for pk in ranked_players().order_by(*ORDERING).values_list("id", flat=True)]
+    entries = BoardEntry.objects.filter(board_id="global", period_key="all", user__is_active=True)
+    return [str(pk) for pk in entries.order_by("sort_value", "reached_at", "user_id").values_list("user_id", flat=True)]
 
 
 @pytest.mark.django_db
