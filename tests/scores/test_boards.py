@@ -77,7 +77,12 @@ def test_50_threads_x_20_updates_feed_three_boards_exactly(player, mint, unthrot
 
     def work(t: int) -> list[services.ScoreResult]:
         user = User.objects.get(pk=player.pk)
-        return [services.score_submit(user=user, action_token=token) for token in tokens[t]]
+        results = []
+        for token in tokens[t]:
+            results.append(services.score_submit(user=user, action_token=token))
+            # As a request does: give the connection back to the pool (DB_POOL_MAX_SIZE per process).
+            connections.close_all()
+        return results
 
     results = _run_in_threads(THREADS, work)
 

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accounts', '0002_external_identity'),
+        ('accounts', '0003_user_token_epoch'),
     ]
 
     operations = [
