@@ -149,13 +149,14 @@ async def _index_right(client: httpx.AsyncClient, players: int | None = None) ->
         from django.db import connections
 
         from scoreboard.redis import REDIS_ERRORS
+        from scores.models import BoardEntry
         from scores.ranking import redis_index
-        from scores.selectors import ranked_players
 
         try:
             index = redis_index()
             assert index is not None
-            expected = {str(pk): v for pk, v in ranked_players().values_list("id", "score_version")}
+            entries = BoardEntry.objects.filter(board_id="global", period_key="all", user__is_active=True)
+            expected = {str(pk): v for pk, v in entries.values_list("user_id", "version")}
             return (players is None or len(expected) >= players) and index.versions() == expected
         except REDIS_ERRORS:
             return False

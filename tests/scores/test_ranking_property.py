@@ -17,6 +17,7 @@ from accounts.models import User
 from scores import registry, selectors, services
 from scores.boards import OPERATORS, SORTS, TIE_POLICIES, BoardSpec
 from scores.models import Board
+from tests.conftest import redis_flush_test_database
 from tests.factories import PlayerFactory
 from tests.scores.conftest import UNTHROTTLED
 
@@ -109,7 +110,7 @@ def assert_reads_agree(spec: BoardSpec, model: Model, players: list[User]) -> No
 @given(board=boards, ops=submissions)
 def test_redis_order_equals_postgres_order_on_random_boards(board, ops, mint, redis_client):
     sort, operator, tie = board
-    redis_client.flushdb()
+    redis_flush_test_database()
     clock = {"now": BASE_TIME}
     with (
         override_settings(**UNTHROTTLED),
@@ -138,7 +139,7 @@ def test_redis_order_equals_postgres_order_on_random_boards(board, ops, mint, re
 
         assert_reads_agree(spec, model, players)
 
-        redis_client.flushdb()
+        redis_flush_test_database()
         assert services.index_rebuild(spec=spec, period_key=spec.period_at(BASE_TIME).key) == len(model.entries)
         assert_reads_agree(spec, model, players)
         report = services.leaderboard_drift_check(board=spec)
