@@ -106,31 +106,43 @@ def _defaults() -> dict[str, Any]:
     return out
 
 
-@transaction.atomic
-def board_create(*, board_id: str, **fields: Any) -> Board:
-    """Create a board (409 when the id is taken). Unknown fields are a programming error."""
+def board_validate(*, board_id: str, **fields: Any) -> dict[str, Any]:
+    """The values a new board would have, or the ApiError that creating it would raise."""
     if not BOARD_ID_RE.match(board_id or ""):
         raise _invalid("id must be a slug: lowercase letters, digits, '-' and '_', at most 64.", "id")
     values = {**_defaults(), **fields}
     _validate(values)
     if Board.objects.filter(pk=board_id).exists():
         raise Conflict(f"A board {board_id!r} already exists.", code="board_exists")
+    return values
+
+
+@transaction.atomic
+def board_create(*, board_id: str, **fields: Any) -> Board:
+    """Create a board (409 when the id is taken). Unknown fields are a programming error."""
+    values = board_validate(board_id=board_id, **fields)
     board = Board.objects.create(id=board_id, **values)
     transaction.on_commit(registry.boards_cache_clear)
     return board
 
 
-@transaction.atomic
-def board_update(*, board_id: str, **fields: Any) -> Board:
-    """Edit a board. ``sort``, ``operator``, ``tie_policy`` and the period are fixed once it has entries."""
-    board = Board.objects.select_for_update().filter(pk=board_id).first()
+def board_validate_update(*, board_id: str, **fields: Any) -> dict[str, Any]:
+    """The fields an edit would change, or the ApiError that the edit would raise."""
+    board = Board.objects.filter(pk=board_id).first()
     if board is None:
         raise NotFound(f"No board {board_id!r}.", code="unknown_board")
+    return _changes(board, fields)
+
+
+def _changes(board: Board, fields: dict[str, Any]) -> dict[str, Any]:
+    board_id = board.pk
     changed = {k: v for k, v in fields.items() if getattr(board, k) != v}
     if board_id == GLOBAL_ID:
         fixed = sorted(set(changed) & set(GLOBAL_FIXED))
         if fixed:
-            raise Conflict(f"The global board's {', '.join(fixed)} cannot change.", code="board_fixed")
+            raise Conflict(
+                f"The global board's {', '.join(fixed)} cannot change.", code="board_fixed", details={"fields": fixed}
+            )
     fixed = sorted(set(changed) & set(FIXED_WITH_ENTRIES))
     if fixed and BoardEntry.objects.filter(board_id=board_id).exists():
         raise Conflict(
@@ -140,6 +152,16 @@ def board_update(*, board_id: str, **fields: Any) -> Board:
         )
     values = {f: getattr(board, f) for f in EDITABLE} | changed
     _validate(values)
+    return changed
+
+
+@transaction.atomic
+def board_update(*, board_id: str, **fields: Any) -> Board:
+    """Edit a board. ``sort``, ``operator``, ``tie_policy`` and the period are fixed once it has entries."""
+    board = Board.objects.select_for_update().filter(pk=board_id).first()
+    if board is None:
+        raise NotFound(f"No board {board_id!r}.", code="unknown_board")
+    changed = _changes(board, fields)
     for key, value in changed.items():
         setattr(board, key, value)
     board.save()
@@ -164,12 +186,15 @@ def period_close(*, spec: BoardSpec, period_key: str) -> int:
     return ranked
 
 
-def periods_close_due(*, now: dt.datetime | None = None) -> int:
-    """Close every period whose boundary has passed (plus the grace). Returns how many closed."""
+def periods_close_due(*, now: dt.datetime | None = None, board: BoardSpec | None = None) -> int:
+    """Close every period (of ``board``, or of every board) whose boundary has passed (plus the
+    grace). Returns how many closed."""
     now = now or timezone.now()
     due = BoardPeriod.objects.filter(
         closed_at__isnull=True, ends_at__lte=now - dt.timedelta(seconds=CLOSE_GRACE_SECONDS)
     )
+    if board is not None:
+        due = due.filter(board_id=board.id)
     closed = 0
     for period in due.order_by("ends_at"):
         spec = registry.board_get(period.board_id)
