@@ -8,10 +8,12 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
+from rest_framework.exceptions import APIException
 
 from accounts import services
-from accounts.models import ExternalIdentity, GameServerKey, User
+from accounts.models import AccountDeletion, ExternalIdentity, GameServerKey, User
 from fraud.models import FraudLog
+from scoreboard import erasure
 from scoreboard.admin import ReadOnlyAdminMixin
 from scores import services as score_services
 from scores.models import ScoreHistory
@@ -137,6 +139,23 @@ class UserAdmin(DjangoUserAdmin):
         ("Score", {"fields": ("id", "current_score", "score_reached_at", "score_version", "updated_at")}),
     )
 
+    actions = ["delete_personal_data"]
+
+    @admin.action(description="Erase selected players (GDPR: anonymise, off every board, audited)")
+    def delete_personal_data(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        requested_by = getattr(request.user, "username", "") or "admin"
+        erased = 0
+        for player in list(queryset):
+            try:
+                erasure.player_delete(
+                    user_id=str(player.pk), requested_by=requested_by, reason="erasure requested (admin)"
+                )
+            except APIException as exc:  # already erased: said on the page, never a 500
+                self.message_user(request, f"{player}: {exc.detail}", messages.WARNING)
+            else:
+                erased += 1
+        self.message_user(request, f"Erased {erased} player(s); the audit is under Account deletions.")
+
     def get_inlines(self, request: HttpRequest, obj: Any = None) -> Any:
         return self.inlines if obj is not None else ()  # a player being added has no history yet
 
@@ -184,3 +203,11 @@ class GameServerKeyAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return (*self.readonly_fields, "name") if obj else self.readonly_fields
+
+
+@admin.register(AccountDeletion)
+class AccountDeletionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The audit of erased players (append-only)."""
+
+    list_display = ("created_at", "user_id", "requested_by", "reason")
+    search_fields = ("user_id", "requested_by")

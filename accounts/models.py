@@ -88,3 +88,25 @@ class ExternalIdentity(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subject} @ {self.issuer}"
+
+
+class AccountDeletion(models.Model):
+    """Audit of a player deleted on request (GDPR erasure): who asked, why, what was anonymised.
+
+    The player's row stays (anonymised, disabled) because history rows point at it; this record
+    keeps only the player's id, never their name or email.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user_id = models.UUIDField(db_index=True)
+    requested_by = models.CharField(max_length=150)
+    reason = models.TextField()
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "account_deletions"
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"deletion of {self.user_id} ({self.created_at:%Y-%m-%d})"

@@ -212,10 +212,10 @@ def player_sessions_revoke(*, user_id: str, reason: str) -> None:
     """
     User.objects.filter(pk=user_id).update(token_epoch=F("token_epoch") + 1)
     logger.info("sessions of %s revoked (%s)", user_id, reason)
-    transaction.on_commit(lambda: _sockets_close(user_id))
+    transaction.on_commit(lambda: sockets_close(user_id))
 
 
-def _sockets_close(user_id: str) -> None:
+def sockets_close(user_id: str) -> None:
     from realtime import services as realtime_services  # realtime imports accounts: no cycle at import
 
     realtime_services.player_signed_out(user_id=user_id)

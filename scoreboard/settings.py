@@ -397,6 +397,9 @@ FRAUD_SCAN_MIN_POINTS = env.int("FRAUD_SCAN_MIN_POINTS", default=10_000)
 FRAUD_SCAN_MIN_PLAYERS = env.int("FRAUD_SCAN_MIN_PLAYERS", default=5)
 FRAUD_SCAN_MAD_FACTOR = env.float("FRAUD_SCAN_MAD_FACTOR", default=6.0)
 FRAUD_SCAN_SHARED_IP_ACCOUNTS = env.int("FRAUD_SCAN_SHARED_IP_ACCOUNTS", default=5)
+# Client addresses and user agents in score history and fraud logs are cleared after this many days
+# (the rows stay; scoreboard/retention.py, a daily beat task).
+PERSONAL_DATA_RETENTION_DAYS = env.int("PERSONAL_DATA_RETENTION_DAYS", default=90)
 # Peers whose X-Forwarded-For is believed (comma-separated addresses or CIDRs).
 TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
 
@@ -426,6 +429,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "jwt-outstanding-tokens-purge": {
         "task": "accounts.outstanding_tokens_purge",
         "schedule": env.int("JWT_PURGE_EVERY_SECONDS", default=6 * 3600),
+    },
+    "personal-data-retention": {
+        "task": "scoreboard.personal_data_retention",
+        "schedule": env.int("PERSONAL_DATA_RETENTION_EVERY_SECONDS", default=24 * 3600),
     },
     "leaderboard-drift-check": {
         "task": "scores.leaderboard_drift_check",

@@ -25,6 +25,7 @@ from fraud import services as fraud_services
 from fraud.models import FraudLog
 from fraud.tasks import fraud_batch_scan_task
 from scoreboard.celery import app as celery_app
+from scoreboard.tasks import personal_data_retention_task
 from scores.models import ScoreHistory, UsedNonce
 from scores.ranking import index_keys
 from scores.tasks import (
@@ -198,6 +199,7 @@ def test_the_beat_schedule_runs_every_job():
         leaderboard_drift_check_task.name,
         outstanding_tokens_purge_task.name,
         board_periods_maintain_task.name,
+        personal_data_retention_task.name,
     }
     assert all(name in celery_app.tasks for name in scheduled)
 
