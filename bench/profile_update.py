@@ -1,6 +1,7 @@
 """Cost of one score update inside one process: CPU time and round trips, optionally a profile.
 
     DATABASE_URL=... REDIS_URL=... python -m bench.profile_update [--updates 2000] [--profile]
+        [--stages] [--boards 1|2|3] [--compare 1,3] [--rounds 3]
 
 Drives ``POST /v1/scores/update`` through Django's WSGI handler (the same middleware, DRF view,
 services, PostgreSQL and Redis as under gunicorn, without the HTTP server) and prints the CPU time
@@ -9,6 +10,12 @@ and PostgreSQL round trips one update makes. Each of 2,000 players submits once 
 and their fraud windows are emptied first, so runs compare: give it a database and Redis of its
 own. The game server's minting of each action token (about 0.1 ms) is included. A measuring tool,
 not a test.
+
+``--boards 3`` is the three-board scenario: every update feeds ``global``, a daily board and a
+weekly board (``bench-daily``, ``bench-weekly``; ``--boards 1`` switches them off). ``--compare 1,3``
+measures the scenarios alternately in one run (``--rounds`` times each, the same players, the same
+load on the box) and prints each one's CPU per update and the difference, which is what a figure
+on a shared machine can be trusted for.
 """
 
 from __future__ import annotations
@@ -20,9 +27,11 @@ import json
 import os
 import pstats
 import resource
+import statistics
 import sys
 import time
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 from bench.topology import cpu_seconds
@@ -39,6 +48,8 @@ os.environ.setdefault("RATE_LIMIT_GLOBAL_PER_MINUTE", "10000000")
 os.environ.setdefault("FRAUD_BLOCK_THRESHOLD", "0.95")
 
 PLAYERS = 2000
+# The extra boards of the three-board scenario: (id, period). ``global`` is always fed.
+EXTRA_BOARDS = (("bench-daily", "daily"), ("bench-weekly", "weekly"))
 
 # --stages: CPU time inside each step of the pipeline (DESIGN's order), measured around these callables.
 STAGES = (
@@ -48,11 +59,11 @@ STAGES = (
     ("scoreboard.ratelimit", "ScoreUpdateRateLimit.allow_request", "per-player + global limits"),
     ("scoreboard.api", "StrictSerializer.is_valid", "body validation (DRF serializer)"),
     ("scores.action_tokens", "verify", "action token verification"),
-    ("fraud.services", "score_attempt_assess", "replay pre-filter + fraud engine (one Redis call + rules)"),
+    ("scores.events", "bus.assessor", "replay pre-filter + fraud engine (one Redis call + rules)"),
     ("scores.services", "_apply", "the write (PostgreSQL)"),
     ("scores.services", "_index_after_commit", "index update (Redis)"),
-    ("fraud.services", "score_applied_record", "fraud follow-up"),
-    ("realtime.services", "score_changed", "live publish"),
+    ("scores.events", "emit_submission_applied", "fraud follow-up"),
+    ("scores.events", "emit_score_applied", "live publish (every board)"),
 )
 
 
@@ -112,6 +123,22 @@ class RoundTrips:
         psycopg.Cursor.execute = counted_execute  # type: ignore[method-assign,assignment]
 
 
+def boards_feed(count: int) -> list[str]:
+    """Make every update feed ``count`` boards: ``global`` plus the first ``count - 1`` extra boards."""
+    from scores import board_services, registry, services
+    from scores.models import Board
+
+    for i, (board_id, period) in enumerate(EXTRA_BOARDS):
+        active = i < count - 1
+        if not Board.objects.filter(pk=board_id).exists():
+            board_services.board_create(board_id=board_id, title=board_id, period=period, is_active=active)
+        elif Board.objects.filter(pk=board_id).values_list("is_active", flat=True).get() != active:
+            board_services.board_update(board_id=board_id, is_active=active)
+    registry.boards_cache_clear()
+    services.known_periods_clear()
+    return [spec.id for spec in registry.boards_active()]
+
+
 def postgres_backend_pid() -> int:
     """The server process behind this process's database connection (PostgreSQL runs on this machine)."""
     from django.db import connection
@@ -127,10 +154,15 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true", help="print the top functions by own and cumulative time")
     parser.add_argument("--top", type=int, default=35)
     parser.add_argument("--stages", action="store_true", help="print the CPU time of each step of the pipeline")
+    parser.add_argument("--boards", type=int, default=1, choices=range(1, len(EXTRA_BOARDS) + 2))
+    parser.add_argument("--compare", default="", help="board counts measured alternately in one run, e.g. 1,3")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per scenario with --compare")
+    parser.add_argument("--json", action="store_true", help="also print every measured run as one JSON line")
     parser.add_argument(
         "--read", action="store_true", help="measure GET /v1/leaderboard (anonymous, limit 10) instead of updates"
     )
     args = parser.parse_args()
+    load0 = " ".join(f"{x:.2f}" for x in os.getloadavg())
     if not os.environ.get("DATABASE_URL", "").startswith("postgres") or not os.environ.get("REDIS_URL"):
         print("needs DATABASE_URL (PostgreSQL) and REDIS_URL", file=sys.stderr)
         return 2
@@ -194,47 +226,70 @@ def main() -> int:
         }
         return call(environ)
 
-    for i in range(200):  # warm up: connections, imports, scripts (and a board to read)
-        update(*players[i])
     request = read if args.read else update
-    # The measured run starts from empty fraud windows for its players, so runs compare (no rule fires).
     client = get_redis()
     assert client is not None
-    client.delete(*[f"sb:fraud:p:{user.pk}" for user, _ in players], "sb:fraud:ip:127.0.0.1")
+    scenarios = [int(x) for x in args.compare.split(",")] if args.compare else [args.boards]
+    for count in scenarios:  # warm up every scenario: connections, imports, scripts, periods
+        boards_feed(count)
+        for i in range(200):
+            update(*players[i])
     trips = RoundTrips()
     trips.install()
     stages = StageTimer()
     if args.stages:
         stages.install()
     profiler = cProfile.Profile(time.process_time) if args.profile else None
-    statuses: Counter[int] = Counter()
     backend = postgres_backend_pid()
-    backend0 = cpu_seconds([backend])
-    usage0, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-    if profiler:
-        profiler.enable()
-    for i in range(args.updates):
-        statuses[request(*players[i % PLAYERS])] += 1
-    if profiler:
-        profiler.disable()
-    usage1, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - wall0
-    backend_s = cpu_seconds([backend]) - backend0
-    user_s, system_s = usage1.ru_utime - usage0.ru_utime, usage1.ru_stime - usage0.ru_stime
-    n = args.updates
-    print(f"statuses: {dict(statuses)}")
-    print(
-        f"per request: {(user_s + system_s) / n * 1000:.2f} ms CPU in this process "
-        f"(user {user_s / n * 1000:.2f}, system {system_s / n * 1000:.2f}), {wall / n * 1000:.2f} ms wall"
-    )
-    redis_trips, pg_trips = trips.counts["redis"] / n, trips.counts["postgres"] / n
-    print(f"round trips per request: redis {redis_trips:.2f}, postgres {pg_trips:.2f}")
-    print(f"PostgreSQL's own CPU per request (this connection's backend): {backend_s / n * 1000:.2f} ms")
-    if args.stages:
-        whole = STAGES[0][2]
-        for _module, _path, label in STAGES:
-            print(f"  {stages.seconds[label] / n * 1000:5.2f} ms  {label}")
-        parts = sum(v for k, v in stages.seconds.items() if k != whole)
-        print(f"  {(stages.seconds[whole] - parts) / n * 1000:5.2f} ms  the rest: Django, DRF, middleware, rendering")
+    results: dict[int, list[Measured]] = defaultdict(list)
+    rounds = args.rounds if args.compare else 1
+    for _round in range(rounds):
+        for count in scenarios:
+            fed = boards_feed(count)
+            # Each measured run starts from empty fraud windows for its players, so runs compare (no rule fires).
+            client.delete(*[f"sb:fraud:p:{user.pk}" for user, _ in players], "sb:fraud:ip:127.0.0.1")
+            trips.counts.clear()
+            stages.seconds.clear()
+            statuses: Counter[int] = Counter()
+            backend0 = cpu_seconds([backend])
+            usage0, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+            if profiler:
+                profiler.enable()
+            for i in range(args.updates):
+                statuses[request(*players[i % PLAYERS])] += 1
+            if profiler:
+                profiler.disable()
+            usage1, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - wall0
+            results[count].append(
+                Measured(
+                    boards=fed,
+                    n=args.updates,
+                    statuses=dict(statuses),
+                    user_s=usage1.ru_utime - usage0.ru_utime,
+                    system_s=usage1.ru_stime - usage0.ru_stime,
+                    wall_s=wall,
+                    backend_s=cpu_seconds([backend]) - backend0,
+                    trips=dict(trips.counts),
+                    stages=dict(stages.seconds),
+                )
+            )
+    print(f"load average before/after: {load0} / {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    for count in scenarios:
+        for m in results[count]:
+            m.print(stages=args.stages)
+    if args.compare:
+        best = {count: min(results[count], key=lambda m: m.cpu_ms) for count in scenarios}
+        median = {count: statistics.median(m.cpu_ms for m in results[count]) for count in scenarios}
+        first = scenarios[0]
+        print(f"CPU per update, {rounds} alternating rounds of {args.updates} (best / median):")
+        for count in scenarios:
+            print(
+                f"  boards={count}: {best[count].cpu_ms:.3f} / {median[count]:.3f} ms"
+                f"  (+{best[count].cpu_ms - best[first].cpu_ms:.3f} / +{median[count] - median[first]:.3f} ms"
+                f" vs boards={first})"
+            )
+    if args.json:
+        print(json.dumps({str(c): [m.as_dict() for m in ms] for c, ms in results.items()}))
     if profiler:
         out = io.StringIO()
         stats = pstats.Stats(profiler, stream=out)
@@ -242,6 +297,60 @@ def main() -> int:
         stats.sort_stats("cumulative").print_stats(args.top)
         print(out.getvalue())
     return 0
+
+
+@dataclass
+class Measured:
+    """One measured run of ``n`` requests."""
+
+    boards: list[str]
+    n: int
+    statuses: dict[int, int]
+    user_s: float
+    system_s: float
+    wall_s: float
+    backend_s: float
+    trips: dict[str, int]
+    stages: dict[str, float]
+
+    @property
+    def cpu_ms(self) -> float:
+        return (self.user_s + self.system_s) / self.n * 1000
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "boards": self.boards,
+            "statuses": self.statuses,
+            "cpu_ms": round(self.cpu_ms, 4),
+            "wall_ms": round(self.wall_s / self.n * 1000, 4),
+            "postgres_backend_ms": round(self.backend_s / self.n * 1000, 4),
+            "redis_trips": self.trips.get("redis", 0) / self.n,
+            "postgres_trips": self.trips.get("postgres", 0) / self.n,
+            "stages_ms": {k: round(v / self.n * 1000, 4) for k, v in self.stages.items()},
+        }
+
+    def print(self, *, stages: bool) -> None:
+        n = self.n
+        print(f"boards fed: {', '.join(self.boards)}; statuses: {self.statuses}")
+        print(
+            f"per request: {self.cpu_ms:.2f} ms CPU in this process "
+            f"(user {self.user_s / n * 1000:.2f}, system {self.system_s / n * 1000:.2f}), "
+            f"{self.wall_s / n * 1000:.2f} ms wall"
+        )
+        print(
+            f"round trips per request: redis {self.trips.get('redis', 0) / n:.2f}, "
+            f"postgres {self.trips.get('postgres', 0) / n:.2f}"
+        )
+        print(f"PostgreSQL's own CPU per request (this connection's backend): {self.backend_s / n * 1000:.2f} ms")
+        if stages:
+            whole = STAGES[0][2]
+            for _module, _path, label in STAGES:
+                print(f"  {self.stages.get(label, 0.0) / n * 1000:5.2f} ms  {label}")
+            parts = sum(v for k, v in self.stages.items() if k != whole)
+            print(
+                f"  {(self.stages.get(whole, 0.0) - parts) / n * 1000:5.2f} ms  "
+                "the rest: Django, DRF, middleware, rendering"
+            )
 
 
 if __name__ == "__main__":
