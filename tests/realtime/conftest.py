@@ -49,10 +49,10 @@ def _fraud_blocking_off(settings: Any) -> None:
     settings.RATE_LIMIT_ENABLED = False
 
 
-def action_token(user: User, increment: int) -> str:
+def action_token(user: User, increment: int, action_type: str = "LEVEL_COMPLETION") -> str:
     now = time.time() - 250 + ACTION_SPACING_SECONDS * (next(_clock) % 50)
     return action_tokens.mint(
-        user_id=str(user.pk), action_type="LEVEL_COMPLETION", score_increment=increment, now=now
+        user_id=str(user.pk), action_type=action_type, score_increment=increment, now=now
     ).action_token
 
 

@@ -91,3 +91,42 @@ def test_a_submitted_score_appears_on_the_page_without_reload(servers):
             page.screenshot(path=str(ARTIFACTS / "board-tv.png"))
         finally:
             browser.close()
+
+
+def test_a_weekly_board_page_updates_live_and_ignores_other_boards(servers):
+    """/boards/weekly/ subscribes to its own board: a score on it moves the page; the picker links boards."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from scores import board_services
+
+    page_server, api_server = servers
+    board_services.board_create(board_id="weekly", title="This week", period="weekly")
+    board_services.board_create(board_id="speedrun", sort="asc", operator="best", action_types=["LAP_TIME"])
+    runner = PlayerFactory.create(username="Runner")
+    access = access_token_for(runner)
+
+    def post(increment: int, action_type: str = "LEVEL_COMPLETION") -> None:
+        response = httpx.post(
+            f"{api_server.http}/v1/scores/update",
+            json={"action_token": action_token(runner, increment, action_type=action_type)},
+            headers={"Authorization": f"Bearer {access}"},
+        )
+        assert response.status_code == 200, response.text
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 720})
+            page.goto(f"{page_server.http}/boards/weekly/")
+            expect(page.locator("h1")).to_contain_text("This week")
+            expect(page.locator('nav.boards a[aria-current="page"]')).to_contain_text("This week")
+            expect(page.locator("#status")).to_have_attribute("data-state", "live", timeout=WAIT_MS)
+            post(1000, "LAP_TIME")  # feeds global and speedrun, not weekly (the page must not show it)
+            post(300)
+            rows = page.locator("#rows tr")
+            expect(rows.nth(0)).to_contain_text("Runner", timeout=WAIT_MS)
+            expect(rows.nth(0)).to_contain_text("300")
+            page.screenshot(path=str(ARTIFACTS / "board-weekly-live.png"), full_page=True)
+        finally:
+            browser.close()

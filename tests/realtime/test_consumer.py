@@ -253,3 +253,52 @@ async def test_private_board_closes_the_socket_when_its_token_expires(settings, 
     assert (await receive(ws))["code"] == "token_expired"
     assert await ws.receive_output(timeout=RECEIVE_TIMEOUT) == {"type": "websocket.close", "code": CLOSE_UNAUTHORIZED}
     await ws.disconnect()
+
+
+def _board(board_id: str, **fields: Any) -> None:
+    from scores import board_services, registry
+
+    board_services.board_create(board_id=board_id, **fields)
+    registry.boards_cache_clear()
+
+
+async def test_a_socket_subscribes_to_a_board_and_gets_only_that_board(player, score):
+    await sync_to_async(_board)("weekly", title="This week", period="weekly")
+    await sync_to_async(_board)("laps", sort="asc", operator="best", action_types=["LAP_TIME"])
+    on_global, on_weekly = await connected(), await connected()
+    assert (await receive(on_global))["board"] == "global"
+    assert (await receive(on_weekly))["board"] == "global"  # every socket starts on global
+    await on_weekly.send_json_to({"type": "subscribe", "board": "weekly"})
+    assert await receive(on_weekly) == {"type": "subscribed", "board": "weekly"}
+    snapshot = await receive(on_weekly)
+    assert (snapshot["type"], snapshot["board"], snapshot["leaderboard"]) == ("leaderboard_update", "weekly", [])
+    assert snapshot["period"].count("-W") == 1
+
+    await score(player, 120)  # feeds global and weekly: one snapshot for each board's sockets
+
+    weekly = await receive(on_weekly)
+    assert (weekly["board"], weekly["period"]) == ("weekly", snapshot["period"])
+    assert [(r["user_id"], r["score"]) for r in weekly["leaderboard"]] == [(str(player.pk), 120)]
+    glob = await receive(on_global)
+    assert (glob["board"], glob["period"]) == ("global", "all")
+    # Nothing else arrives: the weekly socket never sees the global board's frame.
+    assert await on_weekly.receive_nothing(timeout=0.5)
+    await on_global.disconnect()
+    await on_weekly.disconnect()
+
+
+async def test_rank_updates_carry_the_board(player, score, token_for):
+    await sync_to_async(_board)("weekly", period="weekly")
+    ws = await connected()
+    await receive(ws)
+    await ws.send_json_to({"type": "auth", "token": await token_for(player)})
+    assert (await receive(ws))["type"] == "auth_ok"
+    await score(player, 50)
+    updates: list[dict[str, Any]] = []
+    while len(updates) < 2:
+        message = await receive(ws)
+        if message["type"] == "rank_update":
+            updates.append(message)
+    assert sorted(u["board"] for u in updates) == ["global", "weekly"]
+    assert all(u["rank"] == 1 and u["score"] == 50 for u in updates)
+    await ws.disconnect()
