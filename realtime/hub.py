@@ -59,8 +59,9 @@ def player_channel() -> bytes:
 # A player's own rank updates kept for a slow socket before the oldest are dropped.
 PLAYER_BACKLOG = 16
 CLOSE_SESSION_REVOKED = 4401  # as realtime/consumers.py CLOSE_UNAUTHORIZED
-# Close tasks of revoked sockets (kept referenced until they finish).
+# Close tasks of revoked sockets, and fan-out tasks (kept referenced until they finish).
 _closing: set[asyncio.Task[None]] = set()
+_fanning_out: set[asyncio.Task[None]] = set()
 SUBSCRIBE_WAIT_SECONDS = 5.0
 RECONNECT_MIN_SECONDS = 0.2
 RECONNECT_MAX_SECONDS = 5.0
@@ -231,7 +232,7 @@ class Mailbox:
             waiting_on = write.send(None)
         except StopIteration:
             return
-        except Exception:
+        except (Exception, asyncio.CancelledError):  # a send (wrapper) that raised, or cancelled itself
             self._failed()
             return
         # The write is waiting (the client's buffer is full): a task takes it over from here.
@@ -389,18 +390,44 @@ class Hub:
 
     # -- delivery (event loop thread) -------------------------------------------------------
     def fan_out_board(self, board: str, frame: Frame) -> None:
+        boxes = self._boards.get(board)
+        if not boxes:
+            return  # nobody here watches this board
         # A copy: a socket's send runs inside offer() and must not be able to change the set under us.
-        for box in tuple(self._boards.get(board, ())):
-            box.offer(frame)
+        for box in tuple(boxes):
+            try:
+                box.offer(frame)
+            except Exception:  # one socket's trouble must not cost the others this frame
+                logger.warning("realtime: a socket's offer failed", exc_info=True)
         BOARD_FRAMES.inc()
 
     def fan_out_player(self, user_id: str, frame: Frame) -> None:
         revoked = frame.kind == SESSION_REVOKED
         for box in tuple(self._players.get(user_id, ())):
-            if revoked:
-                box.revoke(frame)
-            else:
-                box.offer(frame)
+            try:
+                if revoked:
+                    box.revoke(frame)
+                else:
+                    box.offer(frame)
+            except Exception:
+                logger.warning("realtime: a socket's offer failed", exc_info=True)
+
+    @staticmethod
+    def _apart(fan_out: Callable[[], None]) -> None:
+        """Run ``fan_out`` in a task of its own, never in the subscription's (or a bare callback).
+
+        The sockets' ASGI sends run inside the fan-out (``Mailbox._push``), and a send wrapper may
+        cancel its current task (``asyncio.timeout``, ``current_task().cancel()``): that must reach
+        at most this short task, which has no await left to interrupt, never the listener of the
+        whole process. (A bare loop callback has no current task: ``asyncio.timeout`` would refuse.)
+        """
+
+        async def run() -> None:
+            fan_out()
+
+        task = asyncio.get_running_loop().create_task(run(), name="realtime-hub-fan-out")
+        _fanning_out.add(task)
+        task.add_done_callback(_fan_out_done)
 
     # -- embedded hand-off (any thread) -----------------------------------------------------
     def deliver_threadsafe(self, *, board: str | None = None, user_id: str | None = None, frame: Frame) -> None:
@@ -409,15 +436,15 @@ class Hub:
         if loop is None or loop.is_closed():
             return  # no socket has ever connected to this process: nobody to tell
         callback = (
-            (lambda: self.fan_out_board(board, frame))
+            functools.partial(self.fan_out_board, board, frame)
             if board is not None
-            else (lambda: self.fan_out_player(user_id or "", frame))
+            else functools.partial(self.fan_out_player, user_id or "", frame)
         )
         if _running_loop() is loop:
             callback()
         else:
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                loop.call_soon_threadsafe(callback)
+                loop.call_soon_threadsafe(self._apart, callback)
 
     # -- the Redis subscription ---------------------------------------------------------------
     async def _ensure_running(self) -> None:
@@ -469,7 +496,7 @@ class Hub:
                         if message["type"] == "message":
                             arrived.append((message["channel"], message["data"]))
                         elif message["type"] == "subscribe" and message["channel"] == player_channel():
-                            self._on_messages(arrived)
+                            self._apart(functools.partial(self._on_messages, arrived))
                             arrived = []
                             # Both channels confirmed. Again later means redis-py reconnected on its
                             # own: frames may have been missed meanwhile, so everyone gets a fresh snapshot.
@@ -479,7 +506,8 @@ class Hub:
                             subscribed.set()
                             resumed = False
                         message = await pubsub.get_message(timeout=0.0) if len(arrived) < DRAIN_MAX else None
-                    self._on_messages(arrived)
+                    if arrived:
+                        self._apart(functools.partial(self._on_messages, arrived))
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -495,6 +523,8 @@ class Hub:
     def _on_messages(self, messages: list[tuple[bytes, bytes]]) -> None:
         """Fan out what arrived together: every player update, and each board's newest snapshot only.
 
+        A board no socket of this process watches is dropped at its name: no frame is built for it.
+
         Snapshots are complete, so one that a newer snapshot already replaced is never written: when
         publishes come faster than this process can fan them out, its sockets skip to the newest
         instead of the backlog (and the latency) growing with every publish.
@@ -503,9 +533,11 @@ class Hub:
         for channel, data in messages:
             try:
                 if channel == board_channel():
-                    board, seq, payload = data.split(b"\n", 2)
+                    if (name := data[: data.index(b"\n")].decode()) not in self._boards:
+                        continue  # no socket of this process watches that board: nothing more to do
+                    _, seq, payload = data.split(b"\n", 2)
                     frame = Frame(LEADERBOARD_UPDATE, int(seq), payload)
-                    held = newest.get(name := board.decode())
+                    held = newest.get(name)
                     if held is not None:
                         SNAPSHOTS_REPLACED.inc()
                     if held is None or frame.seq > held.seq:
@@ -530,7 +562,7 @@ class Hub:
                 frame = await sync_to_async(read)(board=board)
             except LookupError:  # the board was deactivated meanwhile
                 continue
-            self.fan_out_board(board, frame)
+            self._apart(functools.partial(self.fan_out_board, board, frame))
 
 
 # How the hub reads a board's current snapshot after a lost subscription: set by the realtime app
@@ -542,6 +574,13 @@ _snapshot_reader: SnapshotReader | None = None
 def snapshot_reader_set(read: SnapshotReader) -> None:
     global _snapshot_reader
     _snapshot_reader = read
+
+
+def _fan_out_done(task: asyncio.Task[None]) -> None:
+    _fanning_out.discard(task)
+    # Cancelled: a socket's send wrapper cancelled its current task after the fan-out had run (harmless).
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("realtime: a fan-out failed", exc_info=task.exception())
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

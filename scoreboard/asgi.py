@@ -10,7 +10,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 from realtime.security import allowed_hosts_origin_validator  # noqa: E402
-from realtime.wire import CaptureServerSend  # noqa: E402
+from realtime.wire import CaptureServerSend, preframed_problem  # noqa: E402
 from scoreboard.metrics import StreamMetricsMiddleware, WebSocketMetricsMiddleware  # noqa: E402
 from scoreboard.ratelimit import WebSocketHandshakeRateLimit  # noqa: E402
 from scoreboard.request_id import RequestIdASGIMiddleware  # noqa: E402
@@ -32,3 +32,6 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+# Once per process, at start: can pushed frames be written pre-framed? (logs and counts a fall-back)
+preframed_problem()

@@ -346,6 +346,9 @@ LEADERBOARD_DEFAULT_LIMIT = 10
 LEADERBOARD_MAX_LIMIT = 100
 # When true, the board (REST, WebSocket, SSE, page) needs a JWT carrying read:scores.
 LEADERBOARD_REQUIRE_AUTH = env.bool("LEADERBOARD_REQUIRE_AUTH", default=False)
+# Pushed frames written pre-framed to uvicorn's transport (realtime/wire.py); off: every frame takes
+# the ASGI send (slower, same frames). The writer also turns itself off when uvicorn's internals differ.
+REALTIME_PREFRAMED_WRITES = env.bool("REALTIME_PREFRAMED_WRITES", default=True)
 
 # Request bodies larger than this are refused with 413 before they are read.
 MAX_REQUEST_BODY_BYTES = 64 * 1024

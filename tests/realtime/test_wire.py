@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 import uvicorn
+from prometheus_client import REGISTRY
 from websockets.asyncio.client import connect
 from websockets.frames import Frame as WsFrame
 from websockets.frames import Opcode
 
-from realtime.wire import SERVER_SEND, CaptureServerSend, raw_writer, text_frame
+from realtime import wire
+from realtime.wire import SERVER_SEND, CaptureServerSend, preframed_problem, raw_writer, text_frame
 from tests.realtime.servers import free_port
 
 pytestmark = [pytest.mark.embedded]
@@ -132,3 +134,90 @@ async def test_a_transport_that_raises_makes_the_writer_decline() -> None:
         received = [message async for message in ws]
     assert received == []
     assert seen == {"declined": True}
+
+
+# -- the check at start, and the fall-back --------------------------------------------------------
+@pytest.fixture
+def fresh_check() -> Iterator[None]:
+    preframed_problem.cache_clear()
+    yield
+    preframed_problem.cache_clear()
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_the_pinned_releases_pass_the_check(fresh_check: None) -> None:
+    assert preframed_problem() is None
+    assert sample("scoreboard_realtime_preframed_writer") == 1
+
+
+@pytest.mark.parametrize(
+    ("patch", "expected"),
+    [
+        (("VERIFIED_RELEASES", {"uvicorn": ("0.1.",), "websockets": ("17.",)}), "uvicorn"),
+        (("PROTOCOL_ATTRIBUTES", ("conn", "no_such_attribute")), "no_such_attribute"),
+    ],
+)
+async def test_internals_other_than_verified_fall_back_to_the_asgi_send(
+    fresh_check: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, patch: Any, expected: str
+) -> None:
+    monkeypatch.setattr(wire, *patch)
+    before = sample("scoreboard_realtime_preframed_fallbacks_total", reason="internals")
+    caplog.set_level("WARNING", logger="realtime.wire")
+    seen: dict[str, Any] = {}
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        seen["writer"] = raw_writer(scope[SERVER_SEND])
+        await send({"type": "websocket.send", "text": "by the ASGI send"})
+        await send({"type": "websocket.close", "code": 1000})
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+
+    async with uvicorn_server(app, deflate=False) as port, connect(f"ws://127.0.0.1:{port}") as ws:
+        received = [message async for message in ws]
+    assert seen == {"writer": None}
+    assert received == ["by the ASGI send"]
+    problem = preframed_problem()
+    assert problem is not None and expected in problem
+    assert sample("scoreboard_realtime_preframed_writer") == 0
+    assert sample("scoreboard_realtime_preframed_fallbacks_total", reason="internals") == before + 1
+    # One line, however many sockets asked.
+    assert len([r for r in caplog.records if "take the ASGI send" in r.getMessage()]) == 1
+
+
+def test_the_writer_can_be_switched_off(fresh_check: None, settings: Any) -> None:
+    settings.REALTIME_PREFRAMED_WRITES = False
+    assert preframed_problem() == "disabled by REALTIME_PREFRAMED_WRITES"
+    assert sample("scoreboard_realtime_preframed_writer") == 0
+
+
+async def test_a_writer_whose_internals_break_declines_for_good(fresh_check: None) -> None:
+    seen: dict[str, Any] = {}
+    before = sample("scoreboard_realtime_preframed_fallbacks_total", reason="error")
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        protocol = scope[SERVER_SEND].__self__
+        write = raw_writer(scope[SERVER_SEND])
+        assert write is not None
+        seen["before"] = write(text_frame(b"pre-framed"))
+        close_sent = protocol.close_sent
+        del protocol.close_sent  # as if a release renamed it
+        seen["broken"] = write(text_frame(b"lost"))
+        protocol.close_sent = close_sent
+        seen["after"] = write(text_frame(b"still declined"))
+        await send({"type": "websocket.send", "text": "by the ASGI send"})
+        await send({"type": "websocket.close", "code": 1000})
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+
+    async with uvicorn_server(app, deflate=False) as port, connect(f"ws://127.0.0.1:{port}") as ws:
+        received = [message async for message in ws]
+    assert seen == {"before": True, "broken": False, "after": False}
+    assert received == ["pre-framed", "by the ASGI send"]
+    assert sample("scoreboard_realtime_preframed_fallbacks_total", reason="error") == before + 1
