@@ -11,6 +11,9 @@ and their fraud windows are emptied first, so runs compare: give it a database a
 own. The game server's minting of each action token (about 0.1 ms) is included. A measuring tool,
 not a test.
 
+``--compare 1,3,floor`` adds the lean floor (``bench/lean_floor.py``: the same round trips in a bare
+Django view, three boards) as a baseline of its own, measured in the same rounds.
+
 ``--boards 3`` is the three-board scenario: every update feeds ``global``, a daily board and a
 weekly board (``bench-daily``, ``bench-weekly``; ``--boards 1`` switches them off). ``--compare 1,3``
 measures the scenarios alternately in one run (``--rounds`` times each, the same players, the same
@@ -48,6 +51,7 @@ os.environ.setdefault("RATE_LIMIT_GLOBAL_PER_MINUTE", "10000000")
 os.environ.setdefault("FRAUD_BLOCK_THRESHOLD", "0.95")
 
 PLAYERS = 2000
+FLOOR, FLOOR_BOARDS = "floor", 3
 # The extra boards of the three-board scenario: (id, period). ``global`` is always fed.
 EXTRA_BOARDS = (("bench-daily", "daily"), ("bench-weekly", "weekly"))
 
@@ -175,6 +179,8 @@ def main() -> int:
 
     from accounts.models import User
     from accounts.services import player_tokens_issue
+    from bench import lean_floor
+    from bench.lean_floor import FloorHandler
     from scoreboard.redis import get_redis
     from scores import action_tokens
 
@@ -200,9 +206,12 @@ def main() -> int:
         }
         return call(environ)
 
+    floor_app = FloorHandler()
+    handler = app
+
     def call(environ: dict[str, Any]) -> int:
         status: list[str] = []
-        response = app(environ, lambda s, h, *a: status.append(s))  # type: ignore[arg-type]
+        response = handler(environ, lambda s, h, *a: status.append(s))  # type: ignore[arg-type]
         b"".join(response)
         response.close()
         return int(status[0].split()[0])
@@ -229,9 +238,17 @@ def main() -> int:
     request = read if args.read else update
     client = get_redis()
     assert client is not None
-    scenarios = [int(x) for x in args.compare.split(",")] if args.compare else [args.boards]
-    for count in scenarios:  # warm up every scenario: connections, imports, scripts, periods
-        boards_feed(count)
+    scenarios = args.compare.split(",") if args.compare else [str(args.boards)]
+    if any(s != FLOOR and not s.isdigit() for s in scenarios):
+        parser.error("--compare takes board counts and 'floor', e.g. 1,3,floor")
+
+    def scenario_start(scenario: str) -> list[str]:
+        nonlocal handler
+        handler = floor_app if scenario == FLOOR else app
+        return boards_feed(FLOOR_BOARDS if scenario == FLOOR else int(scenario))
+
+    for scenario in scenarios:  # warm up every scenario: connections, imports, scripts, periods
+        scenario_start(scenario)
         for i in range(200):
             update(*players[i])
     trips = RoundTrips()
@@ -241,11 +258,11 @@ def main() -> int:
         stages.install()
     profiler = cProfile.Profile(time.process_time) if args.profile else None
     backend = postgres_backend_pid()
-    results: dict[int, list[Measured]] = defaultdict(list)
+    results: dict[str, list[Measured]] = defaultdict(list)
     rounds = args.rounds if args.compare else 1
     for _round in range(rounds):
         for count in scenarios:
-            fed = boards_feed(count)
+            fed = scenario_start(count)
             # Each measured run starts from empty fraud windows for its players, so runs compare (no rule fires).
             client.delete(*[f"sb:fraud:p:{user.pk}" for user, _ in players], "sb:fraud:ip:127.0.0.1")
             trips.counts.clear()
@@ -276,18 +293,24 @@ def main() -> int:
     print(f"load average before/after: {load0} / {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     for count in scenarios:
         for m in results[count]:
-            m.print(stages=args.stages)
+            m.print(stages=args.stages and count != FLOOR)
     if args.compare:
         best = {count: min(results[count], key=lambda m: m.cpu_ms) for count in scenarios}
         median = {count: statistics.median(m.cpu_ms for m in results[count]) for count in scenarios}
         first = scenarios[0]
         print(f"CPU per update, {rounds} alternating rounds of {args.updates} (best / median):")
         for count in scenarios:
+            name = "lean floor (3 boards)" if count == FLOOR else f"boards={count}"
             print(
-                f"  boards={count}: {best[count].cpu_ms:.3f} / {median[count]:.3f} ms"
-                f"  (+{best[count].cpu_ms - best[first].cpu_ms:.3f} / +{median[count] - median[first]:.3f} ms"
-                f" vs boards={first})"
+                f"  {name}: {best[count].cpu_ms:.3f} / {median[count]:.3f} ms"
+                f"  ({best[count].cpu_ms - best[first].cpu_ms:+.3f} / {median[count] - median[first]:+.3f} ms"
+                f" vs {first}; x{median[count] / median[first]:.2f} median)"
             )
+        if FLOOR in scenarios:
+            for count in scenarios:
+                if count != FLOOR:
+                    print(f"  boards={count} / lean floor: x{median[count] / median[FLOOR]:.2f} (median)")
+    lean_floor.floor_keys_delete()
     if args.json:
         print(json.dumps({str(c): [m.as_dict() for m in ms] for c, ms in results.items()}))
     if profiler:
