@@ -12,16 +12,13 @@ from rest_framework_simplejwt.tokens import Token
 
 from accounts import oidc
 from accounts.models import User
+from accounts.scopes import EPOCH_CLAIM, PLAYER_SCOPES, SCOPE_READ, SCOPE_UPDATE
 from accounts.selectors import user_by_id
 from scoreboard.errors import Forbidden, Unauthorized
 
 if TYPE_CHECKING:
     from rest_framework.request import Request
     from rest_framework.views import APIView
-
-SCOPE_READ = "read:scores"
-SCOPE_UPDATE = "update:scores"
-PLAYER_SCOPES = (SCOPE_READ, SCOPE_UPDATE)
 
 
 class ScopedJWTAuthentication(JWTAuthentication):
@@ -52,9 +49,6 @@ class ScopedJWTAuthentication(JWTAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="scoreboard"'
-
-
-EPOCH_CLAIM = "epoch"
 
 
 def session_epoch_check(token: Token, user: User) -> None:

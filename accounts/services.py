@@ -23,8 +23,8 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from accounts.authentication import EPOCH_CLAIM, PLAYER_SCOPES
 from accounts.models import ExternalIdentity, GameServerKey, User
+from accounts.scopes import EPOCH_CLAIM, PLAYER_SCOPES
 from accounts.selectors import (
     GAME_SERVER_KEY_PREFIX,
     external_identity_user,
