@@ -78,10 +78,14 @@ def progress(
     unit: str = "items",
     stream: TextIO | None = None,
     every_seconds: float = PLAIN_EVERY_SECONDS,
+    enabled: bool = True,
 ) -> Iterator[Bar]:
-    """A progress reporter for ``total`` units of work (None when unknown) on ``stream`` (stderr)."""
+    """A progress reporter for ``total`` units of work (None when unknown) on ``stream`` (stderr).
+
+    ``enabled=False`` (a command run with ``--verbosity 0``) reports nothing.
+    """
     out = stream if stream is not None else sys.stderr
-    mode = _mode(out)
+    mode = _mode(out) if enabled else "off"
     if mode == "off":
         yield _Silent()
     elif mode == "bar":
@@ -99,6 +103,13 @@ def say(message: str, *, stream: TextIO | None = None) -> None:
     """Print a line without tearing a progress bar that is being drawn on the same terminal."""
     tqdm.write(message, file=stream if stream is not None else sys.stderr)
     (stream if stream is not None else sys.stderr).flush()
+
+
+def counted(items: Iterable[T], bar: Bar) -> Iterator[T]:
+    """``items``, telling ``bar`` of each one as it is consumed (for a bar opened by the caller)."""
+    for item in items:
+        yield item
+        bar.update()
 
 
 def track(

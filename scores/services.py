@@ -27,6 +27,7 @@ from django.utils import timezone
 from accounts.models import User
 from scoreboard import db, metrics
 from scoreboard.errors import ApiError, Conflict, Forbidden, ServiceUnavailable
+from scoreboard.progress import Bar, counted
 from scoreboard.redis import REDIS_ERRORS, get_redis
 from scores import action_tokens, events, registry, selectors
 from scores.action_tokens import ActionClaims, MintedActionToken
@@ -925,16 +926,18 @@ def live_periods(*, board: BoardSpec | None = None) -> list[tuple[BoardSpec, str
     return out
 
 
-def index_rebuild(*, spec: BoardSpec, period_key: str) -> int:
+def index_rebuild(*, spec: BoardSpec, period_key: str, progress: Bar | None = None) -> int:
     """Rebuild one (board, period) index from PostgreSQL; returns the number of players indexed.
 
     Changes committed while the rebuild runs are re-applied afterwards (version-guarded).
+    ``progress`` (scoreboard.progress) is told of each entry read, for the command's bar.
     """
     index = redis_index(spec, period_key)
     if index is None:
         return 0
     started = timezone.now()
-    count = index.replace_all(selectors.index_entries(spec=spec, period_key=period_key))
+    entries = selectors.index_entries(spec=spec, period_key=period_key)
+    count = index.replace_all(entries if progress is None else counted(entries, progress))
     for entry in BoardEntry.objects.filter(
         board_id=spec.id, period_key=period_key, updated_at__gte=started
     ).select_related("user"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -13,6 +14,7 @@ from scoreboard_client import (
     BadRequest,
     Forbidden,
     Leaderboard,
+    NotFound,
     Scoreboard,
     ScoreUpdate,
     TransportError,
@@ -135,3 +137,38 @@ def test_offline_tokens_refuse_bad_arguments() -> None:
         mint_action_token("s", user_id="u", action_type="A", score_increment=True)
     with pytest.raises(ValueError):
         Scoreboard("ftp://example")
+
+
+def test_board_reads(server: Server, api_key: str) -> None:
+    sb = Scoreboard(server.http, api_key=api_key)
+    weekly = sb.create_board("kit-weekly", title="Weekly sprint", period="weekly", action_types=["LEVEL_COMPLETION"])
+    assert (weekly.id, weekly.period) == ("kit-weekly", "weekly")
+    assert re.fullmatch(r"\d{4}-W\d{2}", weekly.current_period.key)
+    assert {b.id for b in sb.boards()} >= {"global", "kit-weekly"}
+
+    players = []
+    for i, increment in enumerate((500, 300, 100)):
+        name = f"kit_board_{i}"
+        user_id = sb.register(username=name, email=f"{name}@example.com", password="correct-horse-battery")
+        access = sb.login(username=name, password="correct-horse-battery").access
+        token = mint_action_token(
+            settings.ACTION_TOKEN_SECRET, user_id=user_id, action_type="LEVEL_COMPLETION", score_increment=increment
+        )
+        result = sb.submit_score(token, access_token=access)
+        assert {b["board"] for b in result.boards} >= {"global", "kit-weekly"}
+        players.append((user_id, access))
+
+    first = sb.board_entries("kit-weekly", limit=2)
+    assert [e.score for e in first.entries] == [500, 300] and first.entry_count == 3
+    assert first.next_cursor is not None and first.period.key == weekly.current_period.key
+    rest = sb.board_entries("kit-weekly", limit=2, cursor=first.next_cursor)
+    assert [e.score for e in rest.entries] == [100] and rest.next_cursor is None
+
+    middle_id, middle_access = players[1]
+    mine = sb.player_standing("kit-weekly", access_token=middle_access)
+    assert (mine.user_id, mine.rank, mine.score) == (middle_id, 2, 300)
+    around = sb.around("kit-weekly", middle_id, above=1, below=1)
+    assert [e.score for e in around.entries] == [500, 300, 100] and around.player.rank == 2
+    assert {s.board for s in sb.standings(access_token=middle_access)} >= {"global", "kit-weekly"}
+    with pytest.raises(NotFound):
+        sb.board_entries("no-such-board")

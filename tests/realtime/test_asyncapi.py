@@ -53,6 +53,7 @@ BY_TYPE = {
     "leaderboard_update": "leaderboardUpdate",
     "rank_update": "rankUpdate",
     "auth_ok": "authOk",
+    "subscribed": "subscribed",
     "error": "error",
     "pong": "pong",
 }
@@ -78,6 +79,12 @@ def test_a_schema_refuses_a_message_that_breaks_it() -> None:
         assert_matches("leaderboardUpdate", {**good, "leaderboard": [row]})
 
 
+def _weekly_board() -> str:
+    from scores import board_services
+
+    return board_services.board_create(board_id="asyncapi-weekly", title="Weekly", period="weekly").id
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.postgres
 @pytest.mark.redis
@@ -85,6 +92,7 @@ def test_a_schema_refuses_a_message_that_breaks_it() -> None:
 async def test_real_websocket_and_sse_messages_match_the_document(servers):
     process_a, process_b = servers
     player, access = await sync_to_async(_player_with_token, thread_sensitive=False)()
+    weekly = await sync_to_async(_weekly_board, thread_sensitive=False)()
     seen: set[str] = set()
 
     def check(payload: dict[str, Any]) -> None:
@@ -107,6 +115,18 @@ async def test_real_websocket_and_sse_messages_match_the_document(servers):
         check(await next_message(ws, "pong"))
         await ws.send("{not json")
         check(await next_message(ws, "error"))
+        await ws.send(json.dumps({"type": "subscribe", "board": "no-such-board"}))
+        unknown = await next_message(ws, "error")
+        check(unknown)
+        assert unknown["code"] == "unknown_board"
+        await ws.send(json.dumps({"type": "subscribe", "board": weekly}))
+        check(await next_message(ws, "subscribed"))
+        other = await next_message(ws, "leaderboard_update")
+        check(other)
+        assert other["board"] == weekly and other["period"]
+        await ws.send(json.dumps(client_messages["subscribe"]))  # back to global
+        check(await next_message(ws, "subscribed"))
+        check(await next_message(ws, "leaderboard_update"))
         async with (
             httpx.AsyncClient(base_url=process_a.http, timeout=RECEIVE_TIMEOUT) as client,
             client.stream("GET", "/v1/leaderboard/stream", headers={"Authorization": f"Bearer {access}"}) as response,

@@ -156,6 +156,45 @@ export class ScoreboardClient {
     });
   }
 
+  // Boards: `period` is "current" (default), "previous" or a period key; `userId` may be "me".
+  static path(...parts) {
+    return "/v1/" + parts.map((part) => encodeURIComponent(part)).join("/");
+  }
+
+  /** GET /v1/boards: {boards: [{id, title, sort, operator, period, current_period, next_reset, entry_count, ...}]}. */
+  boards() {
+    return this.request("GET", "/v1/boards");
+  }
+
+  board(board) {
+    return this.request("GET", ScoreboardClient.path("boards", board));
+  }
+
+  /** POST /v1/boards (game-server key). */
+  createBoard(board, fields = {}) {
+    return this.request("POST", "/v1/boards", { body: { id: board, ...fields }, apiKey: true });
+  }
+
+  /** {entries, entry_count, next_cursor, period}; pass next_cursor back for the next page. */
+  boardEntries(board, { limit, cursor, period } = {}) {
+    return this.request("GET", ScoreboardClient.path("boards", board, "entries"), { query: { limit, cursor, period } });
+  }
+
+  /** {rank, user_id, username, score, entry_count, percentile, last_updated}; NotFound (not_ranked) when absent. */
+  playerStanding(board, userId = "me", { period, accessToken } = {}) {
+    return this.request("GET", ScoreboardClient.path("boards", board, "players", userId), { query: { period }, accessToken });
+  }
+
+  /** {player, entries, period}: the player and their neighbours. */
+  around(board, userId = "me", { above, below, period, accessToken } = {}) {
+    return this.request("GET", ScoreboardClient.path("boards", board, "around", userId), { query: { above, below, period }, accessToken });
+  }
+
+  /** {user_id, standings: [{board, title, period, rank, score, ...}]}: the player on every board. */
+  standings(userId = "me", { accessToken } = {}) {
+    return this.request("GET", ScoreboardClient.path("players", userId, "standings"), { accessToken });
+  }
+
   /** GET /v1/auth/me: {user_id, username, scopes, issuer} of the token. */
   me({ accessToken } = {}) {
     return this.request("GET", "/v1/auth/me", { accessToken });
@@ -227,6 +266,7 @@ function wsUrlFor(baseUrl) {
  *   plus `changes` (rankChanges against the previous snapshot) and `resync` (first of a connection)
  * - "rank": a rank_update of the authenticated player {user_id, rank, old_rank, score}
  * - "auth": {user_id} once the server accepted the token
+ * - "subscribed": {board} once the server switched the socket to the board
  * - "servererror": an error message of the server {code, message}
  * - "unauthorized": {code, closeCode}: the token was refused or the board is private; no reconnect
  * - "disconnected": {transport, code | reason}: a connection ended; a reconnect follows
@@ -383,6 +423,9 @@ export class LiveBoard extends EventTarget {
     if (!message || typeof message !== "object") return;
     switch (message.type) {
       case "leaderboard_update": {
+        // Until the server has switched this socket to our board it may send another board's
+        // snapshot (the connect snapshot is global's): that one is neither delivered nor "first".
+        if ((message.board ?? GLOBAL_BOARD) !== this.board) return;
         const first = !conn.hadSnapshot;
         conn.hadSnapshot = true;
         this.attempt = 0; // a connection that delivers is a good one
@@ -395,6 +438,10 @@ export class LiveBoard extends EventTarget {
         break;
       case "auth_ok":
         this._emit("auth", message);
+        break;
+      case "subscribed":
+        conn.hadSnapshot = false; // the next snapshot is the new board's current state
+        this._emit("subscribed", message);
         break;
       case "error":
         this._emit("servererror", message);

@@ -19,6 +19,7 @@ import {
 const BASE = process.env.SCOREBOARD_URL;
 const SECRET = process.env.SCOREBOARD_ACTION_SECRET;
 const OIDC_TOKEN = process.env.SCOREBOARD_OIDC_TOKEN;
+const API_KEY = process.env.SCOREBOARD_API_KEY;
 const WAIT = { timeoutMs: 10000 };
 
 const b64 = (value) => Buffer.from(typeof value === "string" ? value : JSON.stringify(value)).toString("base64url");
@@ -51,7 +52,7 @@ async function score(client, player, increment) {
 }
 
 test("the environment names a server", () => {
-  assert.ok(BASE && SECRET && OIDC_TOKEN, "SCOREBOARD_URL, SCOREBOARD_ACTION_SECRET and SCOREBOARD_OIDC_TOKEN must be set");
+  assert.ok(BASE && SECRET && OIDC_TOKEN && API_KEY, "SCOREBOARD_URL, _ACTION_SECRET, _OIDC_TOKEN and _API_KEY must be set");
 });
 
 test("REST calls and typed errors", async () => {
@@ -101,6 +102,47 @@ for (const transport of ["websocket", "sse"]) {
       assert.ok(snapshot.seq > initial.seq);
       assert.ok(snapshot.changes.some((c) => c.user_id === player.userId && c.kind === "entered"));
       assert.ok(statuses.includes("live"));
+    } finally {
+      live.stop();
+    }
+  });
+}
+
+test("board reads over REST", async () => {
+  const client = new ScoreboardClient({ baseUrl: BASE, apiKey: API_KEY });
+  const created = await client.createBoard("js-daily", { title: "JS daily", period: "daily" });
+  assert.match(created.current_period.key, /^\d{4}-\d{2}-\d{2}$/);
+  assert.ok((await client.boards()).boards.some((b) => b.id === "js-daily"));
+  const player = await newPlayer(client);
+  await score(client, player, 321);
+  const page = await client.boardEntries("js-daily", { limit: 5 });
+  assert.ok(page.entries.some((e) => e.user_id === player.userId && e.score === 321));
+  const mine = await client.playerStanding("js-daily", "me", { accessToken: player.access });
+  assert.equal(mine.user_id, player.userId);
+  const around = await client.around("js-daily", player.userId, { above: 1, below: 1 });
+  assert.equal(around.player.user_id, player.userId);
+  const standings = await client.standings("me", { accessToken: player.access });
+  assert.ok(standings.standings.some((s) => s.board === "js-daily"));
+  const missing = await client.boardEntries("no-such-board").catch((e) => e);
+  assert.equal(missing.status, 404);
+});
+
+for (const transport of ["websocket", "sse"]) {
+  test(`subscribing to another board over ${transport}: its snapshots, with board and period`, async () => {
+    const client = new ScoreboardClient({ baseUrl: BASE, apiKey: API_KEY });
+    const id = `js-${transport}`;
+    const board = await client.createBoard(id, { title: id, period: "monthly" });
+    const live = client.live({ transport, board: id });
+    try {
+      live.start();
+      const initial = await live.next("snapshot", WAIT);
+      assert.equal(initial.board, id);
+      assert.equal(initial.period, board.current_period.key);
+      const player = await newPlayer(client);
+      const arrived = live.next("snapshot", { ...WAIT, filter: (s) => s.leaderboard.some((r) => r.user_id === player.userId) });
+      await score(client, player, 640);
+      const snapshot = await arrived;
+      assert.equal(snapshot.board, id);
     } finally {
       live.stop();
     }

@@ -2,6 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from scoreboard.progress import progress
 from scores import selectors, services
 
 
@@ -20,7 +21,10 @@ class Command(BaseCommand):
         periods = services.live_periods(board=board)
         total = 0
         for spec, key in periods:
-            count = services.index_rebuild(spec=spec, period_key=key)
+            # A bar per index (players read from PostgreSQL) on a terminal, plain lines in logs.
+            bar_on = options["verbosity"] > 0
+            with progress(total=None, desc=f"rebuild {spec.id}/{key}", unit="players", enabled=bar_on) as bar:
+                count = services.index_rebuild(spec=spec, period_key=key, progress=bar)
             total += count
             self.stdout.write(f"{spec.id}/{key}: {count} players")
         self.stdout.write(self.style.SUCCESS(f"Indexed {total} entries on {len(periods)} board periods."))

@@ -14,23 +14,40 @@ from scoreboard_client.errors import (
     Unauthorized,
 )
 from scoreboard_client.tokens import mint_action_token
-from scoreboard_client.types import ActionToken, Leaderboard, LeaderboardEntry, Me, ScoreUpdate, TokenPair
+from scoreboard_client.types import (
+    ActionToken,
+    Around,
+    Board,
+    BoardPage,
+    Leaderboard,
+    LeaderboardEntry,
+    Me,
+    Period,
+    ScoreUpdate,
+    Standing,
+    TokenPair,
+)
 
 __all__ = [
     "ActionToken",
     "ActionTokenReplayed",
+    "Around",
     "BadRequest",
+    "Board",
+    "BoardPage",
     "Conflict",
     "Forbidden",
     "Leaderboard",
     "LeaderboardEntry",
     "Me",
     "NotFound",
+    "Period",
     "RateLimited",
     "ScoreUpdate",
     "Scoreboard",
     "ScoreboardError",
     "ServiceUnavailable",
+    "Standing",
     "TokenPair",
     "TransportError",
     "Unauthorized",

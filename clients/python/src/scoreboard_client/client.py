@@ -9,7 +9,17 @@ import urllib.request
 from typing import Any
 
 from scoreboard_client.errors import ScoreboardError, TransportError, error_from_answer
-from scoreboard_client.types import ActionToken, Leaderboard, Me, ScoreUpdate, TokenPair
+from scoreboard_client.types import (
+    ActionToken,
+    Around,
+    Board,
+    BoardPage,
+    Leaderboard,
+    Me,
+    ScoreUpdate,
+    Standing,
+    TokenPair,
+)
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
 USER_AGENT = "scoreboard-client-python"
@@ -111,6 +121,61 @@ class Scoreboard:
         return Leaderboard.from_data(
             self._request("GET", "/v1/leaderboard", query={"limit": limit}, access_token=access_token)
         )
+
+    # -- boards -----------------------------------------------------------------------------
+    # ``period``: "current" (default), "previous" or a period key; ``user_id`` may be "me" (the token's player).
+    @staticmethod
+    def _path(*parts: str) -> str:
+        return "/v1/" + "/".join(urllib.parse.quote(part, safe="") for part in parts)
+
+    def boards(self) -> list[Board]:
+        """``GET /v1/boards``: the active boards with their current period."""
+        return [Board.from_data(b) for b in self._request("GET", "/v1/boards")["boards"]]
+
+    def create_board(self, board: str, **fields: Any) -> Board:
+        """``POST /v1/boards`` (game-server key): ``title``, ``sort``, ``operator``, ``period``, ``action_types``..."""
+        return Board.from_data(self._request("POST", "/v1/boards", body={"id": board, **fields}, api_key=True))
+
+    def board(self, board: str) -> Board:
+        return Board.from_data(self._request("GET", self._path("boards", board)))
+
+    def board_entries(
+        self, board: str, *, limit: int = 10, cursor: str | None = None, period: str | None = None
+    ) -> BoardPage:
+        """One page of a board; follow ``next_cursor`` for the next (stable while the board changes)."""
+        query = {"limit": limit, "cursor": cursor, "period": period}
+        return BoardPage.from_data(self._request("GET", self._path("boards", board, "entries"), query=query))
+
+    def player_standing(
+        self, board: str, user_id: str = "me", *, period: str | None = None, access_token: str | None = None
+    ) -> Standing:
+        """Rank, score and percentile of a player on a board (404 ``not_ranked`` when absent)."""
+        data = self._request(
+            "GET", self._path("boards", board, "players", user_id), query={"period": period}, access_token=access_token
+        )
+        return Standing.from_data(data)
+
+    def around(
+        self,
+        board: str,
+        user_id: str = "me",
+        *,
+        above: int = 5,
+        below: int = 5,
+        period: str | None = None,
+        access_token: str | None = None,
+    ) -> Around:
+        """The player and their neighbours on a board."""
+        query = {"above": above, "below": below, "period": period}
+        data = self._request(
+            "GET", self._path("boards", board, "around", user_id), query=query, access_token=access_token
+        )
+        return Around.from_data(data)
+
+    def standings(self, user_id: str = "me", *, access_token: str | None = None) -> list[Standing]:
+        """The player on every board (current periods)."""
+        data = self._request("GET", self._path("players", user_id, "standings"), access_token=access_token)
+        return [Standing.from_data(s) for s in data["standings"]]
 
     def me(self, *, access_token: str | None = None) -> Me:
         """``GET /v1/auth/me``: the ``user_id`` a token names (ours or an external issuer's)."""

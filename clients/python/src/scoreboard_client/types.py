@@ -98,3 +98,101 @@ class Me:
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> Me:
         return cls(str(data["user_id"]), str(data["username"]), list(data.get("scopes", [])), data.get("issuer"))
+
+
+@dataclass(frozen=True)
+class Period:
+    key: str  # "all", "2026-12-01", "2026-W49", "2026-12" or a cron start
+    starts_at: str | None
+    ends_at: str | None
+    closed: bool = False
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> Period:
+        return cls(str(data["key"]), data.get("starts_at"), data.get("ends_at"), bool(data.get("closed", False)))
+
+
+@dataclass(frozen=True)
+class Board:
+    id: str
+    title: str
+    sort: str
+    operator: str
+    period: str
+    tie_policy: str
+    current_period: Period
+    next_reset: str | None
+    entry_count: int | None
+    raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> Board:
+        return cls(
+            id=str(data["id"]),
+            title=str(data.get("title") or data["id"]),
+            sort=str(data.get("sort", "desc")),
+            operator=str(data.get("operator", "incr")),
+            period=str(data.get("period", "all_time")),
+            tie_policy=str(data.get("tie_policy", "first_reached")),
+            current_period=Period.from_data(data["current_period"]),
+            next_reset=data.get("next_reset"),
+            entry_count=data.get("entry_count"),
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
+class BoardPage:
+    entries: list[LeaderboardEntry]
+    entry_count: int
+    next_cursor: str | None  # pass to board_entries(cursor=...) for the next page; None at the end
+    period: Period
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> BoardPage:
+        return cls(
+            entries=[LeaderboardEntry.from_data(row) for row in data.get("entries", [])],
+            entry_count=int(data.get("entry_count", 0)),
+            next_cursor=data.get("next_cursor"),
+            period=Period.from_data(data["period"]),
+        )
+
+
+@dataclass(frozen=True)
+class Standing:
+    rank: int
+    user_id: str
+    username: str
+    score: int
+    entry_count: int
+    percentile: float
+    last_updated: str | None
+    board: str | None = None  # set in standings(): which board this is
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> Standing:
+        return cls(
+            rank=int(data["rank"]),
+            user_id=str(data.get("user_id", "")),
+            username=str(data.get("username", "")),
+            score=int(data["score"]),
+            entry_count=int(data["entry_count"]),
+            percentile=float(data["percentile"]),
+            last_updated=data.get("last_updated"),
+            board=data.get("board"),
+        )
+
+
+@dataclass(frozen=True)
+class Around:
+    player: Standing
+    entries: list[LeaderboardEntry]
+    period: Period
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> Around:
+        return cls(
+            player=Standing.from_data(data["player"]),
+            entries=[LeaderboardEntry.from_data(row) for row in data.get("entries", [])],
+            period=Period.from_data(data["period"]),
+        )
