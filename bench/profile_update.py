@@ -49,6 +49,7 @@ os.environ.setdefault("RATE_LIMIT_USER_PER_MINUTE", "100000")
 os.environ.setdefault("RATE_LIMIT_IP_PER_MINUTE", "10000000")
 os.environ.setdefault("RATE_LIMIT_GLOBAL_PER_MINUTE", "10000000")
 os.environ.setdefault("FRAUD_BLOCK_THRESHOLD", "0.95")
+os.environ.setdefault("FRAUD_QUARANTINE_THRESHOLD", "0.95")
 
 PLAYERS = 2000
 FLOOR, FLOOR_BOARDS = "floor", 3

@@ -66,6 +66,7 @@ BENCH_LIMITS = {
     "RATE_LIMIT_WS_HANDSHAKES_PER_MINUTE": "10000000",
     "RATE_LIMIT_GLOBAL_PER_MINUTE": "1000000",
     "FRAUD_BLOCK_THRESHOLD": "0.95",
+    "FRAUD_QUARANTINE_THRESHOLD": "0.95",  # bench players replay max increments: keep them on the board
 }
 
 

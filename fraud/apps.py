@@ -6,6 +6,7 @@ class FraudConfig(AppConfig):
     name = "fraud"
 
     def ready(self) -> None:
+        from fraud import checks  # noqa: F401  (registers the settings check)
         from fraud import services
         from scores import events
 

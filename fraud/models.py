@@ -16,6 +16,7 @@ class FraudLog(models.Model):
 
     class Decision(models.TextChoices):
         FLAGGED = "flagged", "Flagged (applied)"
+        QUARANTINED = "quarantined", "Quarantined (applied, hidden from boards)"
         BLOCKED = "blocked", "Blocked (rejected)"
         BATCH = "batch", "Batch scan"
 
@@ -68,8 +69,9 @@ class ModerationAction(models.Model):
     """
 
     class Action(models.TextChoices):
-        CONFIRM = "confirm", "Confirmed (player banned, scores reversed)"
+        CONFIRM = "confirm", "Confirmed"
         DISMISS = "dismiss", "Dismissed"
+        RELEASE = "release", "Released from quarantine"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     fraud_log = models.ForeignKey(FraudLog, on_delete=models.PROTECT, related_name="moderation_actions")

@@ -13,6 +13,7 @@ is ``fraud.windows``' job, so every rule can be tested on a crafted history.
 from __future__ import annotations
 
 import itertools
+import math
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,11 @@ MIN_PLAY_TIME = "min_play_time"
 NEW_ACCOUNT_VELOCITY = "new_account_velocity"
 SHARED_IP = "shared_ip"
 TOKEN_ABUSE = "token_abuse"
+VELOCITY_BUDGET = "velocity_budget"
+INCREMENT_PERSISTENCE = "increment_persistence"
+ACCOUNT_CLUSTER = "account_cluster"
+
+TOTAL = "*"  # the velocity scope of every action type together
 
 SECONDS_PER_MINUTE = 60
 
@@ -56,6 +62,24 @@ class Signals:
     accounts_on_ip: int = 1  # players seen scoring from this IP in the last hour, this one included
     rejected_tokens_player: int = 0  # invalid/replayed tokens in the last TOKEN_ABUSE_WINDOW_SECONDS
     rejected_tokens_ip: int = 0
+    # (window seconds, action type or TOTAL) -> (points, submissions) in that rolling window, this
+    # attempt included; empty when the window store could not say (the rule then sits out).
+    velocity: Mapping[tuple[int, str], tuple[int, int]] = field(default_factory=dict)
+    # The population's upper-tail share of each increment, keyed by (action type, increment), for
+    # this attempt and the ``recent`` ones (``fraud.population``); missing pairs count as typical.
+    increment_tails: Mapping[tuple[str, int], float] = field(default_factory=dict)
+    clusters: Sequence[ClusterView] = ()
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """Accounts that scored from one address, subnet or device fingerprint in the last hour."""
+
+    kind: str  # "address", "subnet" or "fingerprint"
+    key: str  # what a moderator reads: the address, the subnet, or "<user agent> on <subnet>"
+    accounts: int  # accounts seen in the last hour, this one included
+    submissions: int  # their submissions in the window
+    tail_sum: float  # sum over those submissions of -ln(population upper-tail share of the increment)
 
 
 @dataclass(frozen=True)
@@ -89,6 +113,22 @@ class RuleConfig:
     token_abuse_player_full: int = 5
     token_abuse_ip_min: int = 5
     token_abuse_ip_full: int = 20
+    # Velocity budgets (``fraud.budgets``): a window's budget is what a keen human can do in it.
+    velocity_sustained_play_factor: float = 3.0  # a keen human averages one action per this x min play time
+    velocity_burst_actions: int = 5  # ... plus a burst of this many quick levels at the maximum increment
+    velocity_full_ratio: float = 2.0  # used / budget at which the contribution is full (it starts at 1)
+    velocity_total_factor: float = 1.5  # the all-types budget is this x the largest per-type one
+    # Population-relative increments: Fisher's combination of the last few increments' tails.
+    persistence_sample: int = 5  # the last this many increments of the type, the current one included
+    persistence_current_tail: float = 0.2  # only when the current increment is itself this high
+    persistence_log10_start: float = 2.5  # a human does it with probability 10^-2.5: the rule starts
+    persistence_log10_full: float = 4.5  # ... 10^-4.5: full contribution
+    tail_floor: float = 0.005  # the smallest tail a sketch can tell (its top bucket)
+    # Account clusters: judged by how their members score, not by how many they are.
+    cluster_min_accounts: int = 3
+    cluster_log10_start: float = 3.0
+    cluster_log10_full: float = 6.0
+    cluster_own_log10: float = 1.3  # the player's own increments must be unusual too (p <= 0.05)
 
     def action(self, action_type: str) -> ActionRule:
         return self.action_types[action_type]
@@ -133,7 +173,7 @@ def _ramp(value: float, low: float, high: float) -> float:
 # ---------------------------------------------------------------------------------------------
 def rapid_succession(s: Signals, c: RuleConfig) -> Finding:
     """More than ``rapid_succession_per_minute`` updates within one minute."""
-    count = 1 + sum(1 for a in s.recent if s.now - a.submitted_at < SECONDS_PER_MINUTE)
+    count = 1 + sum(1 for a in _dedup(s) if s.now - a.submitted_at < SECONDS_PER_MINUTE)
     limit = c.rapid_succession_per_minute
     if count <= limit:
         return NOTHING
@@ -152,7 +192,7 @@ def impossible_score_jump(s: Signals, c: RuleConfig) -> Finding:
             f"increment {s.score_increment} for {s.action_type} is at or above {rule.suspicious_increment} "
             f"(the ceiling is {rule.max_increment})",
         )
-    same_type = [a.score_increment for a in s.recent if a.action_type == s.action_type]
+    same_type = [a.score_increment for a in _dedup(s) if a.action_type == s.action_type]
     if len(same_type) >= c.jump_relative_min_samples:
         median = statistics.median(same_type)
         if median > 0 and s.score_increment >= c.jump_relative_factor * median:
@@ -166,7 +206,7 @@ def impossible_score_jump(s: Signals, c: RuleConfig) -> Finding:
 
 def timing_regularity(s: Signals, c: RuleConfig) -> Finding:
     """Near-constant intervals between submissions: people vary, scripts do not."""
-    times = [s.now, *(a.submitted_at for a in s.recent[: c.regularity_sample])]
+    times = [s.now, *(a.submitted_at for a in _dedup(s)[: c.regularity_sample])]
     # abs(): submission times come from several processes' clocks, which may disagree slightly.
     intervals = [abs(newer - older) for newer, older in itertools.pairwise(times)]
     if len(intervals) < c.regularity_min_intervals:
@@ -263,6 +303,137 @@ def token_abuse(s: Signals, c: RuleConfig) -> Finding:
     )
 
 
+def _dedup(s: Signals) -> list[Attempt]:
+    """The window without retries of the current action (same action id): a retry is not a second action."""
+    return [a for a in s.recent if not _same_action(a.action_id, s.action_id)]
+
+
+def gamma_sf(k: int, x: float) -> float:
+    """P(Gamma(k, 1) >= x) for integer k: under "a human like the others", each -ln(tail) is Exp(1),
+    so the sum of k of them is Gamma(k) (Fisher's method)."""
+    if x <= 0:
+        return 1.0
+    term = total = 1.0
+    for j in range(1, k):
+        term *= x / j
+        total += term
+    return min(1.0, math.exp(-x) * total)
+
+
+def _tail(s: Signals, c: RuleConfig, action_type: str, increment: int) -> float:
+    return max(c.tail_floor, min(1.0, s.increment_tails.get((action_type, increment), 0.5)))
+
+
+def velocity_budget(s: Signals, c: RuleConfig) -> Finding:
+    """Points or submissions in a rolling window (1 min, 10 min, 1 h) beyond what a keen human can do."""
+    worst: tuple[float, str] = (0.0, "")
+    for (window, scope), (points, count) in s.velocity.items():
+        budget = budget_for(c, window=window, scope=scope)
+        if budget is None:
+            continue
+        for used, allowed, unit in ((points, budget[0], "points"), (count, budget[1], "submissions")):
+            ratio = used / allowed if allowed > 0 else 0.0
+            if ratio > 1 and ratio > worst[0]:
+                label = "all action types" if scope == TOTAL else scope
+                worst = (
+                    ratio,
+                    f"{used:,} {unit} in {window // 60} min for {label}; a keen human's budget is {allowed:,} "
+                    f"({ratio:.1f}x)",
+                )
+    if worst[0] <= 1:
+        return NOTHING
+    return Finding(_ramp(worst[0], 1.0, c.velocity_full_ratio), worst[1])
+
+
+def budget_for(c: RuleConfig, *, window: int, scope: str) -> tuple[int, int] | None:
+    """(points, submissions) a keen human can make in ``window`` seconds of one action type (or all).
+
+    From the action type alone: a burst of ``velocity_burst_actions`` quick levels at the maximum
+    increment, then one action per ``velocity_sustained_play_factor`` x min play time at the middle
+    of the increment range. The all-types budget is ``velocity_total_factor`` x the largest one.
+    """
+    if scope == TOTAL:
+        budgets = [budget_for(c, window=window, scope=name) for name in c.action_types]
+        known = [b for b in budgets if b is not None]
+        if not known:
+            return None
+        return (
+            round(max(b[0] for b in known) * c.velocity_total_factor),
+            round(max(b[1] for b in known) * c.velocity_total_factor),
+        )
+    rule = c.action_types.get(scope)
+    if rule is None:
+        return None
+    pace = max(1.0, rule.min_play_seconds * c.velocity_sustained_play_factor)
+    sustained = window / pace
+    middle = (rule.min_increment + rule.max_increment) / 2
+    points = c.velocity_burst_actions * rule.max_increment + middle * sustained
+    return round(points), round(c.velocity_burst_actions + sustained)
+
+
+def increment_persistence(s: Signals, c: RuleConfig) -> Finding:
+    """Increments persistently at the top of what the population scores for the action type.
+
+    Each increment's tail (the share of players' increments at or above it, from the population
+    sketch) is combined over the last ``persistence_sample`` of the type with Fisher's method: the
+    result is how likely a human scoring like the others is to do the same. One high score is not
+    unusual; three at the top 1% are one in 10^5.
+    """
+    current = _tail(s, c, s.action_type, s.score_increment)
+    if current > c.persistence_current_tail:
+        return NOTHING
+    same = [a for a in _dedup(s) if a.action_type == s.action_type][: c.persistence_sample - 1]
+    increments = [s.score_increment, *(a.score_increment for a in same)]
+    tails = [current, *(_tail(s, c, s.action_type, a.score_increment) for a in same)]
+    p = gamma_sf(len(tails), -sum(math.log(t) for t in tails))
+    strength = -math.log10(max(p, 1e-300))
+    contribution = _ramp(strength, c.persistence_log10_start, c.persistence_log10_full)
+    if contribution == 0:
+        return NOTHING
+    shown = ", ".join(f"{inc} (top {t * 100:.1f}%)" for inc, t in zip(increments, tails, strict=True))
+    return Finding(
+        contribution,
+        f"the last {len(increments)} {s.action_type} increments {shown} of players' increments; "
+        f"a human scoring like the others does this with probability 1 in {_one_in(p)}",
+    )
+
+
+def _one_in(p: float) -> str:
+    return f"{1 / p:,.0f}" if p > 1e-12 else "more than 10^12"
+
+
+def account_cluster(s: Signals, c: RuleConfig) -> Finding:
+    """Accounts on one address, subnet or device fingerprint that score together like a farm.
+
+    The count alone proves nothing (carrier NAT, campus networks): the cluster's increments are
+    combined like ``increment_persistence`` — a NAT of humans scores like the population and stays
+    at zero, a farm at the ceiling does not — and the player's own recent increments must be unusual
+    too, so a human behind the same NAT as a farm is not judged by the farm.
+    """
+    own_tails = [_tail(s, c, s.action_type, s.score_increment)]
+    own_tails += [_tail(s, c, a.action_type, a.score_increment) for a in _dedup(s)[: c.persistence_sample - 1]]
+    own_p = gamma_sf(len(own_tails), -sum(math.log(t) for t in own_tails))
+    if -math.log10(max(own_p, 1e-300)) < c.cluster_own_log10:
+        return NOTHING
+    best: tuple[float, str] = (0.0, "")
+    for cluster in s.clusters:
+        if cluster.accounts < c.cluster_min_accounts or cluster.submissions <= 0:
+            continue
+        p = gamma_sf(cluster.submissions, cluster.tail_sum)
+        strength = -math.log10(max(p, 1e-300))
+        contribution = _ramp(strength, c.cluster_log10_start, c.cluster_log10_full)
+        if contribution > best[0]:
+            best = (
+                contribution,
+                f"{cluster.accounts} accounts scored {cluster.submissions} "
+                f"times from {cluster.kind} {cluster.key} in the last hour, together at the top of players' "
+                f"increments (1 in {_one_in(p)} for as many humans)",
+            )
+    if best[0] == 0:
+        return NOTHING
+    return Finding(*best)
+
+
 Rule = Callable[[Signals, RuleConfig], Finding]
 
 RULES: dict[str, Rule] = {
@@ -273,6 +444,9 @@ RULES: dict[str, Rule] = {
     NEW_ACCOUNT_VELOCITY: new_account_velocity,
     SHARED_IP: shared_ip,
     TOKEN_ABUSE: token_abuse,
+    VELOCITY_BUDGET: velocity_budget,
+    INCREMENT_PERSISTENCE: increment_persistence,
+    ACCOUNT_CLUSTER: account_cluster,
 }
 
 

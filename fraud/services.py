@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from accounts import services as account_services
 from accounts.models import User
-from fraud import rules, selectors, windows
+from fraud import population, rules, selectors, windows
 from fraud.models import FraudLog, ModerationAction
 from scoreboard import metrics
 from scoreboard.errors import ApiError, Conflict, TooManyRequests
@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 security_log = logging.getLogger("scoreboard.security")
 
 USER_AGENT_MAX_LENGTH = 1000
-ALLOW, FLAG, BLOCK = "allow", "flag", "block"
+ALLOW, FLAG, QUARANTINE, BLOCK = "allow", "flag", "quarantine", "block"
 
 
 def _now() -> float:
@@ -59,6 +59,9 @@ def rule_config() -> rules.RuleConfig:
 def _decision(risk_score: float) -> str:
     if risk_score >= settings.FRAUD_BLOCK_THRESHOLD:
         return BLOCK
+    # Quarantine never starts below the flag threshold: switching flagging off switches it off too.
+    if risk_score >= max(settings.FRAUD_QUARANTINE_THRESHOLD, settings.FRAUD_FLAG_THRESHOLD):
+        return QUARANTINE
     if risk_score >= settings.FRAUD_FLAG_THRESHOLD:
         return FLAG
     return ALLOW
@@ -77,6 +80,10 @@ class Assessment:
     @property
     def flagged(self) -> bool:
         return self.decision == FLAG
+
+    @property
+    def quarantined(self) -> bool:
+        return self.decision == QUARANTINE
 
     @property
     def blocked(self) -> bool:
@@ -101,8 +108,15 @@ def _signals(
         action_id=claims.action_id,
     )
     window = windows.attempt_record_and_load(
-        user_id=user_id, ip=context.ip_address, attempt=attempt, once_keys=once_keys, once_ttl=once_ttl
+        user_id=user_id,
+        ip=context.ip_address,
+        attempt=attempt,
+        once_keys=once_keys,
+        once_ttl=once_ttl,
+        user_agent=context.user_agent,
+        increment_tail=population.increment_tail(claims.action_type, claims.score_increment),
     )
+    pairs = {(claims.action_type, claims.score_increment), *((a.action_type, a.score_increment) for a in window.recent)}
     return rules.Signals(
         now=now,
         action_type=claims.action_type,
@@ -116,6 +130,9 @@ def _signals(
         accounts_on_ip=window.accounts_on_ip,
         rejected_tokens_player=window.rejected_tokens_player,
         rejected_tokens_ip=window.rejected_tokens_ip,
+        velocity=window.velocity,
+        increment_tails=population.tails_for(list(pairs)),
+        clusters=window.clusters,
     ), window
 
 
@@ -181,20 +198,42 @@ def score_applied_record(
     The score is already committed, so a failure here must not turn the answer into "nothing was
     applied" (503): it is logged instead, and the batch scan still sees the history row.
     """
-    if not assessment.flagged:
+    if not (assessment.flagged or assessment.quarantined):
         return
-    metrics.FRAUD_DETECTIONS.labels(outcome="flagged").inc()
+    outcome = "quarantined" if assessment.quarantined else "flagged"
+    metrics.FRAUD_DETECTIONS.labels(outcome=outcome).inc()
     try:
-        _log_write(
-            user=user,
-            claims=claims,
-            context=context,
-            assessment=assessment,
-            decision=FraudLog.Decision.FLAGGED,
-            history_id=history_id,
-        )
+        with transaction.atomic():
+            _log_write(
+                user=user,
+                claims=claims,
+                context=context,
+                assessment=assessment,
+                decision=FraudLog.Decision.QUARANTINED if assessment.quarantined else FraudLog.Decision.FLAGGED,
+                history_id=history_id,
+            )
+            if assessment.quarantined:
+                player_quarantine(user_id=str(user.pk))
     except DatabaseError:
-        logger.exception("could not write the fraud log of flagged action %s", claims.action_id)
+        logger.exception("could not write the fraud log of %s action %s", outcome, claims.action_id)
+    if assessment.quarantined:
+        security_log.warning(
+            "fraud engine quarantined user_id=%s risk=%.2f rules=%s",
+            user.pk,
+            assessment.risk_score,
+            ",".join(str(r["rule"]) for r in assessment.reasons),
+        )
+
+
+def player_quarantine(*, user_id: str) -> bool:
+    """Shadow-ban the player: scores still apply, public boards leave them out. True if newly quarantined.
+
+    The boards are re-indexed and re-broadcast after commit (``scores.services.player_standing_changed``).
+    """
+    changed = User.objects.filter(pk=user_id, is_quarantined=False).update(is_quarantined=True) > 0
+    if changed:
+        score_services.player_standing_changed(user_id=user_id)
+    return changed
 
 
 def submission_applied(event: score_events.SubmissionApplied) -> None:

@@ -21,16 +21,21 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
+import ipaddress
 import logging
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 from django.core.cache import cache
 from django.db import connection
+from django.db.models import Count, Q, Sum
 
 from fraud.models import FraudLog
-from fraud.rules import Attempt
+from fraud.rules import TOTAL, Attempt, ClusterView
 from scoreboard.redis import REDIS_ERRORS, get_redis, registered_script
 from scores.models import ScoreHistory
 
@@ -54,6 +59,12 @@ class WindowView:
     rejected_tokens_ip: int = 0
     # True when one of the caller's "once" keys was already there: a repeat, nothing was recorded.
     repeat: bool = False
+    # (window seconds, action type or rules.TOTAL) -> (points, submissions), this attempt included.
+    velocity: dict[tuple[int, str], tuple[int, int]] = field(default_factory=dict)
+    clusters: list[ClusterView] = field(default_factory=list)
+    # The attempt's action id was already in the window (a retry after a 503 or a timeout): it was
+    # not recorded or counted a second time.
+    retry: bool = False
 
 
 def _player_key(user_id: str) -> str:
@@ -62,6 +73,22 @@ def _player_key(user_id: str) -> str:
 
 def _ip_key(ip: str) -> str:
     return f"sb:fraud:ip:{ip}"
+
+
+def subnet_of(ip: str) -> str:
+    """The address' /24 (IPv4) or /48 (IPv6): one campus, office or carrier pool."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
+def fingerprint_of(ip: str, user_agent: str) -> str:
+    """A device fingerprint without cookies: the user agent on the address' subnet."""
+    digest = hashlib.blake2b(user_agent.encode(), digest_size=6).hexdigest()
+    return f"{digest}@{subnet_of(ip)}"
 
 
 def encode(attempt: Attempt) -> bytes:
@@ -86,53 +113,152 @@ def decode(raw: bytes) -> Attempt | None:
 
 
 def attempt_record_and_load(
-    *, user_id: str, ip: str | None, attempt: Attempt, once_keys: Sequence[str] = (), once_ttl: int = 0
+    *,
+    user_id: str,
+    ip: str | None,
+    attempt: Attempt,
+    once_keys: Sequence[str] = (),
+    once_ttl: int = 0,
+    user_agent: str = "",
+    increment_tail: float = 0.5,
 ) -> WindowView:
-    """Append ``attempt`` to the player's window and return what was there before, plus the IP's count.
+    """Append ``attempt`` to the player's window and return what was there before, plus the IP's count,
+    the player's velocity in each budget window and the clusters (address, subnet, fingerprint).
 
     ``once_keys`` (Redis keys, kept ``once_ttl`` seconds) make the attempt count once: if any of them
     is already set the attempt is a repeat — nothing is recorded and ``repeat`` is True. The score
     service passes its replay pre-filter keys (nonce, action id) so that the pre-filter and the
     window share one round trip. Without Redis there is no pre-filter: never a repeat.
+    ``increment_tail`` is the population's upper-tail share of this increment (``fraud.population``);
+    the clusters sum ``-ln`` of it over their members' submissions.
     """
     client = get_redis()
     if client is not None:
         try:
-            return _from_redis(client, user_id=user_id, ip=ip, attempt=attempt, once_keys=once_keys, once_ttl=once_ttl)
+            return _from_redis(
+                client,
+                user_id=user_id,
+                ip=ip,
+                attempt=attempt,
+                once_keys=once_keys,
+                once_ttl=once_ttl,
+                user_agent=user_agent,
+                increment_tail=increment_tail,
+            )
         except REDIS_ERRORS:
             logger.warning("redis unavailable; fraud windows read from the database")
-    return _from_database(user_id=user_id, ip=ip, now=attempt.submitted_at)
+    return _from_database(user_id=user_id, ip=ip, now=attempt.submitted_at, attempt=attempt)
 
 
-# KEYS: the player's list, the address' set (a placeholder without an address), the "once" keys,
-# then the rejection buckets. ARGV: encoded attempt, window size, window TTL, user id, submitted at,
-# address cutoff, accounts kept, address TTL, "1" when there is an address, number of once keys,
-# their TTL. With once keys, each is SET NX first; if any already existed the attempt is a repeat
-# and nothing is recorded or read. One script call (atomic, one round trip) instead of a MULTI.
+# KEYS: 1 the player's list, 2 the address' account set (a placeholder without an address), 3 the
+# player's velocity hash, 4 the address' cluster buckets, 5/6 the subnet's account set and buckets,
+# 7/8 the fingerprint's, then the "once" keys, then the rejection buckets.
+# ARGV: 1 encoded attempt, 2 window size, 3 window TTL, 4 user id, 5 submitted at, 6 address cutoff,
+# 7 accounts kept, 8 address TTL, 9 "1" when there is an address, 10 number of once keys, 11 their
+# TTL, 12 action type, 13 increment, 14 action id prefix, 15 -ln(increment tail), 16 cluster bucket
+# seconds, 17 cluster buckets, 18 number of velocity windows, then per window its length and bucket.
+# With once keys, each is SET NX first; if any already existed the attempt is a repeat and nothing
+# is recorded or read. An action id already in the player's list is a retry: read, not recorded.
+# One script call (atomic, one round trip) instead of a MULTI.
 _RECORD_AND_LOAD = """
 local once = tonumber(ARGV[10])
 local fresh = 1
-for i = 3, 2 + once do
+for i = 9, 8 + once do
   if not redis.call('SET', KEYS[i], '1', 'NX', 'EX', ARGV[11]) then fresh = 0 end
 end
-if fresh == 0 then return {{}, {}, 0, 0} end
+if fresh == 0 then return {{}, {}, 0, 0, {}, {}, 0} end
 local rejections = {}
-for i = 3 + once, #KEYS do rejections[#rejections + 1] = tonumber(redis.call('GET', KEYS[i]) or '0') or 0 end
+for i = 9 + once, #KEYS do rejections[#rejections + 1] = tonumber(redis.call('GET', KEYS[i]) or '0') or 0 end
 local size = tonumber(ARGV[2])
+local now = tonumber(ARGV[5])
+local atype = ARGV[12]
+local inc = tonumber(ARGV[13])
 local recent = redis.call('LRANGE', KEYS[1], 0, size - 1)
-redis.call('LPUSH', KEYS[1], ARGV[1])
-redis.call('LTRIM', KEYS[1], 0, size - 1)
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-local accounts = 1
-if ARGV[9] == '1' then
-  redis.call('ZADD', KEYS[2], ARGV[5], ARGV[4])
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[6])
-  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[7]) + 1))
-  accounts = redis.call('ZCARD', KEYS[2])
-  redis.call('EXPIRE', KEYS[2], ARGV[8])
+local record = 1
+local suffix = '|' .. ARGV[14]
+if #ARGV[14] > 0 then
+  for _, e in ipairs(recent) do
+    if string.sub(e, -#suffix) == suffix then record = 0 break end
+  end
 end
-return {rejections, recent, accounts, 1}
+if record == 1 then
+  redis.call('LPUSH', KEYS[1], ARGV[1])
+  redis.call('LTRIM', KEYS[1], 0, size - 1)
+end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+-- velocity: fields "<window>|<bucket>|<type or *>|<p or n>"
+local nwin = tonumber(ARGV[18])
+local lens, sizes, current = {}, {}, {}
+for w = 1, nwin do
+  lens[w] = tonumber(ARGV[17 + 2 * w])
+  sizes[w] = tonumber(ARGV[18 + 2 * w])
+  current[w] = math.floor(now / sizes[w])
+  if record == 1 then
+    for _, t in ipairs({atype, '*'}) do
+      local f = w .. '|' .. current[w] .. '|' .. t .. '|'
+      redis.call('HINCRBY', KEYS[3], f .. 'p', inc)
+      redis.call('HINCRBY', KEYS[3], f .. 'n', 1)
+    end
+  end
+end
+local sums = {}
+for i = 1, 4 * nwin do sums[i] = 0 end
+local all = redis.call('HGETALL', KEYS[3])
+for i = 1, #all, 2 do
+  local w, b, t, k = string.match(all[i], '^(%d+)|(%d+)|(.+)|(%a)$')
+  w = tonumber(w)
+  b = tonumber(b)
+  if w == nil or lens[w] == nil or b <= current[w] - lens[w] / sizes[w] then
+    redis.call('HDEL', KEYS[3], all[i])
+  else
+    local slot = 4 * (w - 1) + (t == '*' and 2 or 0) + (k == 'p' and 1 or 2)
+    if t == atype or t == '*' then sums[slot] = sums[slot] + tonumber(all[i + 1]) end
+  end
+end
+redis.call('EXPIRE', KEYS[3], ARGV[3])
+-- clusters: an account set (score = last time) and 5-minute buckets of submissions and tail sums
+local cbucket = tonumber(ARGV[16])
+local ckept = tonumber(ARGV[17])
+local function cluster(zkey, bkey)
+  if record == 1 then
+    redis.call('ZADD', zkey, now, ARGV[4])
+    redis.call('ZREMRANGEBYSCORE', zkey, '-inf', ARGV[6])
+    redis.call('ZREMRANGEBYRANK', zkey, 0, -(tonumber(ARGV[7]) + 1))
+    redis.call('EXPIRE', zkey, ARGV[8])
+  end
+  local accounts = redis.call('ZCARD', zkey)
+  local b = math.floor(now / cbucket)
+  if record == 1 then
+    redis.call('HINCRBY', bkey, b .. '|n', 1)
+    redis.call('HINCRBYFLOAT', bkey, b .. '|t', ARGV[15])
+    redis.call('EXPIRE', bkey, ARGV[8])
+  end
+  local n, tail = 0, 0
+  local fields = redis.call('HGETALL', bkey)
+  for i = 1, #fields, 2 do
+    local fb, k = string.match(fields[i], '^(%d+)|(%a)$')
+    fb = tonumber(fb)
+    if fb == nil or fb <= b - ckept then
+      redis.call('HDEL', bkey, fields[i])
+    elseif k == 'n' then n = n + tonumber(fields[i + 1])
+    else tail = tail + tonumber(fields[i + 1]) end
+  end
+  return {accounts, n, tostring(tail)}
+end
+local accounts = 1
+local clusters = {}
+if ARGV[9] == '1' then
+  clusters[1] = cluster(KEYS[2], KEYS[4])
+  accounts = clusters[1][1]
+  clusters[2] = cluster(KEYS[5], KEYS[6])
+  clusters[3] = cluster(KEYS[7], KEYS[8])
+end
+return {rejections, recent, accounts, 1, sums, clusters, 1 - record}
 """
+
+VELOCITY_WINDOWS = ((60, 10), (600, 60), (3600, 300))  # (window, bucket) seconds: rolling to a bucket
+CLUSTER_BUCKET_SECONDS = 300
+CLUSTER_BUCKETS = IP_WINDOW_SECONDS // CLUSTER_BUCKET_SECONDS
 
 
 def _from_redis(
@@ -143,11 +269,34 @@ def _from_redis(
     attempt: Attempt,
     once_keys: Sequence[str] = (),
     once_ttl: int = 0,
+    user_agent: str = "",
+    increment_tail: float = 0.5,
 ) -> WindowView:
     player_rejections = _rejection_keys("u", user_id, attempt.submitted_at)
     ip_rejections = _rejection_keys("ip", ip, attempt.submitted_at) if ip else []
-    rejections, raw_recent, accounts, fresh = registered_script(client, _RECORD_AND_LOAD)(
-        keys=[_player_key(user_id), _ip_key(ip or "-"), *once_keys, *player_rejections, *ip_rejections],
+    subnet = subnet_of(ip) if ip else "-"
+    fingerprint = fingerprint_of(ip, user_agent) if ip else "-"
+    cluster_keys = [
+        f"sb:fraud:cb:address:{ip or '-'}",
+        f"sb:fraud:ca:subnet:{subnet}",
+        f"sb:fraud:cb:subnet:{subnet}",
+        f"sb:fraud:ca:fp:{fingerprint}",
+        f"sb:fraud:cb:fp:{fingerprint}",
+    ]
+    velocity_args: list[int] = []
+    for length, bucket in VELOCITY_WINDOWS:
+        velocity_args += [length, bucket]
+    tail_score = -math.log(max(1e-6, min(1.0, increment_tail)))
+    rejections, raw_recent, accounts, fresh, sums, raw_clusters, retry = registered_script(client, _RECORD_AND_LOAD)(
+        keys=[
+            _player_key(user_id),
+            _ip_key(ip or "-"),
+            f"sb:fraud:v:{user_id}",
+            *cluster_keys,
+            *once_keys,
+            *player_rejections,
+            *ip_rejections,
+        ],
         args=[
             encode(attempt),
             WINDOW_SIZE,
@@ -160,22 +309,82 @@ def _from_redis(
             "1" if ip else "0",
             len(once_keys),
             once_ttl,
+            attempt.action_type,
+            attempt.score_increment,
+            attempt.action_id[:ACTION_ID_PREFIX],
+            f"{tail_score:.4f}",
+            CLUSTER_BUCKET_SECONDS,
+            CLUSTER_BUCKETS,
+            len(VELOCITY_WINDOWS),
+            *velocity_args,
         ],
     )
     if not fresh:
         return WindowView(recent=[], accounts_on_ip=1, source="redis", repeat=True)
     recent = [a for a in (decode(raw) for raw in raw_recent) if a is not None]
     counts = [int(v) for v in rejections]
+    velocity: dict[tuple[int, str], tuple[int, int]] = {}
+    for i, (length, _bucket) in enumerate(VELOCITY_WINDOWS):
+        type_points, type_count, total_points, total_count = (int(v) for v in sums[4 * i : 4 * i + 4])
+        velocity[(length, attempt.action_type)] = (type_points, type_count)
+        velocity[(length, TOTAL)] = (total_points, total_count)
+    clusters = [
+        ClusterView(kind=kind, key=key, accounts=int(raw[0]), submissions=int(raw[1]), tail_sum=float(raw[2]))
+        for (kind, key), raw in zip(
+            (("address", ip or "-"), ("subnet", subnet), ("fingerprint", f"{user_agent[:60]!r} on {subnet}")),
+            raw_clusters,
+            strict=False,
+        )
+    ]
     return WindowView(
         recent=recent,
         accounts_on_ip=int(accounts),
         source="redis",
         rejected_tokens_player=sum(counts[: len(player_rejections)]),
         rejected_tokens_ip=sum(counts[len(player_rejections) :]),
+        velocity=velocity,
+        clusters=clusters,
+        retry=bool(retry),
     )
 
 
-def _from_database(*, user_id: str, ip: str | None, now: float) -> WindowView:
+def _velocity_from_database(*, user_id: str, attempt: Attempt) -> dict[tuple[int, str], tuple[int, int]]:
+    """Points and submissions per budget window from ``score_history`` (applied actions), plus this attempt.
+
+    One aggregate query over the player's last hour (the ``(user, created_at)`` index).
+    """
+    now = attempt.submitted_at
+    longest = max(length for length, _ in VELOCITY_WINDOWS)
+    aggregates: dict[str, Any] = {}
+    for length, _bucket in VELOCITY_WINDOWS:
+        recent = Q(created_at__gte=dt.datetime.fromtimestamp(now - length, tz=dt.UTC))
+        aggregates[f"p{length}"] = Sum("score_increment", filter=recent)
+        aggregates[f"n{length}"] = Count("id", filter=recent)
+    rows = (
+        ScoreHistory.objects.filter(
+            user_id=user_id,
+            kind=ScoreHistory.Kind.ACTION,
+            created_at__gte=dt.datetime.fromtimestamp(now - longest, tz=dt.UTC),
+        )
+        .values("action_type")
+        .annotate(**aggregates)
+        .order_by()
+    )
+    velocity: dict[tuple[int, str], tuple[int, int]] = {}
+    for length, _bucket in VELOCITY_WINDOWS:
+        velocity[(length, attempt.action_type)] = (attempt.score_increment, 1)
+        velocity[(length, TOTAL)] = (attempt.score_increment, 1)
+    for row in rows:
+        values: dict[str, Any] = dict(row)
+        for length, _bucket in VELOCITY_WINDOWS:
+            points, count = int(values[f"p{length}"] or 0), int(values[f"n{length}"] or 0)
+            for scope in {values["action_type"], TOTAL} & {attempt.action_type, TOTAL}:
+                old_points, old_count = velocity[(length, scope)]
+                velocity[(length, scope)] = (old_points + points, old_count + count)
+    return velocity
+
+
+def _from_database(*, user_id: str, ip: str | None, now: float, attempt: Attempt | None = None) -> WindowView:
     """The window from PostgreSQL/SQLite: applied actions (score_history) and blocked attempts
     (fraud_logs), so a blocked bot is still remembered without Redis."""
     since = dt.datetime.fromtimestamp(now - WINDOW_TTL_SECONDS, tz=dt.UTC)
@@ -233,6 +442,7 @@ def _from_database(*, user_id: str, ip: str | None, now: float) -> WindowView:
         source="database",
         rejected_tokens_player=rejected_player,
         rejected_tokens_ip=rejected_ip,
+        velocity=_velocity_from_database(user_id=user_id, attempt=attempt) if attempt is not None else {},
     )
 
 

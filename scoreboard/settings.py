@@ -367,6 +367,9 @@ RATE_LIMIT_WS_HANDSHAKES_PER_MINUTE = env.int("RATE_LIMIT_WS_HANDSHAKES_PER_MINU
 RATE_LIMIT_ADMIN_LOGIN_PER_MINUTE = env.int("RATE_LIMIT_ADMIN_LOGIN_PER_MINUTE", default=10)
 FRAUD_FLAG_THRESHOLD = env.float("FRAUD_FLAG_THRESHOLD", default=0.5)
 FRAUD_BLOCK_THRESHOLD = env.float("FRAUD_BLOCK_THRESHOLD", default=0.8)
+# Between flag and block: applied and acknowledged, but the player is hidden from public boards
+# until a moderator releases or confirms (fraud/README.md, "Quarantine").
+FRAUD_QUARANTINE_THRESHOLD = env.float("FRAUD_QUARANTINE_THRESHOLD", default=0.65)
 # When the rate-limit counters (Redis) are down: "local" (default) counts in each process so updates
 # still commit under (per-process) limits; "closed" refuses score updates with 503 + Retry-After;
 # "open" lets them through unlimited. See scoreboard/ratelimit.py.
@@ -386,6 +389,9 @@ DEFAULT_FRAUD_RULE_WEIGHTS = {
     "new_account_velocity": 0.25,
     "shared_ip": 0.2,
     "token_abuse": 0.3,
+    "velocity_budget": 0.35,
+    "increment_persistence": 0.35,
+    "account_cluster": 0.35,
 }
 FRAUD_RULE_WEIGHTS: dict[str, float] = {
     **DEFAULT_FRAUD_RULE_WEIGHTS,

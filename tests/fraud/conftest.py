@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
+from fraud import population
 from scoreboard import ratelimit
 
 NO_FRAUD_BLOCKING = {"FRAUD_FLAG_THRESHOLD": 2.0, "FRAUD_BLOCK_THRESHOLD": 2.0}
@@ -22,6 +23,14 @@ def _breaker_closed() -> Iterator[None]:
     ratelimit.breaker.reset()
     yield
     ratelimit.breaker.reset()
+
+
+@pytest.fixture(autouse=True)
+def _population_forgotten() -> Iterator[None]:
+    """Each process keeps the population sketch for a minute: no test may see another's."""
+    population.forget()
+    yield
+    population.forget()
 
 
 @pytest.fixture

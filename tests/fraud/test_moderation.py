@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import Group, Permission
 from django.test import Client
 
@@ -39,9 +40,20 @@ def moderator(make_player) -> User:
     return staff(make_player, moderator=True, username="mod_alice")
 
 
+# The moderation tests replay the scenario of the bug report: the engine as it was before the
+# velocity, population and cluster rules (which would stop this bot at its 3rd attempt).
+PRE_ISSUE_14_WEIGHTS = {
+    **settings.DEFAULT_FRAUD_RULE_WEIGHTS,
+    "velocity_budget": 0,
+    "increment_persistence": 0,
+    "account_cluster": 0,
+}
+
+
 @pytest.fixture
-def cheater_and_honest(make_player, client_for, mint, clock) -> tuple[User, User]:
+def cheater_and_honest(make_player, client_for, mint, clock, settings) -> tuple[User, User]:
     """An honest player on 2,500 and a bot that got 4 x 1,000 through (3 flagged) before being blocked."""
+    settings.FRAUD_RULE_WEIGHTS = PRE_ISSUE_14_WEIGHTS
     honest, cheater = make_player(username="honest"), make_player(username="cheater")
     assert submit(client_for(honest), mint(honest, increment=900)).status_code == 200
     clock.advance(60)

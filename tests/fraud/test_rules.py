@@ -253,3 +253,146 @@ def test_with_the_default_weights_no_single_rule_flags_and_no_pair_blocks():
     assert set(WEIGHTS) == set(rules.RULES)
     assert max(WEIGHTS.values()) < 0.5
     assert sum(sorted(WEIGHTS.values())[-2:]) < 0.8
+
+
+# --- velocity budgets --------------------------------------------------------------------------
+def test_budgets_come_from_the_action_types_range_and_play_time():
+    # LEVEL_COMPLETION: 5 quick levels at 1,000, then one action per 3 x 3 s at the middle (500.5).
+    assert rules.budget_for(CONFIG, window=60, scope="LEVEL_COMPLETION") == (round(5000 + 500.5 * 60 / 9), 12)
+    assert rules.budget_for(CONFIG, window=600, scope="LEVEL_COMPLETION") == (round(5000 + 500.5 * 600 / 9), 72)
+    # ACHIEVEMENT_UNLOCK has no play time: one a second at most (250.5 on average, 500 at most).
+    assert rules.budget_for(CONFIG, window=600, scope="ACHIEVEMENT_UNLOCK") == (2500 + round(250.5 * 600), 605)
+    # All types together: 1.5 x the largest type's budget.
+    assert rules.budget_for(CONFIG, window=600, scope=rules.TOTAL) == (round(1.5 * (2500 + 250.5 * 600)), 908)
+    assert rules.budget_for(CONFIG, window=600, scope="UNKNOWN") is None
+
+
+def test_velocity_budget_quiet_within_the_budget_and_grows_beyond_it():
+    within = {(600, "LEVEL_COMPLETION"): (30_000, 40), (600, rules.TOTAL): (30_000, 40)}
+    assert rules.velocity_budget(signals(velocity=within), CONFIG).contribution == 0
+    over = {(600, "LEVEL_COMPLETION"): (50_000, 50)}  # budget 38,367 -> 1.3x
+    finding = rules.velocity_budget(signals(velocity=over), CONFIG)
+    assert 0.2 < finding.contribution < 0.5
+    assert "50,000 points in 10 min for LEVEL_COMPLETION" in finding.reason
+    assert "budget is 38,367" in finding.reason
+    double = {(3600, "LEVEL_COMPLETION"): (450_000, 300)}  # budget 205,200
+    assert rules.velocity_budget(signals(velocity=double), CONFIG).contribution == 1.0
+
+
+def test_velocity_budget_counts_submissions_too():
+    many_small = {(60, "LEVEL_COMPLETION"): (120, 24)}  # 24 submissions a minute, budget 12
+    finding = rules.velocity_budget(signals(velocity=many_small), CONFIG)
+    assert finding.contribution == 1.0
+    assert "24 submissions in 1 min" in finding.reason
+
+
+# --- population-relative increments ------------------------------------------------------------
+def tails(**by_increment: float) -> dict[tuple[str, int], float]:
+    return {("LEVEL_COMPLETION", int(k[1:])): v for k, v in by_increment.items()}
+
+
+AT_THE_TOP = tails(i1000=0.005, i990=0.01, i899=0.1, i500=0.5, i100=0.9)
+
+
+def test_gamma_tail_is_fishers_combination():
+    assert rules.gamma_sf(1, 0.0) == 1.0
+    assert abs(rules.gamma_sf(1, 2.0) - 0.1353) < 1e-3  # one Exp(1) above 2
+    assert abs(rules.gamma_sf(3, 6.0) - 0.0620) < 1e-3
+
+
+def test_three_increments_at_the_ceiling_in_a_row_are_persistent():
+    finding = rules.increment_persistence(
+        signals(score_increment=1000, recent=history(15, 20, increment=1000), increment_tails=AT_THE_TOP), CONFIG
+    )
+    assert finding.contribution == 1.0
+    assert "1000 (top 0.5%), 1000 (top 0.5%), 1000 (top 0.5%)" in finding.reason
+    assert "probability 1 in" in finding.reason
+
+
+def test_one_high_increment_among_ordinary_ones_is_not_persistent():
+    recent = [*history(30, increment=100), *history(70, 40, 20, increment=500)[1:]]
+    finding = rules.increment_persistence(
+        signals(score_increment=1000, recent=recent, increment_tails=AT_THE_TOP), CONFIG
+    )
+    assert finding.contribution == 0
+    # Nor does a low increment after high ones count (the current one must itself be high).
+    low = rules.increment_persistence(
+        signals(score_increment=500, recent=history(15, 20, increment=1000), increment_tails=AT_THE_TOP), CONFIG
+    )
+    assert low.contribution == 0
+
+
+def test_just_under_the_fixed_ceiling_is_caught_by_persistence_within_five():
+    """A bot that learned suspicious_increment (900) and scores 899, where players' increments put
+    899 in their top 3%: a little at the 3rd, most of the rule by the 5th."""
+    population = tails(i899=0.03)
+    three = rules.increment_persistence(
+        signals(score_increment=899, recent=history(15, 15, increment=899), increment_tails=population), CONFIG
+    )
+    five = rules.increment_persistence(
+        signals(score_increment=899, recent=history(15, 15, 15, 15, increment=899), increment_tails=population),
+        CONFIG,
+    )
+    assert 0 < three.contribution < 0.3 < 0.6 < five.contribution
+    # Where the population spreads evenly over the range (899 = top 10%) it is what humans do: nothing.
+    even = rules.increment_persistence(
+        signals(score_increment=899, recent=history(15, 15, 15, 15, increment=899), increment_tails=AT_THE_TOP),
+        CONFIG,
+    )
+    assert even.contribution == 0
+
+
+def test_retries_of_the_current_action_are_not_counted():
+    """A retry (same action id after a 503) is neither a second action nor a second high increment."""
+    retry = Attempt(
+        submitted_at=NOW - 2, action_timestamp=int(NOW), action_type="LEVEL_COMPLETION", score_increment=1000,
+        action_id="current00000",
+    )  # fmt: skip
+    s = signals(score_increment=1000, recent=[retry] * 6, increment_tails=AT_THE_TOP)
+    assert rules.increment_persistence(s, CONFIG).contribution == 0
+    assert rules.rapid_succession(s, CONFIG).contribution == 0
+    assert rules.timing_regularity(s, CONFIG).contribution == 0
+    assert rules.min_play_time(s, CONFIG).contribution == 0
+    assert (
+        rules.assess(s, CONFIG, WEIGHTS).risk_score == rules.assess(replace(s, recent=[]), CONFIG, WEIGHTS).risk_score
+    )
+
+
+# --- account clusters --------------------------------------------------------------------------
+def cluster(accounts: int, submissions: int, tail_sum: float) -> rules.ClusterView:
+    return rules.ClusterView(
+        kind="address", key="198.18.0.1", accounts=accounts, submissions=submissions, tail_sum=tail_sum
+    )
+
+
+def test_a_farm_at_the_ceiling_on_one_address_is_a_cluster():
+    farm = cluster(accounts=6, submissions=8, tail_sum=8 * 5.3)
+    finding = rules.account_cluster(signals(score_increment=1000, increment_tails=AT_THE_TOP, clusters=[farm]), CONFIG)
+    assert finding.contribution == 1.0
+    assert "6 accounts scored 8 times from address 198.18.0.1" in finding.reason
+
+
+def test_a_nat_of_humans_is_not_a_cluster_however_many():
+    """Carrier NAT: 40 accounts, each increment as typical as the population's (-ln tail averages 1)."""
+    nat = cluster(accounts=40, submissions=200, tail_sum=200 * 1.0)
+    finding = rules.account_cluster(signals(score_increment=1000, increment_tails=AT_THE_TOP, clusters=[nat]), CONFIG)
+    assert finding.contribution == 0
+
+
+def test_a_human_behind_the_farms_address_is_not_judged_by_the_farm():
+    farm = cluster(accounts=6, submissions=8, tail_sum=8 * 5.3)
+    recent = history(30, 60, 45, 50, increment=100)
+    finding = rules.account_cluster(
+        signals(score_increment=500, recent=recent, increment_tails=AT_THE_TOP, clusters=[farm]), CONFIG
+    )
+    assert finding.contribution == 0
+
+
+def test_two_accounts_are_not_a_cluster():
+    pair = cluster(accounts=2, submissions=6, tail_sum=6 * 5.3)
+    assert (
+        rules.account_cluster(
+            signals(score_increment=1000, increment_tails=AT_THE_TOP, clusters=[pair]), CONFIG
+        ).contribution
+        == 0
+    )
