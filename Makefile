@@ -11,7 +11,7 @@ HOST ?= 127.0.0.1
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/scoreboard
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: help venv dev run test chromium node asyncapi-check check-deploy podman image-test test-embedded lint format migrate seed lock worker clean serve serve-stop nginx bench bench-short
+.PHONY: fraud-sim help venv dev run test chromium node asyncapi-check check-deploy podman image-test test-embedded lint format migrate seed lock worker clean serve serve-stop nginx bench bench-short
 
 help:
 	@echo "make run    - set up and serve the board on http://$(HOST):$(PORT)/ (SQLite unless DATABASE_URL is set)"
@@ -71,6 +71,12 @@ serve: venv nginx
 
 serve-stop:
 	PORT=$(PORT) $(BIN)/python deploy/serve.py stop
+
+# The adversarial simulation (tests/fraud/adversarial.py) in its full mode: humans and bots through the
+# real score API on PostgreSQL/Redis with a simulated clock; prints the table. FRAUD_SIM_SEED=... to vary.
+fraud-sim: dev
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} FRAUD_SIM=full \
+		$(BIN)/pytest tests/fraud/test_adversarial.py -p no:cacheprovider -q -p no:logging $(PYTEST_ARGS)
 
 # Headless Chromium for the browser test (Debian package; Playwright only drives it).
 chromium:

@@ -18,7 +18,7 @@ from django.template.response import TemplateResponse
 from django.utils.html import format_html, format_html_join
 
 from accounts.models import User
-from fraud import rules, services
+from fraud import rules, selectors, services
 from fraud.models import FraudLog, ModerationAction
 from scoreboard.admin import ReadOnlyAdminMixin
 from scoreboard.errors import ApiError
@@ -95,7 +95,7 @@ class FraudLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ("user",)
     date_hierarchy = "created_at"
     ordering = ("-created_at",)
-    actions = ["confirm", "dismiss"]
+    actions = ["confirm", "dismiss", "release"]
     inlines = [ModerationActionInline]
     fields = (
         "user",
@@ -155,6 +155,12 @@ class FraudLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def dismiss(self, request: HttpRequest, queryset: QuerySet[FraudLog]) -> HttpResponse | None:
         return self._moderate(request, queryset, action="dismiss")
 
+    @admin.action(
+        description="Release from quarantine: back on the public boards with the score", permissions=["moderate"]
+    )
+    def release(self, request: HttpRequest, queryset: QuerySet[FraudLog]) -> HttpResponse | None:
+        return self._moderate(request, queryset, action="release")
+
     def _moderate(self, request: HttpRequest, queryset: QuerySet[FraudLog], *, action: str) -> HttpResponse | None:
         open_logs = queryset.filter(status=FraudLog.Status.OPEN).select_related("user")
         form = ReasonForm(request.POST if "apply" in request.POST else None)
@@ -164,7 +170,12 @@ class FraudLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 "admin/fraud/fraudlog/moderate.html",
                 {
                     **self.admin_site.each_context(request),
-                    "title": "Confirm fraud" if action == "confirm" else "Dismiss fraud logs",
+                    "title": {"confirm": "Confirm fraud", "release": "Release from quarantine"}.get(
+                        action, "Dismiss fraud logs"
+                    ),
+                    "previews": [p for p in (selectors.incident_preview(fraud_log=log) for log in open_logs) if p]
+                    if action == "confirm"
+                    else [],
                     "action": action,
                     "logs": open_logs,
                     "skipped": queryset.count() - open_logs.count(),
@@ -176,7 +187,10 @@ class FraudLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             )
         moderator = request.user
         assert isinstance(moderator, User)
-        moderate = services.fraud_log_confirm if action == "confirm" else services.fraud_log_dismiss
+        moderate = {
+            "confirm": services.fraud_log_confirm,
+            "release": services.player_release,
+        }.get(action, services.fraud_log_dismiss)
         done = 0
         for log in open_logs:
             try:
@@ -184,7 +198,7 @@ class FraudLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 done += 1
             except ApiError as exc:
                 self.message_user(request, f"{log.pk}: {exc.detail}", messages.WARNING)
-        verb = "Confirmed" if action == "confirm" else "Dismissed"
+        verb = {"confirm": "Confirmed", "release": "Released"}.get(action, "Dismissed")
         self.message_user(request, f"{verb} {done} fraud log(s).", messages.SUCCESS)
         return None
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import threading
 import time
 from collections import defaultdict
@@ -42,6 +43,8 @@ BUCKETS = 40
 DECAY = 0.5
 MIN_SAMPLES = 200
 PER_PLAYER_SAMPLES = 50
+TAIL_FLOOR = 0.005
+OUTLIER_MEAN_SURPRISE = 2.5  # mean -ln(tail) above which a player is left out (humans ~1, a farm ~5)
 MEMO_SECONDS = 60.0
 
 
@@ -185,15 +188,24 @@ def population_refresh(*, since: dt.datetime) -> dict[str, int]:
             counts[name] = [float(c) * DECAY for c in raw.get("counts", [0.0] * (BUCKETS + 1))]
         if name not in counts or len(counts[name]) != BUCKETS + 1:
             counts[name] = [0.0] * (BUCKETS + 1)
-    per_player: dict[str, int] = defaultdict(int)
-    added: dict[str, int] = defaultdict(int)
+    # Each player's increments (at most PER_PLAYER_SAMPLES), then only the players who score like
+    # the population as it stands: a farm at the ceiling must not teach the sketch that the ceiling
+    # is normal. Under the current sketch a human's -ln(tail) averages about 1; a farmer's is ~5.
+    current = _sketches()
+    per_player: dict[str, list[tuple[str, int]]] = defaultdict(list)
     for user_id, action_type, increment in rows.iterator(chunk_size=2000):
-        if action_type not in bounds or per_player[str(user_id)] >= PER_PLAYER_SAMPLES:
+        samples = per_player[str(user_id)]
+        if action_type in bounds and len(samples) < PER_PLAYER_SAMPLES:
+            samples.append((action_type, int(increment)))
+    added: dict[str, int] = defaultdict(int)
+    for samples in per_player.values():
+        surprise = [-math.log(max(TAIL_FLOOR, current[t].tail(i) if t in current else 0.5)) for t, i in samples]
+        if surprise and sum(surprise) / len(surprise) > OUTLIER_MEAN_SURPRISE:
             continue
-        per_player[str(user_id)] += 1
-        low, high = bounds[action_type]
-        counts[action_type][Sketch(low=low, high=high, counts=()).bucket(int(increment))] += 1
-        added[action_type] += 1
+        for action_type, increment in samples:
+            low, high = bounds[action_type]
+            counts[action_type][Sketch(low=low, high=high, counts=()).bucket(increment)] += 1
+            added[action_type] += 1
     value = {
         name: {"low": bounds[name][0], "high": bounds[name][1], "counts": [round(c, 3) for c in counts[name]]}
         for name in bounds

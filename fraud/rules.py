@@ -121,8 +121,8 @@ class RuleConfig:
     # Population-relative increments: Fisher's combination of the last few increments' tails.
     persistence_sample: int = 5  # the last this many increments of the type, the current one included
     persistence_current_tail: float = 0.2  # only when the current increment is itself this high
-    persistence_log10_start: float = 2.5  # a human does it with probability 10^-2.5: the rule starts
-    persistence_log10_full: float = 4.5  # ... 10^-4.5: full contribution
+    persistence_log10_start: float = 3.5  # a human's run is this rare (10^-3.5): the rule starts
+    persistence_log10_full: float = 5.0  # ... 10^-5: full contribution
     tail_floor: float = 0.005  # the smallest tail a sketch can tell (its top bucket)
     # Account clusters: judged by how their members score, not by how many they are.
     cluster_min_accounts: int = 3
@@ -371,13 +371,29 @@ def budget_for(c: RuleConfig, *, window: int, scope: str) -> tuple[int, int] | N
     return round(points), round(c.velocity_burst_actions + sustained)
 
 
+def run_probability(tails: Sequence[float], *, min_run: int = 2) -> tuple[float, int]:
+    """How likely a human scoring like the others is to score as high as this run, newest first.
+
+    For each run length j (the newest j increments), the chance that j independent increments all
+    reach the least extreme of them is (largest tail among them)^j; the rarest run wins. Returns
+    (probability, run length). Three increments each in the top 5% -> 1.25e-4.
+    """
+    best, length = 1.0, 0
+    worst_tail = 0.0
+    for j, tail in enumerate(tails, start=1):
+        worst_tail = max(worst_tail, tail)
+        if j >= min_run and worst_tail**j < best:
+            best, length = worst_tail**j, j
+    return best, length
+
+
 def increment_persistence(s: Signals, c: RuleConfig) -> Finding:
     """Increments persistently at the top of what the population scores for the action type.
 
-    Each increment's tail (the share of players' increments at or above it, from the population
-    sketch) is combined over the last ``persistence_sample`` of the type with Fisher's method: the
-    result is how likely a human scoring like the others is to do the same. One high score is not
-    unusual; three at the top 1% are one in 10^5.
+    Each increment's tail is the share of players' increments of the type at or above it (the
+    population sketch). Over the newest ``persistence_sample`` increments of the type, the rarest run
+    (``run_probability``) says how likely a human scoring like the others is to do the same: one high
+    score is not unusual, three in the top 5% in a row happen once in 8,000 runs.
     """
     current = _tail(s, c, s.action_type, s.score_increment)
     if current > c.persistence_current_tail:
@@ -385,16 +401,16 @@ def increment_persistence(s: Signals, c: RuleConfig) -> Finding:
     same = [a for a in _dedup(s) if a.action_type == s.action_type][: c.persistence_sample - 1]
     increments = [s.score_increment, *(a.score_increment for a in same)]
     tails = [current, *(_tail(s, c, s.action_type, a.score_increment) for a in same)]
-    p = gamma_sf(len(tails), -sum(math.log(t) for t in tails))
+    p, run = run_probability(tails)
     strength = -math.log10(max(p, 1e-300))
     contribution = _ramp(strength, c.persistence_log10_start, c.persistence_log10_full)
     if contribution == 0:
         return NOTHING
-    shown = ", ".join(f"{inc} (top {t * 100:.1f}%)" for inc, t in zip(increments, tails, strict=True))
+    shown = ", ".join(f"{inc} (top {t * 100:.1f}%)" for inc, t in zip(increments[:run], tails[:run], strict=True))
     return Finding(
         contribution,
-        f"the last {len(increments)} {s.action_type} increments {shown} of players' increments; "
-        f"a human scoring like the others does this with probability 1 in {_one_in(p)}",
+        f"the last {run} {s.action_type} increments {shown} of players' increments; "
+        f"a human scoring like the others does this once in {_one_in(p)} runs",
     )
 
 
@@ -474,10 +490,18 @@ class Fired:
         }
 
 
+# Statistical evidence (how rare the player's behaviour is among players) can hide a player — the
+# quarantine is applied, invisible to the player and reversible — but never refuse an update: an
+# attempt is blocked only when the other rules alone reach the block threshold.
+QUARANTINE_ONLY = frozenset({INCREMENT_PERSISTENCE, ACCOUNT_CLUSTER})
+
+
 @dataclass(frozen=True)
 class Verdict:
     risk_score: float
     fired: list[Fired] = field(default_factory=list)
+    # The risk of the rules that may block (all but QUARANTINE_ONLY).
+    blocking_score: float = 0.0
 
     @property
     def primary_rule(self) -> str:
@@ -496,4 +520,5 @@ def assess(signals: Signals, config: RuleConfig, weights: Mapping[str, float]) -
             fired.append(Fired(rule=name, weight=weight, contribution=finding.contribution, reason=finding.reason))
     fired.sort(key=lambda f: f.weighted, reverse=True)
     risk = min(1.0, sum(f.weighted for f in fired))
-    return Verdict(risk_score=round(risk, 2), fired=fired)
+    blocking = min(1.0, sum(f.weighted for f in fired if f.rule not in QUARANTINE_ONLY))
+    return Verdict(risk_score=round(risk, 2), fired=fired, blocking_score=round(blocking, 2))

@@ -15,6 +15,23 @@ from fraud.models import FraudLog
 from scores.models import ScoreHistory
 
 HISTORY_IDS_MAX = 1000
+INCIDENT_BURST_GAP_SECONDS = 120
+
+
+@dataclass(frozen=True)
+class IncidentPreview:
+    """What confirming a fraud log would do, shown before the click."""
+
+    username: str
+    current_score: int
+    is_active: bool
+    is_quarantined: bool
+    actions: list[ScoreHistory]
+    points_to_remove: int  # on the global board (users.current_score)
+
+    @property
+    def score_after(self) -> int:
+        return self.current_score - self.points_to_remove
 
 
 @dataclass(frozen=True)
@@ -83,4 +100,59 @@ def actions_in_question(*, fraud_log: FraudLog) -> list[ScoreHistory]:
         ScoreHistory.objects.filter(
             pk__in=ids, user_id=fraud_log.user_id, kind=ScoreHistory.Kind.ACTION, reversals__isnull=True
         ).order_by("created_at")
+    )
+
+
+def incident_actions(*, fraud_log: FraudLog) -> list[ScoreHistory]:
+    """What confirming ``fraud_log`` reverses: the actions in question, plus — for a log of the engine
+    — every applied, not yet reversed action of the player since the first suspicious one.
+
+    The first suspicious action is the earliest history row linked to one of the player's logs of
+    the incident (the logs within an hour before this one; one that starts with a block starts at
+    the block), extended back over the actions just before it, each within
+    ``INCIDENT_BURST_GAP_SECONDS`` of the next. Play before the burst stays.
+    """
+    in_question = {h.pk: h for h in actions_in_question(fraud_log=fraud_log)}
+    if fraud_log.user_id is None or fraud_log.decision == FraudLog.Decision.BATCH:
+        return sorted(in_question.values(), key=lambda h: h.created_at)
+    window_start = fraud_log.created_at - dt.timedelta(hours=1)
+    incident = FraudLog.objects.filter(
+        user_id=fraud_log.user_id, created_at__gte=window_start, created_at__lte=fraud_log.created_at
+    ).exclude(decision=FraudLog.Decision.BATCH)
+    linked = ScoreHistory.objects.filter(fraud_logs__in=incident).order_by("created_at").first()
+    first_log = incident.filter(status=FraudLog.Status.OPEN).order_by("created_at").first() or fraud_log
+    start = min(linked.created_at, first_log.created_at) if linked is not None else first_log.created_at
+    # The burst began with the actions just before, each within INCIDENT_BURST_GAP of the next (a
+    # bot's first submission is under every threshold; it is still part of the burst).
+    earlier = ScoreHistory.objects.filter(
+        user_id=fraud_log.user_id, kind=ScoreHistory.Kind.ACTION, created_at__lt=start, created_at__gte=window_start
+    ).order_by("-created_at")
+    for created_at in earlier.values_list("created_at", flat=True)[:HISTORY_IDS_MAX]:
+        if (start - created_at).total_seconds() > INCIDENT_BURST_GAP_SECONDS:
+            break
+        start = created_at
+    since = ScoreHistory.objects.filter(
+        user_id=fraud_log.user_id, kind=ScoreHistory.Kind.ACTION, created_at__gte=start, reversals__isnull=True
+    )
+    for history in since:
+        in_question.setdefault(history.pk, history)
+    return sorted(in_question.values(), key=lambda h: h.created_at)
+
+
+def incident_preview(*, fraud_log: FraudLog) -> IncidentPreview | None:
+    if fraud_log.user_id is None:
+        return None
+    from accounts.models import User
+
+    player = User.objects.filter(pk=fraud_log.user_id).first()
+    if player is None:
+        return None
+    actions = incident_actions(fraud_log=fraud_log)
+    return IncidentPreview(
+        username=player.username,
+        current_score=player.current_score,
+        is_active=player.is_active,
+        is_quarantined=player.is_quarantined,
+        actions=actions,
+        points_to_remove=sum(h.score_increment for h in actions),
     )

@@ -26,7 +26,6 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from accounts import services as account_services
 from accounts.models import User
 from fraud import population, rules, selectors, windows
 from fraud.models import FraudLog, ModerationAction
@@ -56,8 +55,9 @@ def rule_config() -> rules.RuleConfig:
     return rules.RuleConfig(action_types=rules.action_rules_from_settings(settings.ACTION_TYPES), **params)
 
 
-def _decision(risk_score: float) -> str:
-    if risk_score >= settings.FRAUD_BLOCK_THRESHOLD:
+def _decision(risk_score: float, blocking_score: float | None = None) -> str:
+    """``blocking_score``: the risk without the quarantine-only rules (``rules.QUARANTINE_ONLY``)."""
+    if (risk_score if blocking_score is None else blocking_score) >= settings.FRAUD_BLOCK_THRESHOLD:
         return BLOCK
     # Quarantine never starts below the flag threshold: switching flagging off switches it off too.
     if risk_score >= max(settings.FRAUD_QUARANTINE_THRESHOLD, settings.FRAUD_FLAG_THRESHOLD):
@@ -161,7 +161,7 @@ def score_attempt_assess(
     assessment = Assessment(
         risk_score=verdict.risk_score,
         reasons=[f.as_dict() for f in verdict.fired],
-        decision=_decision(verdict.risk_score),
+        decision=_decision(verdict.risk_score, verdict.blocking_score),
         primary_rule=verdict.primary_rule,
         window_source=source,
     )
@@ -313,44 +313,94 @@ def _open_log_lock(fraud_log: FraudLog) -> FraudLog:
 
 
 def _player_ban(*, user_id: str) -> bool:
-    """Disable the account (JWT auth refuses it with 403; refresh is refused) and drop it from boards."""
+    """Disable the account (JWT auth refuses it with 403; refresh is refused) and drop it from boards.
+
+    True if this call banned the player, False if they were already banned.
+    """
     banned = User.objects.filter(pk=user_id, is_active=True).update(is_active=False) > 0
     score_services.player_standing_changed(user_id=user_id)
-    if banned:  # every session ends and the player's open sockets close (after the commit)
-        account_services.player_sessions_revoke(user_id=user_id, reason="banned by a moderator")
     return banned
 
 
 def fraud_log_confirm(*, fraud_log: FraudLog, moderator: User, reason: str) -> ModerationAction:
     """Confirm cheating: ban the player, reverse the actions in question, audit. One transaction.
 
+    The actions in question are the log's own (its history row, or the ones the batch scan listed)
+    and, for a player of the engine, every action of the player since the first suspicious one of the
+    incident (``selectors.incident_actions``). The audit row says what actually happened: whether
+    this banned the player or they were already banned, the rows reversed and the points removed.
     Raises 409 when the log is no longer open (another moderator acted first), 400 without a reason.
     The index update and the board broadcast run after commit (inside ``scores.services``).
     """
     reason = _reason_clean(reason)
     with transaction.atomic():
         log = _open_log_lock(fraud_log)
-        details: dict[str, Any] = {"banned_user_id": None, "reversed_history_ids": [], "points_removed": 0}
+        details: dict[str, Any] = {
+            "banned_user_id": None,
+            "ban": "no player",
+            "reversed_history_ids": [],
+            "points_removed": 0,
+        }
         if log.user_id is not None:
             user_id = str(log.user_id)
-            details["banned_user_id"] = user_id if _player_ban(user_id=user_id) else None
-            for history in selectors.actions_in_question(fraud_log=log):
-                score_services.score_reverse(
+            newly = _player_ban(user_id=user_id)
+            details["banned_user_id"] = user_id if newly else None
+            details["ban"] = "banned" if newly else "already banned"
+            for history in selectors.incident_actions(fraud_log=log):
+                reversal = score_services.score_reverse(
                     history=history, reason=f"fraud log {log.pk} confirmed by {moderator.username}: {reason}"
                 )
                 details["reversed_history_ids"].append(str(history.pk))
-                details["points_removed"] += history.score_increment
+                details["points_removed"] += -reversal.score_increment
         action = _close(
             log, moderator=moderator, reason=reason, action=ModerationAction.Action.CONFIRM, details=details
         )
     security_log.warning(
-        "fraud log %s confirmed by %s: player %s, %d action(s) reversed",
+        "fraud log %s confirmed by %s: player %s %s, %d action(s) reversed, %d points removed",
         log.pk,
         moderator.username,
         log.user_id,
+        details["ban"],
         len(details["reversed_history_ids"]),
+        details["points_removed"],
     )
     return action
+
+
+def player_release(*, fraud_log: FraudLog, moderator: User, reason: str) -> ModerationAction:
+    """Release a quarantined player: back on the public boards with their score, boards re-broadcast.
+
+    Closes the log as dismissed with a ``release`` audit row; the player's other open quarantine logs
+    are closed with it (one incident). 409 when the log is closed, 400 without a reason.
+    """
+    reason = _reason_clean(reason)
+    with transaction.atomic():
+        log = _open_log_lock(fraud_log)
+        released = False
+        closed: list[str] = []
+        if log.user_id is not None:
+            user_id = str(log.user_id)
+            released = User.objects.filter(pk=user_id, is_quarantined=True).update(is_quarantined=False) > 0
+            others = (
+                FraudLog.objects.select_for_update()
+                .filter(user_id=user_id, status=FraudLog.Status.OPEN, decision=FraudLog.Decision.QUARANTINED)
+                .exclude(pk=log.pk)
+            )
+            now = timezone.now()
+            for other in others:
+                other.status = FraudLog.Status.DISMISSED
+                other.reviewed_by, other.reviewed_at = moderator, now
+                other.review_note = f"released with fraud log {log.pk}: {reason}"
+                other.save(update_fields=["status", "reviewed_by", "reviewed_at", "review_note"])
+                closed.append(str(other.pk))
+            score_services.player_standing_changed(user_id=user_id)
+        return _close(
+            log,
+            moderator=moderator,
+            reason=reason,
+            action=ModerationAction.Action.RELEASE,
+            details={"released": released, "also_closed": closed},
+        )
 
 
 def fraud_log_dismiss(*, fraud_log: FraudLog, moderator: User, reason: str) -> ModerationAction:
@@ -419,6 +469,7 @@ def fraud_batch_scan(*, now: dt.datetime | None = None) -> ScanReport:
     now = now or timezone.now()
     since = now - dt.timedelta(seconds=settings.FRAUD_SCAN_WINDOW_SECONDS)
     minutes = settings.FRAUD_SCAN_WINDOW_SECONDS // 60
+    population.population_refresh(since=since)
     players = selectors.recent_points_by_player(since=since)
     cutoff = _velocity_cutoff([p.points for p in players])
     written = outliers = 0
@@ -440,12 +491,14 @@ def fraud_batch_scan(*, now: dt.datetime | None = None) -> ScanReport:
                 f"{player.points} points from {player.actions} actions in {minutes} min, far above the "
                 f"{len(players)} active players (outlier cutoff {cutoff:.0f})"
             )
+        # Beyond the absolute ceiling the scan also quarantines: hidden from the boards until reviewed.
+        quarantined = absolute and player_quarantine(user_id=player.user_id)
         _batch_log_write(
             user_id=player.user_id,
             event_type=VELOCITY_OUTLIER,
             risk=0.9 if absolute else 0.6,
-            reason=reason,
-            extra={"points": player.points, "actions": player.actions},
+            reason=reason + (" — quarantined" if quarantined else ""),
+            extra={"points": player.points, "actions": player.actions, "quarantined": quarantined},
             history_ids=selectors.recent_action_ids(user_id=player.user_id, since=since),
         )
         written += 1

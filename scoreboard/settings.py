@@ -387,7 +387,7 @@ DEFAULT_FRAUD_RULE_WEIGHTS = {
     "timing_regularity": 0.4,
     "min_play_time": 0.35,
     "new_account_velocity": 0.25,
-    "shared_ip": 0.2,
+    "shared_ip": 0.1,
     "token_abuse": 0.3,
     "velocity_budget": 0.35,
     "increment_persistence": 0.35,

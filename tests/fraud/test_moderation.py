@@ -141,9 +141,10 @@ def test_confirming_bans_reverses_the_scores_and_the_board_changes(
 
     cheater.refresh_from_db()
     assert cheater.is_active is False
-    assert cheater.current_score == 1000  # the 3 flagged actions were reversed; the first was not in question
+    # Every action of the burst was reversed, the first (unflagged) one too: it was 1 s before the next.
+    assert cheater.current_score == 0
     reversals = ScoreHistory.objects.filter(user=cheater, kind=ScoreHistory.Kind.REVERSAL)
-    assert sorted(r.score_increment for r in reversals) == [-1000, -1000, -1000]
+    assert sorted(r.score_increment for r in reversals) == [-1000, -1000, -1000, -1000]
     assert ScoreHistory.objects.filter(user=cheater, kind=ScoreHistory.Kind.ACTION).count() == 4  # append-only
     assert board(api_client) == [("honest", 2500)]
 
@@ -152,7 +153,10 @@ def test_confirming_bans_reverses_the_scores_and_the_board_changes(
     assert audit.count() == 4
     assert {a.moderator_username for a in audit} == {"mod_alice"}
     assert {a.reason for a in audit} == {"constant 1 s rhythm at the ceiling"}
-    assert sum(a.details["points_removed"] for a in audit) == 3000
+    # The audit says what happened: the first confirmation banned and removed all 4,000 points;
+    # the others found the player already banned and nothing left to reverse.
+    assert sum(a.details["points_removed"] for a in audit) == 4000
+    assert sorted(a.details["ban"] for a in audit) == ["already banned"] * 3 + ["banned"]
     log = FraudLog.objects.filter(user=cheater).first()
     assert log is not None and log.reviewed_by == moderator and log.reviewed_at is not None
 
@@ -256,3 +260,47 @@ def test_history_and_audit_are_read_only_for_moderators(cheater_and_honest, mode
     assert client.get("/admin/scores/scorehistory/add/").status_code == 403
     assert client.get("/admin/fraud/moderationaction/").status_code == 200
     assert client.get("/admin/fraud/fraudlog/add/").status_code == 403
+
+
+@pytest.fixture
+def quarantined_bot(make_player, client_for, mint, clock) -> User:
+    """A bot at the ceiling, one second apart: applied, but quarantined from its 2nd submission."""
+    bot = make_player(username="shadow")
+    for _ in range(3):
+        clock.advance(1)
+        assert submit(client_for(bot), mint(bot, increment=1000)).status_code == 200
+    bot.refresh_from_db()
+    assert bot.is_quarantined
+    return bot
+
+
+def test_release_puts_the_player_back_with_their_score_and_rebroadcasts(
+    quarantined_bot, moderator, monkeypatch, django_capture_on_commit_callbacks
+):
+    changed: list[str] = []
+    monkeypatch.setattr(
+        "scores.services.player_standing_changed", lambda *, user_id, **kw: changed.append(str(user_id))
+    )
+    logs = list(FraudLog.objects.filter(user=quarantined_bot, decision=FraudLog.Decision.QUARANTINED))
+    assert len(logs) == 2
+    with django_capture_on_commit_callbacks(execute=True):
+        done = confirm_via_admin(logged_in(moderator), logs[:1], reason="a speedrunner we know", action="release")
+    assert done.status_code == 302
+    quarantined_bot.refresh_from_db()
+    assert quarantined_bot.is_quarantined is False
+    assert quarantined_bot.current_score == 3000  # released with the score
+    assert changed == [str(quarantined_bot.pk)]  # re-indexed and re-broadcast
+    assert set(FraudLog.objects.filter(user=quarantined_bot).values_list("status", flat=True)) == {"dismissed"}
+    audit = ModerationAction.objects.get(action="release")
+    assert audit.details["released"] is True and len(audit.details["also_closed"]) == 1
+
+
+def test_confirm_page_previews_what_will_be_removed(quarantined_bot, moderator):
+    log = FraudLog.objects.filter(user=quarantined_bot).order_by("created_at").first()
+    assert log is not None
+    page = logged_in(moderator).post(CHANGELIST, {"action": "confirm", "_selected_action": [str(log.pk)]})
+    assert page.status_code == 200
+    preview = page.context["previews"][0]
+    assert (preview.current_score, preview.points_to_remove, preview.score_after) == (3000, 3000, 0)
+    assert len(preview.actions) == 3
+    assert b'id="preview"' in page.content

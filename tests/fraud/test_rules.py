@@ -306,7 +306,7 @@ def test_three_increments_at_the_ceiling_in_a_row_are_persistent():
     )
     assert finding.contribution == 1.0
     assert "1000 (top 0.5%), 1000 (top 0.5%), 1000 (top 0.5%)" in finding.reason
-    assert "probability 1 in" in finding.reason
+    assert "does this once in 8,000,000 runs" in finding.reason
 
 
 def test_one_high_increment_among_ordinary_ones_is_not_persistent():
@@ -333,13 +333,16 @@ def test_just_under_the_fixed_ceiling_is_caught_by_persistence_within_five():
         signals(score_increment=899, recent=history(15, 15, 15, 15, increment=899), increment_tails=population),
         CONFIG,
     )
-    assert 0 < three.contribution < 0.3 < 0.6 < five.contribution
-    # Where the population spreads evenly over the range (899 = top 10%) it is what humans do: nothing.
-    even = rules.increment_persistence(
-        signals(score_increment=899, recent=history(15, 15, 15, 15, increment=899), increment_tails=AT_THE_TOP),
-        CONFIG,
-    )
-    assert even.contribution == 0
+    assert 0 < three.contribution < five.contribution == 1.0
+    # Where the population spreads evenly over the range (899 = top 10%), three in a row happen to
+    # one human run in 1,000: nothing. Five in a row (1 in 100,000) are enough.
+    even = [
+        rules.increment_persistence(
+            signals(score_increment=899, recent=history(*[15] * n, increment=899), increment_tails=AT_THE_TOP), CONFIG
+        ).contribution
+        for n in (2, 4)
+    ]
+    assert even == [0, 1.0]
 
 
 def test_retries_of_the_current_action_are_not_counted():
@@ -396,3 +399,24 @@ def test_two_accounts_are_not_a_cluster():
         ).contribution
         == 0
     )
+
+
+def test_statistical_rules_can_quarantine_but_never_block_alone():
+    """increment_persistence and account_cluster hide a player (reversible); blocking needs the rest."""
+    from fraud import services as fraud_services
+
+    farm = cluster(accounts=6, submissions=8, tail_sum=8 * 5.3)
+    s = signals(
+        score_increment=1000, recent=history(15, 20, increment=1000), increment_tails=AT_THE_TOP, clusters=[farm]
+    )
+    verdict = rules.assess(s, CONFIG, WEIGHTS)
+    assert verdict.risk_score >= settings.FRAUD_BLOCK_THRESHOLD  # jump + persistence + cluster: 1.0
+    assert verdict.blocking_score < settings.FRAUD_QUARANTINE_THRESHOLD  # the jump alone: 0.3
+    assert fraud_services._decision(verdict.risk_score, verdict.blocking_score) == fraud_services.QUARANTINE
+
+
+def test_run_probability_takes_the_rarest_run():
+    assert rules.run_probability([0.05, 0.05, 0.05]) == (0.05**3, 3)
+    p, run = rules.run_probability([0.01, 0.01, 0.5, 0.5])
+    assert run == 2 and abs(p - 1e-4) < 1e-12
+    assert rules.run_probability([0.01]) == (1.0, 0)  # one increment is never a run

@@ -1,0 +1,408 @@
+"""The adversarial simulation: humans and bots play through the real score API on a simulated clock.
+
+Every submission goes through the whole stack a production request goes through — JWT, rate limits,
+body validation, action-token verification, the replay checks, the fraud engine with its Redis
+windows and PostgreSQL, the score transaction — in this process, with limits and fraud engine at
+their defaults. Only the clock is simulated (``tests.fraud.conftest.FakeClock``), so an hour of play
+takes a minute, and every player has an address of their own (a /24 of its own, in 198.18.0.0/15),
+except the humans behind one NAT and the burst of fresh accounts, who share one.
+
+Populations (seeded, reproducible):
+- humans: slow (gaps ~45 s), keen (~12 s) and bursty (a few quick levels now and then) players,
+  scoring small (~120), mixed (20-1000) or large (300-1000) increments, a few at the maximum;
+  some of them behind one carrier NAT;
+- naive bots: every 2 s at the maximum;
+- jittered bots: every 5-9 s, 900-1000;
+- slow farmers: the maximum, every 13-30 s (under every per-request threshold but the ceiling);
+- replayers: replay a used token, send forged ones, then farm at the maximum;
+- a burst of fresh accounts: one address, one user agent, the maximum in step every ~12 s;
+- adaptive bots: start fast at the maximum; each block teaches them to go under the threshold that
+  seemed to fire (899 instead of the ceiling, longer and jittered gaps), and they speed up again
+  while nothing stops them.
+
+The batch job runs every 5 simulated minutes, as beat would (population sketch, scan).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rest_framework.test import APIClient
+
+from accounts.models import User
+from fraud import services as fraud_services
+from tests.conftest import access_token_for
+
+MAX_INCREMENT = 1000
+BATCH_EVERY_SECONDS = 300
+BOT_KINDS = ("naive bot", "jittered bot", "slow farmer", "replayer", "fresh-account burst", "adaptive bot")
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    warmup_seconds: float  # humans only, before the bots arrive (the population the sketch learns)
+    play_seconds: float
+    humans: int
+    nat_humans: int
+    bots: dict[str, int]
+
+
+QUICK = Mode(
+    name="quick",
+    warmup_seconds=240,
+    play_seconds=480,
+    humans=24,
+    nat_humans=8,
+    bots={
+        "naive bot": 2,
+        "jittered bot": 2,
+        "slow farmer": 3,
+        "replayer": 2,
+        "fresh-account burst": 8,
+        "adaptive bot": 2,
+    },
+)
+FULL = Mode(
+    name="full",
+    warmup_seconds=600,
+    play_seconds=1800,
+    humans=90,
+    nat_humans=20,
+    bots={
+        "naive bot": 4,
+        "jittered bot": 6,
+        "slow farmer": 8,
+        "replayer": 4,
+        "fresh-account burst": 12,
+        "adaptive bot": 6,
+    },
+)
+
+
+@dataclass
+class Actor:
+    kind: str
+    user: User
+    ip: str
+    user_agent: str
+    client: APIClient
+    rng: random.Random
+    next_at: float
+    style: str = ""
+    state: dict[str, Any] = field(default_factory=dict)
+    valid: int = 0  # submissions with a valid token (applied, or held back by the fraud engine)
+    applied: int = 0
+    blocked: int = 0
+    rate_limited: int = 0
+    rejected: int = 0  # forged, replayed, expired
+    caught_at: int | None = None  # the valid submission at which it was first blocked or quarantined
+    quarantined_at: int | None = None
+    first_increment: int = 0  # of the first valid submission (the floor: every bot's 1st looks human)
+    visible_points: int = 0  # applied while not quarantined: what the public boards showed
+    hidden_points: int = 0  # applied while quarantined
+
+    @property
+    def is_bot(self) -> bool:
+        return self.kind in BOT_KINDS
+
+
+# --- behaviour ---------------------------------------------------------------------------------
+def _human_increment(actor: Actor) -> int:
+    rng = actor.rng
+    if rng.random() < 0.03:
+        return MAX_INCREMENT  # a perfect level now and then
+    if actor.style == "small":
+        return max(1, min(MAX_INCREMENT, round(rng.lognormvariate(math.log(120), 0.6))))
+    if actor.style == "large":
+        return round(rng.triangular(300, MAX_INCREMENT, 700))
+    return rng.randint(20, MAX_INCREMENT)
+
+
+def _human_gap(actor: Actor) -> float:
+    rng = actor.rng
+    burst = actor.state.get("burst", 0)
+    if burst > 0:
+        actor.state["burst"] = burst - 1
+        return rng.uniform(4.0, 7.0)
+    if actor.kind.endswith("bursty") and rng.random() < 0.2:
+        actor.state["burst"] = rng.randint(1, 3)
+    median = {"slow": 45.0, "keen": 12.0}.get(actor.kind.split()[-1], 35.0)
+    return max(4.0, rng.lognormvariate(math.log(median), 0.6))
+
+
+def _bot_step(actor: Actor, last_status: int | None, last_code: str) -> tuple[float, int]:
+    """(gap before the next submission, its increment) for a bot that just got ``last_status``."""
+    rng, kind, s = actor.rng, actor.kind, actor.state
+    if kind == "naive bot":
+        return 2.0, MAX_INCREMENT
+    if kind == "jittered bot":
+        return rng.uniform(5.0, 9.0), rng.randint(900, MAX_INCREMENT)
+    if kind in ("slow farmer", "replayer"):
+        return rng.uniform(13.0, 30.0), MAX_INCREMENT
+    if kind == "fresh-account burst":
+        return 12.0 + rng.uniform(-0.5, 0.5), MAX_INCREMENT
+    # adaptive: back off under whatever seemed to fire; speed up while nothing does.
+    s.setdefault("gap", 6.0)
+    s.setdefault("increment", MAX_INCREMENT)
+    s.setdefault("jitter", 0.05)
+    if last_status == 429 and last_code == "fraud_blocked":
+        s["increment"] = 899 if s["increment"] > 899 else max(300, int(s["increment"] * 0.85))
+        s["gap"] = min(60.0, s["gap"] * 1.6)
+        s["jitter"] = 0.35
+        return 60.0, s["increment"]  # Retry-After
+    if last_status == 200:
+        s["gap"] = max(12.5, s["gap"] * 0.92)  # never faster than 5 a minute once it has learned
+    return s["gap"] * (1 + rng.uniform(-s["jitter"], s["jitter"])), s["increment"]
+
+
+# --- the run -----------------------------------------------------------------------------------
+@dataclass
+class Report:
+    mode: str
+    seed: int
+    actors: list[Actor]
+    simulated_seconds: float
+
+    def population(self, kind: str) -> list[Actor]:
+        return [a for a in self.actors if a.kind == kind]
+
+    @property
+    def kinds(self) -> list[str]:
+        seen: list[str] = []
+        for a in self.actors:
+            if a.kind not in seen:
+                seen.append(a.kind)
+        return seen
+
+    @property
+    def bots(self) -> list[Actor]:
+        return [a for a in self.actors if a.is_bot]
+
+    @property
+    def humans(self) -> list[Actor]:
+        return [a for a in self.actors if not a.is_bot]
+
+    def recall(self, k: int) -> float:
+        bots = [b for b in self.bots if b.valid > 0]
+        return sum(1 for b in bots if b.caught_at is not None and b.caught_at <= k) / len(bots) if bots else 1.0
+
+    @property
+    def bot_share(self) -> float:
+        bots = sum(b.visible_points for b in self.bots)
+        humans = sum(h.visible_points for h in self.humans)
+        return bots / (bots + humans) if bots + humans else 0.0
+
+    @property
+    def floor_share(self) -> float:
+        """The share if every bot were stopped from its 2nd valid submission (its 1st looks human)."""
+        bots = sum(b.first_increment for b in self.bots)
+        humans = sum(h.visible_points for h in self.humans)
+        return bots / (bots + humans) if bots + humans else 0.0
+
+    @property
+    def humans_blocked(self) -> int:
+        return sum(1 for h in self.humans if h.blocked)
+
+    @property
+    def humans_quarantined(self) -> int:
+        return sum(1 for h in self.humans if h.quarantined_at is not None)
+
+    def table(self) -> str:
+        header = (
+            "| population | players | submissions | valid | applied | blocked | quarantined players | "
+            "caught (of players) | first caught, median (max) | points on public boards |"
+        )
+        lines = [header, "|" + "---|" * 10]
+        for kind in self.kinds:
+            group = self.population(kind)
+            caught = sorted(a.caught_at for a in group if a.caught_at is not None)
+            median = caught[len(caught) // 2] if caught else None
+            lines.append(
+                f"| {kind} | {len(group)} | {sum(a.valid + a.rejected + a.rate_limited for a in group)} | "
+                f"{sum(a.valid for a in group)} | {sum(a.applied for a in group)} | {sum(a.blocked for a in group)} | "
+                f"{sum(1 for a in group if a.quarantined_at is not None)} | {len(caught)} | "
+                f"{f'#{median} (#{caught[-1]})' if caught else '—'} | {sum(a.visible_points for a in group):,} |"
+            )
+        lines.append("")
+        lines.append(
+            f"recall@2 {self.recall(2):.0%}, recall@3 {self.recall(3):.0%}, recall@5 {self.recall(5):.0%}; "
+            f"bots' share of points {self.bot_share:.2%} (floor {self.floor_share:.2%}, "
+            f"ratio {self.bot_share / self.floor_share if self.floor_share else 0:.2f}); "
+            f"humans blocked {self.humans_blocked} of {len(self.humans)}, "
+            f"quarantined {self.humans_quarantined} ({self.humans_quarantined / max(1, len(self.humans)):.1%})"
+        )
+        return "\n".join(lines)
+
+
+def _address(n: int) -> str:
+    return f"198.{18 + n // 256}.{n % 256}.7"
+
+
+def run(
+    *,
+    mode: Mode,
+    seed: int,
+    clock: Any,
+    make_player: Callable[..., User],
+    mint: Callable[..., str],
+) -> Report:
+    rng = random.Random(seed)
+    actors: list[Actor] = []
+    start = clock.now
+
+    def client_for(user: User) -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {access_token_for(user)}")
+        return client
+
+    def add(kind: str, *, ip: str, user_agent: str, at: float, style: str = "") -> Actor:
+        n = len(actors)
+        user = make_player(username=f"{kind.split()[0][:6]}{n}_{seed}")
+        actor = Actor(
+            kind=kind,
+            user=user,
+            ip=ip,
+            user_agent=user_agent,
+            client=client_for(user),
+            rng=random.Random(rng.getrandbits(32)),
+            next_at=at,
+            style=style,
+        )
+        actors.append(actor)
+        return actor
+
+    for i in range(mode.humans):
+        pace = ("slow", "keen", "bursty")[i % 3]
+        style = rng.choice(("small", "mixed", "mixed", "large"))
+        nat = i < mode.nat_humans
+        add(
+            f"human {pace}" if not nat else "human behind NAT",
+            ip="100.64.0.1" if nat else _address(len(actors)),
+            user_agent=rng.choice(
+                ("Mozilla/5.0 (iPhone)", "Mozilla/5.0 (Windows NT 10.0)", "Mozilla/5.0 (Android 14)")
+            ),
+            at=start + rng.uniform(0, 60),
+            style=style,
+        )
+        if nat:
+            actors[-1].state["pace"] = pace
+    bots_at = start + mode.warmup_seconds
+    burst_ip = "198.19.255.9"
+    for kind, count in mode.bots.items():
+        for _ in range(count):
+            if kind == "fresh-account burst":
+                add(kind, ip=burst_ip, user_agent="python-requests/2.32", at=bots_at + 1 + rng.uniform(0, 2))
+            else:
+                add(
+                    kind,
+                    ip=_address(len(actors)),
+                    user_agent="Mozilla/5.0 (Windows NT 10.0)",
+                    at=bots_at + rng.uniform(0, 60),
+                )
+    # Players have played for weeks; the burst's accounts are fresh (created just before they start),
+    # and so are the other bots' a day ago (a farm's accounts are cheap).
+    User.objects.update(date_joined=_datetime(start - 30 * 86400))
+    User.objects.filter(pk__in=[a.user.pk for a in actors if a.is_bot]).update(date_joined=_datetime(start - 86400))
+    User.objects.filter(pk__in=[a.user.pk for a in actors if a.kind == "fresh-account burst"]).update(
+        date_joined=_datetime(bots_at - 30)
+    )
+    for a in actors:
+        a.user.refresh_from_db()
+
+    end = bots_at + mode.play_seconds
+    queue = [(a.next_at, i) for i, a in enumerate(actors)]
+    heapq.heapify(queue)
+    next_batch = start + BATCH_EVERY_SECONDS
+    last: dict[int, tuple[int | None, str]] = {}
+    while queue:
+        at, i = heapq.heappop(queue)
+        if at > end:
+            continue
+        while next_batch <= at:
+            clock.now = next_batch
+            fraud_services.fraud_batch_scan()
+            next_batch += BATCH_EVERY_SECONDS
+        clock.now = at
+        actor = actors[i]
+        status, code = _play_once(actor, mint=mint, clock=clock, last=last.get(i, (None, "")))
+        last[i] = (status, code)
+        if actor.is_bot:
+            gap, actor.state["next_increment"] = _bot_step(actor, status, code)
+        else:
+            actor.state["next_increment"] = _human_increment(actor)
+            if actor.kind == "human behind NAT":
+                pace = actor.state.get("pace", "slow")
+                actor.kind = f"human {pace}"
+                gap = _human_gap(actor)
+                actor.kind = "human behind NAT"
+            else:
+                gap = _human_gap(actor)
+        heapq.heappush(queue, (at + gap, i))
+    return Report(mode=mode.name, seed=seed, actors=actors, simulated_seconds=end - start)
+
+
+def _datetime(ts: float) -> Any:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ts, tz=dt.UTC)
+
+
+def _post(actor: Actor, token: str) -> tuple[int, str]:
+    response = actor.client.post(
+        "/v1/scores/update",
+        {"action_token": token},
+        format="json",
+        REMOTE_ADDR=actor.ip,
+        HTTP_USER_AGENT=actor.user_agent,
+    )
+    code = "" if response.status_code == 200 else str(response.json()["error"]["code"])
+    return response.status_code, code
+
+
+def _play_once(actor: Actor, *, mint: Callable[..., str], clock: Any, last: tuple[int | None, str]) -> tuple[int, str]:
+    if actor.kind == "replayer" and "replayed" not in actor.state and actor.state.get("used"):
+        # Replays of the used token and forged ones: refused (409/401), never applied.
+        actor.state["replayed"] = True
+        for _ in range(3):
+            status, _code = _post(actor, actor.state["used"])
+            actor.rejected += 1
+            assert status == 409, status
+        for _ in range(2):
+            status, _code = _post(actor, actor.state["used"][:-4] + "AAAA")
+            actor.rejected += 1
+            assert status == 401, status
+    increment = int(
+        actor.state.get("next_increment") or (_human_increment(actor) if not actor.is_bot else MAX_INCREMENT)
+    )
+    token = mint(actor.user, increment=increment)
+    status, code = _post(actor, token)
+    if status == 429 and code != "fraud_blocked":
+        actor.rate_limited += 1
+        return status, code
+    assert status in (200, 429), (status, code)
+    actor.valid += 1
+    if actor.valid == 1:
+        actor.first_increment = increment
+    if status == 200:
+        actor.applied += 1
+        actor.state["used"] = token
+        quarantined = User.objects.filter(pk=actor.user.pk, is_quarantined=True).exists()
+        if quarantined and actor.quarantined_at is None:
+            actor.quarantined_at = actor.valid
+            if actor.caught_at is None:
+                actor.caught_at = actor.valid
+        if quarantined:  # the submission that quarantined the player is hidden too
+            actor.hidden_points += increment
+        else:
+            actor.visible_points += increment
+    else:
+        actor.blocked += 1
+        if actor.caught_at is None:
+            actor.caught_at = actor.valid
+    return status, code
