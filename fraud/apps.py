@@ -6,8 +6,10 @@ class FraudConfig(AppConfig):
     name = "fraud"
 
     def ready(self) -> None:
-        from fraud import checks  # noqa: F401  (registers the settings check)
-        from fraud import services
+        from fraud import (
+            checks,  # noqa: F401  (registers the settings check)
+            services,
+        )
         from scores import events
 
         # The fraud engine plugs into the score path through the score app's events (scores never

@@ -26,6 +26,7 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
+from accounts import services as account_services
 from accounts.models import User
 from fraud import population, rules, selectors, windows
 from fraud.models import FraudLog, ModerationAction
@@ -319,6 +320,8 @@ def _player_ban(*, user_id: str) -> bool:
     """
     banned = User.objects.filter(pk=user_id, is_active=True).update(is_active=False) > 0
     score_services.player_standing_changed(user_id=user_id)
+    if banned:  # every session ends and the player's open sockets close (after the commit)
+        account_services.player_sessions_revoke(user_id=user_id, reason="banned by a moderator")
     return banned
 
 
