@@ -58,6 +58,7 @@ def player_channel() -> bytes:
 
 # A player's own rank updates kept for a slow socket before the oldest are dropped.
 PLAYER_BACKLOG = 16
+HUB_CONNECT_TIMEOUT_SECONDS = 2.0
 CLOSE_SESSION_REVOKED = 4401  # as realtime/consumers.py CLOSE_UNAUTHORIZED
 # Close tasks of revoked sockets, and fan-out tasks (kept referenced until they finish).
 _closing: set[asyncio.Task[None]] = set()
@@ -479,7 +480,13 @@ class Hub:
         delay = RECONNECT_MIN_SECONDS
         resumed = False
         while True:
-            client = aioredis.Redis.from_url(settings.REDIS_URL, client_name=HUB_CLIENT_NAME)
+            # A bounded connect (the sync clients' breaker does not cover this async subscription): an
+            # unreachable Redis fails the attempt, and the loop below backs off and tries again.
+            client = aioredis.Redis.from_url(
+                settings.REDIS_URL,
+                client_name=HUB_CLIENT_NAME,
+                socket_connect_timeout=max(HUB_CONNECT_TIMEOUT_SECONDS, settings.REDIS_SOCKET_TIMEOUT),
+            )
             pubsub = client.pubsub()
             try:
                 await pubsub.subscribe(board_channel(), player_channel())

@@ -218,6 +218,10 @@ REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=0.25)
 # background thread pings Redis this often and closes it when Redis answers.
 REDIS_BREAKER_FAILURES = env.int("REDIS_BREAKER_FAILURES", default=2)
 REDIS_BREAKER_PROBE_SECONDS = env.float("REDIS_BREAKER_PROBE_SECONDS", default=0.5)
+# While Redis is down, the ranks in a score update's answer come from bounded PostgreSQL counts:
+# exact up to this rank, null beyond (a count over the whole board on every update would be the
+# degraded mode's bottleneck).
+DEGRADED_RANK_LIMIT = env.int("DEGRADED_RANK_LIMIT", default=1000)
 # Run scoreboard.redis.on_reconnect callbacks (tests turn them off where they flush Redis by hand).
 REDIS_RECONNECT_HOOKS = env.bool("REDIS_RECONNECT_HOOKS", default=True)
 

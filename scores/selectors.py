@@ -15,6 +15,7 @@ import hashlib
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from django.core import signing
 from django.db.models import Max, Q, QuerySet
@@ -226,11 +227,14 @@ def rank_in_db(
     score: int | None,
     reached_at: dt.datetime | None,
     exclude_self: bool = False,
+    at_most: int | None = None,
 ) -> int | None:
     """1-based rank a player with this score and time has among the public players (None if unranked).
 
     ``exclude_self``: after an update the player's own row holds the new score, which would
-    otherwise count as "ahead" of the old one.
+    otherwise count as "ahead" of the old one. ``at_most``: count no more than this many players
+    ahead (``COUNT`` over a ``LIMIT`` subquery: an index range, never the whole board) and answer
+    None beyond; the update path uses it while Redis is down.
     """
     if score is None or reached_at is None:
         return None
@@ -239,10 +243,15 @@ def rank_in_db(
         public = public.exclude(user_id=user_id)
     sort_value = spec.sort_value(score)
     if spec.tie_policy == TIE_COMPETITION:
-        return public.filter(sort_value__lt=sort_value).count() + 1
-    if spec.tie_policy == TIE_DENSE:
-        return public.filter(sort_value__lt=sort_value).values("sort_value").distinct().count() + 1
-    return public.filter(_ahead_q(sort_value, reached_at, user_id)).exclude(user_id=user_id).count() + 1
+        ahead: QuerySet[Any] = public.filter(sort_value__lt=sort_value)
+    elif spec.tie_policy == TIE_DENSE:
+        ahead = public.filter(sort_value__lt=sort_value).values("sort_value").distinct()
+    else:
+        ahead = public.filter(_ahead_q(sort_value, reached_at, user_id)).exclude(user_id=user_id)
+    if at_most is None:
+        return ahead.count() + 1
+    counted = ahead[:at_most].count()
+    return None if counted >= at_most else counted + 1
 
 
 def _db_standings(spec: BoardSpec, period_key: str, user_ids: Sequence[str], *, frozen: bool) -> dict[str, Standing]:

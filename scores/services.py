@@ -573,6 +573,8 @@ def _index_after_commit(
             return changes
     return [
         RankChange(
+            # Bounded counts while Redis is down (DEGRADED_RANK_LIMIT): exact near the top, None
+            # beyond, never a scan of the board on every update.
             old_rank=selectors.rank_in_db(
                 spec=w.spec,
                 period_key=w.period.key,
@@ -580,9 +582,15 @@ def _index_after_commit(
                 score=e.old_score,
                 reached_at=e.old_reached_at,
                 exclude_self=True,
+                at_most=settings.DEGRADED_RANK_LIMIT,
             ),
             new_rank=selectors.rank_in_db(
-                spec=w.spec, period_key=w.period.key, user_id=user_id, score=e.new_score, reached_at=e.reached_at
+                spec=w.spec,
+                period_key=w.period.key,
+                user_id=user_id,
+                score=e.new_score,
+                reached_at=e.reached_at,
+                at_most=settings.DEGRADED_RANK_LIMIT,
             ),
             applied=True,
         )

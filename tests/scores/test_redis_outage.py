@@ -115,6 +115,32 @@ def test_ranks_in_the_response_are_right_while_redis_is_down(make_player, client
     assert (data["old_score"], data["new_score"], data["old_rank"], data["new_rank"]) == (100, 350, 3, 1)
 
 
+def test_ranks_while_redis_is_down_are_bounded_counts_never_a_scan_of_the_board(
+    make_player, client_for, mint, unthrottled, redis_down, settings
+):
+    """Exact up to DEGRADED_RANK_LIMIT, None beyond; each count reads at most that many rows."""
+    from django.db import connection
+
+    settings.DEGRADED_RANK_LIMIT = 2
+    players = [make_player() for _ in range(4)]
+    for increment, player in zip((400, 300, 200, 100), players, strict=True):
+        assert submit(client_for(player), mint(player, increment=increment)).status_code == 200
+    statements: list[str] = []
+
+    def record(execute, sql, params, many, context):
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        low = submit(client_for(players[3]), mint(players[3], increment=50)).json()["data"]  # 4th -> 4th
+    climber = submit(client_for(players[2]), mint(players[2], increment=250)).json()["data"]  # 3rd -> 1st
+
+    assert (low["old_rank"], low["new_rank"]) == (None, None)  # beyond the limit: unknown, not scanned
+    assert (climber["old_rank"], climber["new_rank"]) == (None, 1)
+    counts = [sql for sql in statements if "COUNT(" in sql.upper() and "board_entries" in sql]  # the ranks
+    assert len(counts) == 2 and all("LIMIT 2" in sql for sql in counts), counts
+
+
 def test_replay_is_still_refused_while_redis_is_down(player, auth_client, mint, unthrottled, redis_down):
     """The Redis pre-filter is only an optimisation: PostgreSQL's unique constraint refuses the replay."""
     token = mint(player, increment=60)
