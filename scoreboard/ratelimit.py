@@ -35,6 +35,7 @@ socket timeout to every request.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import threading
@@ -44,7 +45,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import caches
 from django.http import HttpRequest, HttpResponse
+from django_ratelimit import core as ratelimit_core
 from django_ratelimit.core import get_usage
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
@@ -54,6 +57,7 @@ from scoreboard import metrics
 from scoreboard.errors import TooManyRequests, error_response
 from scoreboard.middleware import API_PREFIX
 from scoreboard.net import client_ip
+from scoreboard.ratelimit_cache import RateLimitCache
 from scoreboard.redis import REDIS_ERRORS
 
 logger = logging.getLogger(__name__)
@@ -214,18 +218,60 @@ def _refusal(usage: Usage) -> TooManyRequests:
     )
 
 
+def _counters_chained() -> RateLimitCache | None:
+    """The shared counter store when it can count several limits in one round trip."""
+    if not getattr(settings, "RATELIMIT_ENABLE", True) or breaker.is_open():
+        return None
+    cache = caches[getattr(settings, "RATELIMIT_USE_CACHE", "default")]
+    return cache if isinstance(cache, RateLimitCache) else None
+
+
+def _count_chain(cache: RateLimitCache, hits: list[tuple[str, str, int]]) -> list[Usage]:
+    """Count ``hits`` (scope, value, limit) in order in ONE round trip, with django-ratelimit's keys
+    and fixed windows (the same counters ``_count`` reads); stops after the first one over its limit.
+    Raises _StoreDown when the counters cannot be read."""
+    keys, windows = [], []
+    for scope, value, limit in hits:
+        rate = (limit, WINDOW_SECONDS)
+        window = ratelimit_core._get_window(value, WINDOW_SECONDS)
+        keys.append(ratelimit_core._make_cache_key(f"sb:{scope}", window, rate, value, ratelimit_core.ALL))
+        windows.append(window)
+    try:
+        counts = cache.hit_chain(
+            keys, [limit for _, _, limit in hits], WINDOW_SECONDS + ratelimit_core.EXPIRATION_FUDGE
+        )
+    except REDIS_ERRORS as exc:
+        breaker.trip()
+        logger.warning("rate-limit counters unavailable (%s)", type(exc).__name__)
+        raise _StoreDown from exc
+    now = int(_now())  # django-ratelimit's clock (tests move both)
+    return [
+        Usage(scope=scope, limit=limit, count=count, retry_after=window - now + 1)
+        for (scope, _value, limit), window, count in zip(hits, windows, counts, strict=False)
+    ]
+
+
 def score_update_limits_check(request: HttpRequest, *, user_id: str) -> None:
     """Count a score-update attempt against the player's and the global limit; 429 when over either.
 
-    The player's limit is counted first, so one noisy player cannot use up the global quota.
+    The player's limit is counted first, so one noisy player cannot use up the global quota. With
+    the Redis counter store both are counted in one round trip (``_count_chain``).
     """
     if not settings.RATE_LIMIT_ENABLED:
         return
+    hits = [
+        (SCOPE_USER, user_id, settings.RATE_LIMIT_USER_PER_MINUTE),
+        (SCOPE_GLOBAL, "all", settings.RATE_LIMIT_GLOBAL_PER_MINUTE),
+    ]
     try:
-        for scope, value, limit in (
-            (SCOPE_USER, user_id, settings.RATE_LIMIT_USER_PER_MINUTE),
-            (SCOPE_GLOBAL, "all", settings.RATE_LIMIT_GLOBAL_PER_MINUTE),
-        ):
+        chained = _counters_chained()
+        if chained is not None:
+            with contextlib.suppress(_StoreDown):  # down: the loop below falls back as configured
+                for usage in _count_chain(chained, hits):
+                    if usage.exceeded:
+                        raise _refusal(usage)
+                return
+        for scope, value, limit in hits:
             usage = _count_or_local(request, scope=scope, value=value, limit=limit)
             if usage.exceeded:
                 raise _refusal(usage)

@@ -8,7 +8,9 @@ only remembers the key, value and timeout (in this thread) and answers "already 
 expiry if it is missing (returning the value, as a successful ``add`` would have meant) or adds
 ``delta`` to it. Fixed windows, key names (``KEY_PREFIX:1:rl:...``, as django-redis writes them) and
 counts are unchanged; an ``add`` not followed by an ``incr`` of the same key is applied on its own.
-Only ``add``, ``incr`` and ``get`` (what django-ratelimit calls) are implemented.
+Only ``add``, ``incr`` and ``get`` (what django-ratelimit calls) are implemented, plus ``hit_chain``:
+several counters of one request in one round trip, each counted only while the ones before it are
+within their limits (a score update's per-player and global limits, ``scoreboard.ratelimit``).
 
 ``LOCATION`` is the Redis URL (``OPTIONS["SOCKET_TIMEOUT"]`` its timeout); with ``REDIS_URL``'s value
 it shares the process's pooled client (``scoreboard.redis``). Redis errors surface as
@@ -36,6 +38,20 @@ elseif redis.call('EXISTS', KEYS[1]) == 0 then
   return false
 end
 return redis.call('INCRBY', KEYS[1], ARGV[3])
+"""
+
+
+# KEYS: counters, in order. ARGV: expiry seconds, then each counter's limit. Counts each key (created
+# with 1 and the expiry when missing) until one is over its limit; the keys after it are not counted.
+_HIT_CHAIN = """
+local out = {}
+for i = 1, #KEYS do
+  local count
+  if redis.call('SET', KEYS[i], 1, 'EX', ARGV[1], 'NX') then count = 1 else count = redis.call('INCR', KEYS[i]) end
+  out[i] = count
+  if count > tonumber(ARGV[i + 1]) then break end
+end
+return out
 """
 
 
@@ -85,6 +101,17 @@ class RateLimitCache(BaseCache):
         if count is None:
             raise ValueError(f"Key '{key}' not found.")
         return int(count)
+
+    def hit_chain(self, keys: list[str], limits: list[int], timeout: int) -> list[int]:
+        """Count one hit on each key in one round trip, stopping after the first one over its limit.
+
+        Returns the counts of the keys counted (fewer than ``keys`` when one was over its limit).
+        """
+        self._flush_pending()
+        full_keys = [self.make_and_validate_key(key) for key in keys]
+        seconds = max(1, int(timeout))
+        counts = registered_script(self._client(), _HIT_CHAIN)(keys=full_keys, args=[seconds, *limits])
+        return [int(c) for c in counts]
 
     def get(self, key: str, default: Any = None, version: int | None = None) -> Any:
         self._flush_pending()

@@ -109,3 +109,38 @@ def test_redis_down_surfaces_as_a_redis_error():
     dead.add("player-1", 1, timeout=60)
     with pytest.raises(scoreboard_redis.REDIS_ERRORS):
         dead.incr("player-1")
+
+
+def test_a_score_updates_player_and_global_limits_share_one_round_trip(counters, monkeypatch, settings):
+    from scoreboard import ratelimit
+
+    settings.RATE_LIMIT_USER_PER_MINUTE, settings.RATE_LIMIT_GLOBAL_PER_MINUTE = 3, 100
+    request = RequestFactory().post("/v1/scores/update")
+    ratelimit.score_update_limits_check(request, user_id="warm-up")  # loads the script
+    sent = CountingRedis(monkeypatch)
+    for _ in range(3):
+        ratelimit.score_update_limits_check(request, user_id="p1")
+    assert sent.sent == 3  # one round trip per attempt for both limits
+    # The counters are django-ratelimit's own: get_usage reads the same keys the chain wrote.
+    player = get_usage(request, group="sb:user", key=lambda _g, _r: "p1", rate=(3, 60), increment=False)
+    assert player is not None and player["count"] == 3
+
+
+def test_attempts_over_the_player_limit_do_not_use_up_the_global_quota(counters, settings):
+    from scoreboard import ratelimit
+    from scoreboard.errors import TooManyRequests
+
+    settings.RATE_LIMIT_USER_PER_MINUTE, settings.RATE_LIMIT_GLOBAL_PER_MINUTE = 2, 5
+    request = RequestFactory().post("/v1/scores/update")
+    for _ in range(2):
+        ratelimit.score_update_limits_check(request, user_id="noisy")
+    for _ in range(10):  # refused per player: the global counter is not touched
+        with pytest.raises(TooManyRequests) as refused:
+            ratelimit.score_update_limits_check(request, user_id="noisy")
+        assert refused.value.code == "user_rate_limited"
+        assert 1 <= refused.value.retry_after <= 60
+    for who in ("a", "b", "c"):  # 2 + 3 = the global limit of 5
+        ratelimit.score_update_limits_check(request, user_id=who)
+    with pytest.raises(TooManyRequests) as refused:
+        ratelimit.score_update_limits_check(request, user_id="d")
+    assert refused.value.code == "global_rate_limited"
