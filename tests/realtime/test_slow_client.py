@@ -6,15 +6,17 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 import websockets
 from django.conf import settings
 
-from realtime.hub import board_channel
-
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis, pytest.mark.slow]
+from realtime.frames import LEADERBOARD_UPDATE, Frame
+from realtime.hub import Mailbox, board_channel
+from realtime.wire import SERVER_SEND, raw_writer
+from tests.realtime.test_wire import uvicorn_server
 
 FRAMES = 200
 PAD = "x" * 60_000  # 200 frames of 60 KB: far more than the socket buffers of a client that stopped reading
@@ -57,6 +59,9 @@ async def read_text(reader: asyncio.StreamReader) -> str:
             return payload.decode()
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.redis
+@pytest.mark.slow
 async def test_a_stalled_client_skips_to_the_newest_snapshot_and_delays_nobody(servers):
     server = servers[0]
     reader, writer = await open_stalled(server.port)
@@ -82,3 +87,55 @@ async def test_a_stalled_client_skips_to_the_newest_snapshot_and_delays_nobody(s
     assert stalled == sorted(set(stalled))  # in order, no repeats
     assert len(stalled) < FRAMES  # it skipped what it had no room for, and ends on the newest
     writer.close()
+
+
+# -- a client that never reads: the server's buffers stay bounded --------------------------------
+NEVER_READ_FRAMES = 300
+
+
+@pytest.mark.embedded
+@pytest.mark.parametrize("preframed", [True, False], ids=["pre-framed", "asgi-send"])
+async def test_a_client_that_never_reads_never_grows_the_server_buffers(preframed):
+    """Hundreds of 60 KB frames to a socket whose client never reads: the server's transport buffer
+    stays under its high-water mark plus one frame, the mailbox holds one snapshot, the rest are
+    skipped, and the socket still closes cleanly."""
+    seen: dict[str, Any] = {"buffered": [], "pending": []}
+    done = asyncio.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        protocol = scope[SERVER_SEND].__self__
+        transport = protocol.transport
+        transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        box = Mailbox("global")
+        box.start_push(send, raw_writer(scope[SERVER_SEND]) if preframed else None)
+        for seq in range(1, NEVER_READ_FRAMES + 1):
+            box.offer(Frame(LEADERBOARD_UPDATE, seq, frame(seq).split(b"\n", 2)[2]))
+            await asyncio.sleep(0)  # the loop runs: flow control, the slow socket's own task
+            seen["buffered"].append(transport.get_write_buffer_size())
+            seen["pending"].append(int(box._snapshot is not None))
+        seen["high_water"] = transport.get_write_buffer_limits()[1]
+        seen["skipped"] = box.skipped
+        box.stop_push()
+        done.set()
+        await send({"type": "websocket.close", "code": 1000})
+
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    async with uvicorn_server(app, deflate=False) as port:
+        loop = asyncio.get_running_loop()
+        await loop.sock_connect(sock, ("127.0.0.1", port))
+        await loop.sock_sendall(
+            sock,
+            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        async with asyncio.timeout(RECEIVE_TIMEOUT):
+            await done.wait()  # never a byte read from the socket
+        sock.close()
+    frame_size = len(frame(NEVER_READ_FRAMES)) + 16
+    assert max(seen["buffered"]) <= seen["high_water"] + frame_size
+    assert max(seen["pending"]) == 1
+    assert seen["skipped"] >= NEVER_READ_FRAMES - 50  # nearly all: the client could hold only a few
