@@ -14,6 +14,8 @@ Variants:
 - ``nginx``: through the topology's nginx (the bench's headline path).
 - ``direct`` / ``directN`` / ``directA-B``: straight to the uvicorn processes
   (all, the first N, or A to B-1), no nginx.
+- ``reuseportN``: straight to the BENCH_ASGI_REUSEPORT group of N uvicorn processes that share one
+  SO_REUSEPORT port (deploy/reuseport.py): the kernel balances, no proxy reads or writes a frame.
 - ``alt:NAME``: through a second nginx started from ``--alt NAME=PATH[@N or @A-B]``: PATH is a
   complete nginx.conf with ``{run}``, ``{port}`` and ``{asgi_servers}`` placeholders (the uvicorn
   processes picked as above), listening on ports 8510-8513.
@@ -98,6 +100,9 @@ def main() -> None:
         time.sleep(1.0)
         topo.check_alive()
         bench.ws_step(NGINX_PORT, 200, "warm", asgi_pids, False)
+        groups = topo.reuseport_ports()
+        for count, port in groups.items():
+            bench.ws_step(port, 200, f"warm-reuseport{count}", topo.reuseport_pids(count), False)
         for name in alts:
             bench.ws_step(alts[name][0], 200, f"warm-{name}", asgi_pids, False)
         for rnd in range(args.rounds):
@@ -106,12 +111,16 @@ def main() -> None:
                 for variant in order:
                     connect = None
                     port = NGINX_PORT
+                    pids = asgi_pids
                     if variant.startswith("direct"):
                         connect = pick(socks, variant[6:])
+                    elif variant.startswith("reuseport"):
+                        count = int(variant[9:])
+                        port, pids = groups[count], topo.reuseport_pids(count)
                     elif variant.startswith("alt:"):
                         port = alts[variant[4:]][0]
                     bench.reset_contenders()
-                    step = bench.ws_step(port, k, f"{variant}-r{rnd}", asgi_pids, True, connect=connect)
+                    step = bench.ws_step(port, k, f"{variant}-r{rnd}", pids, True, connect=connect)
                     results.append({"round": rnd, "variant": variant, **step})
                 if not args.no_bare:
                     proc = topo.start_ws_baseline(10.0, 1024)
@@ -139,14 +148,17 @@ def pick(socks: list[str], spec: str) -> list[str]:
 
 def print_table(results: list[dict[str, Any]]) -> None:
     bare = {(r["round"], r["clients"]): r for r in results if r["variant"] == "bare"}
-    print("| round | clients | variant | alive | frames/client/s | p50 | p95 | p99 | p95 / bare p95 (same round) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(
+        "| round | clients | variant | alive | frames/client/s | p50 | p95 | p99 | KB/socket (server RSS)"
+        " | p95 / bare p95 (same round) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in sorted(results, key=lambda r: (r["clients"], r["round"], r["variant"])):
         b = bare.get((r["round"], r["clients"]))
         ratio = f"{r['p95'] / b['p95']:.2f}x" if b and r["p95"] and b["p95"] else "—"
         print(
             f"| {r['round']} | {r['clients']} | {r['variant']} | {r['alive_at_end']} | {r['frames_per_client_per_s']}"
-            f" | {r['p50']} | {r['p95']} | {r['p99']} | {ratio} |"
+            f" | {r['p50']} | {r['p95']} | {r['p99']} | {r.get('kb_per_connection')} | {ratio} |"
         )
 
 

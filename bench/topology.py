@@ -34,6 +34,9 @@ NGINX_BASELINE_PORT = 8504  # the bare DRF project behind nginx
 # processes take 8506 and up).
 ASGI_PORTS = (8502, 8503, 8506, 8507, 8508, 8509)
 WS_BASELINE_PORT = 8505  # bare websockets broadcast server (direct)
+# BENCH_ASGI_REUSEPORT groups: the uvicorn processes of a group share one SO_REUSEPORT port (kernel balancing).
+REUSEPORT_PORTS = (8520, 8521, 8522, 8523)
+REUSEPORT_SCRIPT = ROOT / "deploy" / "reuseport.py"
 SERVE_SCRIPT = ROOT / "deploy" / "serve.py"
 GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
 NOFILE_WANTED = 20_000
@@ -276,6 +279,22 @@ class Topology:
         apps = [a for a in os.environ.get("BENCH_ASGI_APPS", "").split(",") if a]
         # BENCH_ASGI_CWDS: a checkout to serve the app from, per process (e.g. an older commit's tree).
         cwds = os.environ.get("BENCH_ASGI_CWDS", "").split(",")
+        uvicorn_flags = [
+            "--workers",  # explicit: uvicorn would otherwise fork WEB_CONCURRENCY workers
+            "1",
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            # As deploy/serve.py: the sans-I/O protocol, per-message compression off.
+            "--ws",
+            "websockets-sansio",
+            "--ws-per-message-deflate",
+            "false",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
         for i in range(self.asgi_processes):
             self._spawn(
                 f"uvicorn{i}",
@@ -283,25 +302,31 @@ class Topology:
                     str(VENV_BIN / "uvicorn"),
                     apps[i] if i < len(apps) else "scoreboard.asgi:application",
                     *self._asgi_listen_args(i),
-                    "--workers",  # explicit: uvicorn would otherwise fork WEB_CONCURRENCY workers
-                    "1",
-                    "--loop",
-                    "uvloop",
-                    "--http",
-                    "httptools",
-                    # As deploy/serve.py: the sans-I/O protocol, per-message compression off.
-                    "--ws",
-                    "websockets-sansio",
-                    "--ws-per-message-deflate",
-                    "false",
-                    "--no-access-log",
-                    "--log-level",
-                    "warning",
+                    *uvicorn_flags,
                     "--backlog",
                     "8192",
                 ],
                 cwd=(cwds[i] if i < len(cwds) else "") or ROOT,
             )
+        # BENCH_ASGI_REUSEPORT=2,4: more uvicorn processes, in groups sharing one SO_REUSEPORT port each
+        # (deploy/reuseport.py), for bench/delivery_ab.py's "reuseportN" variants (no proxy in the frame path).
+        for count, port in self.reuseport_ports().items():
+            for i in range(count):
+                self._spawn(
+                    f"uvicornR{count}-{i}",
+                    [
+                        sys.executable,
+                        str(REUSEPORT_SCRIPT),
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(port),
+                        "--",
+                        str(VENV_BIN / "uvicorn"),
+                        "scoreboard.asgi:application",
+                        *uvicorn_flags,
+                    ],
+                )
         if self.celery:
             self._spawn(
                 "celery",
@@ -313,7 +338,17 @@ class Topology:
             else:
                 port = int(address.rsplit(":", 1)[1])
                 wait_for(functools.partial(port_open, port), address)
+        for port in self.reuseport_ports().values():
+            wait_for(functools.partial(port_open, port), f"reuseport :{port}")
         wait_for(lambda: port_open(WSGI_PORT), "gunicorn")
+
+    def reuseport_ports(self) -> dict[int, int]:
+        """Process count of each BENCH_ASGI_REUSEPORT group -> the port its processes share."""
+        counts = [int(c) for c in os.environ.get("BENCH_ASGI_REUSEPORT", "").split(",") if c]
+        return dict(zip(counts, REUSEPORT_PORTS, strict=False))
+
+    def reuseport_pids(self, count: int) -> list[int]:
+        return [proc.pid for name, proc in self.procs.items() if name.startswith(f"uvicornR{count}-")]
 
     def _asgi_kinds(self) -> list[str]:
         # BENCH_ASGI_LISTEN: "tcp" (as deploy/serve.py) or "unix", for all processes or one per process.
@@ -345,7 +380,7 @@ class Topology:
                 state = json.loads((self.run_dir / "serve" / "serve.json").read_text())
                 self.serve_pids = {k: int(v) for k, v in state["pids"].items()}
             return [pid for name, pid in self.serve_pids.items() if name.startswith("asgi")]
-        return [proc.pid for name, proc in self.procs.items() if name.startswith("uvicorn")]
+        return [proc.pid for name, proc in self.procs.items() if name.startswith("uvicorn") and "R" not in name]
 
     def start_ws_baseline(self, rate: float, frame_bytes: int) -> subprocess.Popen[bytes]:
         proc = self._spawn(
