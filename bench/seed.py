@@ -41,6 +41,7 @@ COLUMNS = (
     "score_reached_at",
     "score_version",
     "updated_at",
+    "token_epoch",
 )
 
 
@@ -87,6 +88,7 @@ def seed_players(*, players: int, seed: int = 42) -> int:
                         reached,
                         1 if scored else 0,
                         now,
+                        0,
                     )
                 )
         cursor.execute("ANALYZE users")
