@@ -8,10 +8,14 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
 from rest_framework.exceptions import APIException
 
 from accounts import services
 from accounts.models import AccountDeletion, ExternalIdentity, GameServerKey, User
+from fraud import selectors as fraud_selectors
 from fraud.models import FraudLog
 from scoreboard import erasure
 from scoreboard.admin import ReadOnlyAdminMixin
@@ -133,11 +137,30 @@ class UserAdmin(DjangoUserAdmin):
     list_filter = ("is_active", "is_staff")
     search_fields = ("username", "email", "id")
     ordering = ("-current_score",)
-    readonly_fields = ("id", "current_score", "score_reached_at", "score_version", "updated_at")
+    readonly_fields = (
+        "id", "current_score", "score_reached_at", "score_version", "updated_at", "is_quarantined", "moderation",
+    )  # fmt: skip
     fieldsets = (
         *(DjangoUserAdmin.fieldsets or ()),
         ("Score", {"fields": ("id", "current_score", "score_reached_at", "score_version", "updated_at")}),
+        ("Moderation", {"fields": ("is_quarantined", "moderation")}),
     )
+
+    @admin.display(description="last decision")
+    def moderation(self, obj: User) -> str:
+        """Who banned (or released) the player, when and why, with a link to the incident."""
+        decision = fraud_selectors.player_last_decision(user_id=str(obj.pk)) if obj.pk else None
+        if decision is None:
+            return "-"
+        verb = "Banned" if decision.action == "confirm" else "Released"
+        return format_html(
+            '{} by <b>{}</b> on {}: “{}” — <a href="{}">incident</a>',
+            verb,
+            decision.moderator_username,
+            timezone.localtime(decision.created_at).strftime("%Y-%m-%d %H:%M:%S %Z"),
+            decision.reason,
+            reverse("admin:fraud_fraudlog_change", args=[decision.fraud_log_id]),
+        )
 
     actions = ["delete_personal_data"]
 

@@ -15,6 +15,7 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from accounts.models import User
@@ -89,7 +90,8 @@ class ModerationActionInline(admin.TabularInline):
 @admin.register(FraudLog)
 class FraudLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     # Logs are written by the engine and closed by the moderation actions below; nobody edits them.
-    list_display = ("created_at", "user", "decision", "event_type", "risk_score", "rules_fired", "status", "ip_address")
+    # Fits 1,280 px: when (to the second, with the zone), who, status, outcome, risk and the rules.
+    list_display = ("when", "user", "status", "decision", "risk_score", "rules_fired")
     list_filter = ("status", "decision", RuleFilter, ("created_at", admin.DateFieldListFilter), RiskFilter)
     search_fields = ("user__username", "=user__id", "=ip_address", "event_type", "review_note")
     list_select_related = ("user",)
@@ -114,9 +116,39 @@ class FraudLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "raw_metadata",
     )
     readonly_fields = fields
+    change_form_template = "admin/fraud/fraudlog/change_form.html"
 
     def has_moderate_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("fraud.moderate_fraudlog")
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        # Open logs by default: what a moderator has to act on. Any filter or search shows the rest.
+        if not request.GET:
+            request.GET = request.GET.copy()
+            request.GET["status__exact"] = FraudLog.Status.OPEN
+        return super().changelist_view(request, extra_context)
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        log = FraudLog.objects.filter(pk=object_id).first()
+        # Buttons only for those who may use them, and only while the log is open (no 403 behind a button).
+        can_act = log is not None and log.status == FraudLog.Status.OPEN and self.has_moderate_permission(request)
+        buttons = []
+        if can_act and log is not None:
+            buttons = [("confirm", "Confirm (ban, reverse the incident)…"), ("dismiss", "Dismiss…")]
+            if log.decision == FraudLog.Decision.QUARANTINED or (log.user is not None and log.user.is_quarantined):
+                buttons.append(("release", "Release from quarantine…"))
+        context = {
+            **(extra_context or {}),
+            "moderation_buttons": buttons,
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+        }
+        return super().change_view(request, object_id, form_url, context)
+
+    @admin.display(description="when", ordering="created_at")
+    def when(self, obj: FraudLog) -> str:
+        return timezone.localtime(obj.created_at).strftime("%Y-%m-%d %H:%M:%S %Z")
 
     @admin.display(description="rules")
     def rules_fired(self, obj: FraudLog) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from django.db.models import Count, Sum
 
-from fraud.models import FraudLog
+from fraud.models import FraudLog, ModerationAction
 from scores.models import ScoreHistory
 
 HISTORY_IDS_MAX = 1000
@@ -155,4 +155,17 @@ def incident_preview(*, fraud_log: FraudLog) -> IncidentPreview | None:
         is_quarantined=player.is_quarantined,
         actions=actions,
         points_to_remove=sum(h.score_increment for h in actions),
+    )
+
+
+def player_last_decision(*, user_id: str) -> ModerationAction | None:
+    """The latest confirmation or release about the player (who banned or released them, when, why)."""
+    return (
+        ModerationAction.objects.filter(
+            fraud_log__user_id=user_id,
+            action__in=[ModerationAction.Action.CONFIRM, ModerationAction.Action.RELEASE],
+        )
+        .select_related("fraud_log")
+        .order_by("-created_at")
+        .first()
     )

@@ -8,6 +8,7 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.models import Group, Permission
 from django.test import Client
+from django.utils import timezone
 
 from accounts.models import User
 from fraud import services as fraud_services
@@ -304,3 +305,57 @@ def test_confirm_page_previews_what_will_be_removed(quarantined_bot, moderator):
     assert (preview.current_score, preview.points_to_remove, preview.score_after) == (3000, 3000, 0)
     assert len(preview.actions) == 3
     assert b'id="preview"' in page.content
+
+
+def test_the_list_shows_open_logs_by_default_with_status_rules_and_seconds(cheater_and_honest, moderator):
+    cheater, _ = cheater_and_honest
+    client = logged_in(moderator)
+    dismissed = FraudLog.objects.filter(user=cheater).order_by("created_at").first()
+    assert dismissed is not None
+    fraud_services.fraud_log_dismiss(fraud_log=dismissed, moderator=moderator, reason="known speedrunner")
+
+    page = client.get(CHANGELIST)
+    assert result_count(page) == 3  # the open ones only
+    assert result_count(client.get(CHANGELIST, {"status__exact": "dismissed"})) == 1
+    assert list(page.context["cl"].list_display)[1:] == [
+        "when",
+        "user",
+        "status",
+        "decision",
+        "risk_score",
+        "rules_fired",
+    ]
+    when = timezone.localtime(FraudLog.objects.filter(status="open").first().created_at)
+    assert when.strftime("%Y-%m-%d %H:%M:%S %Z").encode() in page.content  # to the second, with the zone
+
+
+def test_the_detail_page_has_the_buttons_its_reader_may_use(cheater_and_honest, moderator, make_player):
+    cheater, _ = cheater_and_honest
+    log = FraudLog.objects.filter(user=cheater).first()
+    assert log is not None
+    url = f"{CHANGELIST}{log.pk}/change/"
+    page = logged_in(moderator).get(url)
+    assert b'name="moderate-confirm"' in page.content and b'name="moderate-dismiss"' in page.content
+    assert b'name="moderate-release"' not in page.content  # not quarantined
+
+    # Pressing Confirm opens the page that asks why and previews what will be removed.
+    form = logged_in(moderator).post(CHANGELIST, {"action": "confirm", "_selected_action": [str(log.pk)]})
+    assert form.status_code == 200 and b'id="preview"' in form.content
+
+    viewer = staff(make_player, moderator=False)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_fraudlog"))
+    assert b"moderate-confirm" not in logged_in(viewer).get(url).content  # no button that answers 403
+
+    fraud_services.fraud_log_dismiss(fraud_log=log, moderator=moderator, reason="fine")
+    assert b"moderate-confirm" not in logged_in(moderator).get(url).content  # closed: nothing to press
+
+
+def test_the_player_page_says_who_banned_the_player_when_and_why(cheater_and_honest, moderator):
+    cheater, _ = cheater_and_honest
+    log = FraudLog.objects.filter(user=cheater, decision=FraudLog.Decision.BLOCKED).get()
+    fraud_services.fraud_log_confirm(fraud_log=log, moderator=moderator, reason="1 s rhythm at the ceiling")
+    page = logged_in(moderator).get(f"/admin/accounts/user/{cheater.pk}/change/")
+    assert page.status_code == 200
+    assert b"Banned by <b>mod_alice</b>" in page.content
+    assert "“1 s rhythm at the ceiling”".encode() in page.content
+    assert f"/admin/fraud/fraudlog/{log.pk}/change/".encode() in page.content
