@@ -124,8 +124,9 @@ class FraudLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         # Open logs by default: what a moderator has to act on. Any filter or search shows the rest.
         if not request.GET:
-            request.GET = request.GET.copy()
-            request.GET["status__exact"] = FraudLog.Status.OPEN
+            query = request.GET.copy()
+            query["status__exact"] = FraudLog.Status.OPEN
+            request.GET = query  # type: ignore[assignment]
         return super().changelist_view(request, extra_context)
 
     def change_view(

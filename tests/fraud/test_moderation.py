@@ -325,7 +325,9 @@ def test_the_list_shows_open_logs_by_default_with_status_rules_and_seconds(cheat
         "risk_score",
         "rules_fired",
     ]
-    when = timezone.localtime(FraudLog.objects.filter(status="open").first().created_at)
+    newest_open = FraudLog.objects.filter(status="open").first()
+    assert newest_open is not None
+    when = timezone.localtime(newest_open.created_at)
     assert when.strftime("%Y-%m-%d %H:%M:%S %Z").encode() in page.content  # to the second, with the zone
 
 
