@@ -12,9 +12,10 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
@@ -65,6 +66,19 @@ class RiskFilter(admin.SimpleListFilter):
         return queryset
 
 
+class IncidentFilter(admin.SimpleListFilter):
+    title = "incident"
+    parameter_name = "incident"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("one", "One row per incident")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[FraudLog]) -> QuerySet[FraudLog]:
+        if self.value() == "one":
+            return queryset.filter(incident__isnull=True)
+        return queryset
+
+
 class ReasonForm(forms.Form):
     reason = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
@@ -91,8 +105,15 @@ class ModerationActionInline(admin.TabularInline):
 class FraudLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     # Logs are written by the engine and closed by the moderation actions below; nobody edits them.
     # Fits 1,280 px: when (to the second, with the zone), who, status, outcome, risk and the rules.
-    list_display = ("when", "user", "status", "decision", "risk_score", "rules_fired")
-    list_filter = ("status", "decision", RuleFilter, ("created_at", admin.DateFieldListFilter), RiskFilter)
+    list_display = ("when", "user", "status", "decision", "risk_score", "rules_fired", "logs")
+    list_filter = (
+        "status",
+        IncidentFilter,
+        "decision",
+        RuleFilter,
+        ("created_at", admin.DateFieldListFilter),
+        RiskFilter,
+    )
     search_fields = ("user__username", "=user__id", "=ip_address", "event_type", "review_note")
     list_select_related = ("user",)
     date_hierarchy = "created_at"
@@ -106,6 +127,7 @@ class FraudLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "risk_score",
         "event_type",
         "explanation",
+        "incident_logs",
         "score_history",
         "ip_address",
         "user_agent",
@@ -123,9 +145,10 @@ class FraudLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         # Open logs by default: what a moderator has to act on. Any filter or search shows the rest.
-        if not request.GET:
+        if request.method == "GET" and not request.GET:  # (an action's POST keeps its own selection)
             query = request.GET.copy()
             query["status__exact"] = FraudLog.Status.OPEN
+            query["incident"] = "one"
             request.GET = query  # type: ignore[assignment]
         return super().changelist_view(request, extra_context)
 
@@ -146,6 +169,35 @@ class FraudLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             "action_checkbox_name": ACTION_CHECKBOX_NAME,
         }
         return super().change_view(request, object_id, form_url, context)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[FraudLog]:
+        return super().get_queryset(request).annotate(member_count=Count("members"))
+
+    @admin.display(description="logs")
+    def logs(self, obj: FraudLog) -> int:
+        """Logs in the incident this row heads (1 for a log that belongs to another's incident)."""
+        return 1 + int(getattr(obj, "member_count", 0))
+
+    @admin.display(description="incident")
+    def incident_logs(self, obj: FraudLog) -> str:
+        rows = selectors.incident_logs(fraud_log=obj)
+        return format_html(
+            "<ol>{}</ol>",
+            format_html_join(
+                "",
+                '<li><a href="{}">{}</a> {} {} — {}</li>',
+                (
+                    (
+                        reverse("admin:fraud_fraudlog_change", args=[r.pk]),
+                        timezone.localtime(r.created_at).strftime("%H:%M:%S %Z"),
+                        r.get_decision_display(),
+                        r.risk_score,
+                        ", ".join(r.rule_names),
+                    )
+                    for r in rows
+                ),
+            ),
+        )
 
     @admin.display(description="when", ordering="created_at")
     def when(self, obj: FraudLog) -> str:

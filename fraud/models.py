@@ -38,6 +38,9 @@ class FraudLog(models.Model):
         "scores.ScoreHistory", null=True, blank=True, on_delete=models.SET_NULL, related_name="fraud_logs"
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    # One incident per burst: the engine's later logs of a player with an open log in the last hour
+    # point at the first (the incident); moderators decide an incident once, for all its logs.
+    incident = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="members")
     reviewed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -60,6 +63,10 @@ class FraudLog(models.Model):
     @property
     def rule_names(self) -> list[str]:
         return [r for r in self.rules.split(",") if r]
+
+    @property
+    def incident_head_id(self) -> object:
+        return self.incident_id or self.pk
 
 
 class ModerationAction(models.Model):

@@ -23,7 +23,7 @@ import math
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,9 +56,16 @@ class Sketch:
     high: int
     counts: tuple[float, ...]
 
+    def __post_init__(self) -> None:
+        # suffix[i] = mass of buckets i.. (one pass here, so a tail is O(1) on the score path)
+        suffix = [0.0] * (len(self.counts) + 1)
+        for i in range(len(self.counts) - 1, -1, -1):
+            suffix[i] = suffix[i + 1] + self.counts[i]
+        object.__setattr__(self, "_suffix", tuple(suffix))
+
     @property
     def samples(self) -> float:
-        return sum(self.counts)
+        return float(self._suffix[0])  # type: ignore[attr-defined]
 
     def bucket(self, increment: int) -> int:
         if increment >= self.high:
@@ -77,7 +84,7 @@ class Sketch:
         width = (self.high - self.low) / BUCKETS
         lower_edge = self.low + index * width
         inside = 1.0 - (increment - lower_edge) / width if width > 0 else 1.0
-        above = sum(self.counts[index + 1 :])
+        above = self._suffix[index + 1]  # type: ignore[attr-defined]
         return min(1.0, (above + self.counts[index] * max(0.0, inside)) / total)
 
 
@@ -93,6 +100,7 @@ class _Memo:
         self.lock = threading.Lock()
         self.loaded_at = -1e18
         self.sketches: dict[str, Sketch] = {}
+        self.tails: dict[tuple[str, int], float] = {}  # at most one entry per increment value and type
 
 
 _memo = _Memo()
@@ -129,6 +137,7 @@ def _sketches() -> dict[str, Sketch]:
             else:
                 sketches[name] = _prior(low, high)
         _memo.sketches = sketches
+        _memo.tails = {}
         _memo.loaded_at = now
     return sketches
 
@@ -139,17 +148,22 @@ def forget() -> None:
 
 
 def increment_tail(action_type: str, increment: int) -> float:
-    sketch = _sketches().get(action_type)
-    return sketch.tail(increment) if sketch is not None else 0.5
+    return tails_for([(action_type, increment)]).get((action_type, increment), 0.5)
 
 
-def tails_for(pairs: Mapping[tuple[str, int], None] | list[tuple[str, int]]) -> dict[tuple[str, int], float]:
+def tails_for(pairs: Iterable[tuple[str, int]]) -> dict[tuple[str, int], float]:
     sketches = _sketches()
-    return {
-        (action_type, increment): sketches[action_type].tail(increment)
-        for action_type, increment in pairs
-        if action_type in sketches
-    }
+    cache = _memo.tails
+    out = {}
+    for pair in pairs:
+        tail = cache.get(pair)
+        if tail is None:
+            sketch = sketches.get(pair[0])
+            if sketch is None:
+                continue
+            tail = cache[pair] = sketch.tail(pair[1])
+        out[pair] = tail
+    return out
 
 
 def describe() -> dict[str, dict[str, int]]:

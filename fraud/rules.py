@@ -426,6 +426,8 @@ def account_cluster(s: Signals, c: RuleConfig) -> Finding:
     at zero, a farm at the ceiling does not — and the player's own recent increments must be unusual
     too, so a human behind the same NAT as a farm is not judged by the farm.
     """
+    if not any(cl.accounts >= c.cluster_min_accounts for cl in s.clusters):
+        return NOTHING
     own_tails = [_tail(s, c, s.action_type, s.score_increment)]
     own_tails += [_tail(s, c, a.action_type, a.score_increment) for a in _dedup(s)[: c.persistence_sample - 1]]
     own_p = gamma_sf(len(own_tails), -sum(math.log(t) for t in own_tails))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from django.db.models import Count, Sum
+from django.db.models import Count, Q, Sum
 
 from fraud.models import FraudLog, ModerationAction
 from scores.models import ScoreHistory
@@ -107,18 +107,19 @@ def incident_actions(*, fraud_log: FraudLog) -> list[ScoreHistory]:
     """What confirming ``fraud_log`` reverses: the actions in question, plus — for a log of the engine
     — every applied, not yet reversed action of the player since the first suspicious one.
 
-    The first suspicious action is the earliest history row linked to one of the player's logs of
-    the incident (the logs within an hour before this one; one that starts with a block starts at
-    the block), extended back over the actions just before it, each within
-    ``INCIDENT_BURST_GAP_SECONDS`` of the next. Play before the burst stays.
+    The first suspicious action is the earliest history row linked to one of the logs of the
+    incident (``FraudLog.incident``; one that starts with a block starts at the block), extended
+    back over the actions just before it, each within ``INCIDENT_BURST_GAP_SECONDS`` of the next.
+    Play before the burst stays.
     """
     in_question = {h.pk: h for h in actions_in_question(fraud_log=fraud_log)}
     if fraud_log.user_id is None or fraud_log.decision == FraudLog.Decision.BATCH:
         return sorted(in_question.values(), key=lambda h: h.created_at)
     window_start = fraud_log.created_at - dt.timedelta(hours=1)
-    incident = FraudLog.objects.filter(
-        user_id=fraud_log.user_id, created_at__gte=window_start, created_at__lte=fraud_log.created_at
-    ).exclude(decision=FraudLog.Decision.BATCH)
+    head = fraud_log.incident_head_id
+    incident = FraudLog.objects.filter(Q(pk=head) | Q(incident_id=head), user_id=fraud_log.user_id).exclude(
+        decision=FraudLog.Decision.BATCH
+    )
     linked = ScoreHistory.objects.filter(fraud_logs__in=incident).order_by("created_at").first()
     first_log = incident.filter(status=FraudLog.Status.OPEN).order_by("created_at").first() or fraud_log
     start = min(linked.created_at, first_log.created_at) if linked is not None else first_log.created_at
@@ -169,3 +170,9 @@ def player_last_decision(*, user_id: str) -> ModerationAction | None:
         .order_by("-created_at")
         .first()
     )
+
+
+def incident_logs(*, fraud_log: FraudLog) -> list[FraudLog]:
+    """Every log of the incident ``fraud_log`` belongs to, oldest first."""
+    head = fraud_log.incident_head_id
+    return list(FraudLog.objects.filter(Q(pk=head) | Q(incident_id=head)).order_by("created_at"))

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts import services as account_services
@@ -43,6 +44,7 @@ logger = logging.getLogger(__name__)
 security_log = logging.getLogger("scoreboard.security")
 
 USER_AGENT_MAX_LENGTH = 1000
+INCIDENT_WINDOW_SECONDS = 3600  # a player's logs within an hour of the first open one are one incident
 ALLOW, FLAG, QUARANTINE, BLOCK = "allow", "flag", "quarantine", "block"
 
 
@@ -132,7 +134,7 @@ def _signals(
         rejected_tokens_player=window.rejected_tokens_player,
         rejected_tokens_ip=window.rejected_tokens_ip,
         velocity=window.velocity,
-        increment_tails=population.tails_for(list(pairs)),
+        increment_tails=population.tails_for(pairs),
         clusters=window.clusters,
     ), window
 
@@ -261,8 +263,21 @@ def _log_write(
     decision: str,
     history_id: str | None = None,
 ) -> FraudLog:
+    head = (
+        FraudLog.objects.filter(
+            user=user,
+            status=FraudLog.Status.OPEN,
+            incident__isnull=True,
+            created_at__gte=timezone.now() - dt.timedelta(seconds=INCIDENT_WINDOW_SECONDS),
+        )
+        .exclude(decision=FraudLog.Decision.BATCH)
+        .order_by("created_at")
+        .values_list("pk", flat=True)
+        .first()
+    )
     return FraudLog.objects.create(
         user=user,
+        incident_id=head,
         event_type=assessment.primary_rule or "risk",
         decision=decision,
         risk_score=Decimal(f"{assessment.risk_score:.2f}"),
@@ -415,8 +430,20 @@ def fraud_log_dismiss(*, fraud_log: FraudLog, moderator: User, reason: str) -> M
 
 
 def _close(log: FraudLog, *, moderator: User, reason: str, action: str, details: dict[str, Any]) -> ModerationAction:
+    """Close the log and every other open log of its incident with one decision and one audit row."""
     now = timezone.now()
-    log.status = FraudLog.Status.CONFIRMED if action == ModerationAction.Action.CONFIRM else FraudLog.Status.DISMISSED
+    status = FraudLog.Status.CONFIRMED if action == ModerationAction.Action.CONFIRM else FraudLog.Status.DISMISSED
+    head = log.incident_head_id
+    incident = (
+        FraudLog.objects.select_for_update()
+        .filter(status=FraudLog.Status.OPEN)
+        .filter(Q(pk=head) | Q(incident_id=head))
+        .exclude(pk=log.pk)
+    )
+    closed = [str(pk) for pk in incident.values_list("pk", flat=True)]
+    incident.update(status=status, reviewed_by=moderator, reviewed_at=now, review_note=reason)
+    details = {**details, "incident_logs_closed": closed}
+    log.status = status
     log.reviewed_by = moderator
     log.reviewed_at = now
     log.review_note = reason

@@ -109,7 +109,8 @@ def test_moderator_sees_filters_and_searches_fraud_logs(cheater_and_honest, mode
 
     page = client.get(CHANGELIST)
     assert page.status_code == 200
-    assert result_count(page) == 4  # 3 flagged + 1 blocked
+    assert result_count(page) == 1  # one incident: its first log, standing for 3 flagged + 1 blocked
+    assert page.context["cl"].result_list[0].member_count == 3
     assert b"cheater" in page.content
 
     assert result_count(client.get(CHANGELIST, {"decision__exact": "blocked"})) == 1
@@ -150,14 +151,15 @@ def test_confirming_bans_reverses_the_scores_and_the_board_changes(
     assert board(api_client) == [("honest", 2500)]
 
     assert set(FraudLog.objects.filter(user=cheater).values_list("status", flat=True)) == {"confirmed"}
-    audit = ModerationAction.objects.filter(action="confirm")
-    assert audit.count() == 4
-    assert {a.moderator_username for a in audit} == {"mod_alice"}
-    assert {a.reason for a in audit} == {"constant 1 s rhythm at the ceiling"}
-    # The audit says what happened: the first confirmation banned and removed all 4,000 points;
-    # the others found the player already banned and nothing left to reverse.
-    assert sum(a.details["points_removed"] for a in audit) == 4000
-    assert sorted(a.details["ban"] for a in audit) == ["already banned"] * 3 + ["banned"]
+    # One incident, one decision: the first confirmation closed the other three logs of the burst
+    # (the admin skipped them as already confirmed), and its audit row says what happened.
+    audit = ModerationAction.objects.get(action="confirm")
+    assert audit.moderator_username == "mod_alice"
+    assert audit.reason == "constant 1 s rhythm at the ceiling"
+    assert audit.details["points_removed"] == 4000
+    assert audit.details["ban"] == "banned"
+    assert len(audit.details["reversed_history_ids"]) == 4
+    assert len(audit.details["incident_logs_closed"]) == 3
     log = FraudLog.objects.filter(user=cheater).first()
     assert log is not None and log.reviewed_by == moderator and log.reviewed_at is not None
 
@@ -179,6 +181,9 @@ def test_dismissing_keeps_the_score_and_is_audited(cheater_and_honest, moderator
     assert cheater.is_active and cheater.current_score == 4000
     action = ModerationAction.objects.get(fraud_log=log)
     assert (action.action, action.moderator, action.reason) == ("dismiss", moderator, "speedrunner, known")
+    # The whole incident is dismissed with it.
+    assert set(FraudLog.objects.filter(user=cheater).values_list("status", flat=True)) == {"dismissed"}
+    assert len(action.details["incident_logs_closed"]) == 3
 
 
 def test_a_reason_is_required(cheater_and_honest, moderator):
@@ -307,28 +312,23 @@ def test_confirm_page_previews_what_will_be_removed(quarantined_bot, moderator):
     assert b'id="preview"' in page.content
 
 
-def test_the_list_shows_open_logs_by_default_with_status_rules_and_seconds(cheater_and_honest, moderator):
-    cheater, _ = cheater_and_honest
+def test_the_list_shows_open_incidents_by_default_with_status_rules_and_seconds(cheater_and_honest, moderator):
+    cheater, honest = cheater_and_honest
     client = logged_in(moderator)
-    dismissed = FraudLog.objects.filter(user=cheater).order_by("created_at").first()
-    assert dismissed is not None
-    fraud_services.fraud_log_dismiss(fraud_log=dismissed, moderator=moderator, reason="known speedrunner")
+    closed = FraudLog.objects.create(user=honest, event_type="x", risk_score="0.55", decision="flagged")
+    fraud_services.fraud_log_dismiss(fraud_log=closed, moderator=moderator, reason="known speedrunner")
 
     page = client.get(CHANGELIST)
-    assert result_count(page) == 3  # the open ones only
+    assert result_count(page) == 1  # the cheater's open incident, one row for its 4 logs
+    assert b'<td class="field-logs">4</td>' in page.content
     assert result_count(client.get(CHANGELIST, {"status__exact": "dismissed"})) == 1
-    assert list(page.context["cl"].list_display)[1:] == [
-        "when",
-        "user",
-        "status",
-        "decision",
-        "risk_score",
-        "rules_fired",
-    ]
-    newest_open = FraudLog.objects.filter(status="open").first()
-    assert newest_open is not None
-    when = timezone.localtime(newest_open.created_at)
+    columns = list(page.context["cl"].list_display)[1:]
+    assert columns == ["when", "user", "status", "decision", "risk_score", "rules_fired", "logs"]
+    head = FraudLog.objects.filter(user=cheater, incident__isnull=True).get()
+    when = timezone.localtime(head.created_at)
     assert when.strftime("%Y-%m-%d %H:%M:%S %Z").encode() in page.content  # to the second, with the zone
+    detail = client.get(f"{CHANGELIST}{head.pk}/change/")
+    assert detail.content.count(b"/admin/fraud/fraudlog/") >= 4  # the incident's logs, linked
 
 
 def test_the_detail_page_has_the_buttons_its_reader_may_use(cheater_and_honest, moderator, make_player):
