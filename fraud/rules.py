@@ -346,6 +346,15 @@ def velocity_budget(s: Signals, c: RuleConfig) -> Finding:
 
 
 def budget_for(c: RuleConfig, *, window: int, scope: str) -> tuple[int, int] | None:
+    cache = c.__dict__.setdefault("_budgets", {})  # the config is frozen; its budgets never change
+    key = (window, scope)
+    if key not in cache:
+        cache[key] = _budget(c, window=window, scope=scope)
+    budget: tuple[int, int] | None = cache[key]
+    return budget
+
+
+def _budget(c: RuleConfig, *, window: int, scope: str) -> tuple[int, int] | None:
     """(points, submissions) a keen human can make in ``window`` seconds of one action type (or all).
 
     From the action type alone: a burst of ``velocity_burst_actions`` quick levels at the maximum

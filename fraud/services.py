@@ -53,9 +53,20 @@ def _now() -> float:
     return time.time()
 
 
+_config_cache: dict[tuple[int, int], rules.RuleConfig] = {}
+
+
 def rule_config() -> rules.RuleConfig:
-    params: dict[str, Any] = dict(settings.FRAUD_RULE_PARAMS)
-    return rules.RuleConfig(action_types=rules.action_rules_from_settings(settings.ACTION_TYPES), **params)
+    """The rules' configuration, built once per (ACTION_TYPES, FRAUD_RULE_PARAMS) settings objects."""
+    key = (id(settings.ACTION_TYPES), id(settings.FRAUD_RULE_PARAMS))
+    config = _config_cache.get(key)
+    if config is None:
+        params: dict[str, Any] = dict(settings.FRAUD_RULE_PARAMS)
+        config = rules.RuleConfig(action_types=rules.action_rules_from_settings(settings.ACTION_TYPES), **params)
+        if len(_config_cache) > 16:  # tests override settings many times
+            _config_cache.clear()
+        _config_cache[key] = config
+    return config
 
 
 def _decision(risk_score: float, blocking_score: float | None = None) -> str:

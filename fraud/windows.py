@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -75,6 +76,7 @@ def _ip_key(ip: str) -> str:
     return f"sb:fraud:ip:{ip}"
 
 
+@functools.lru_cache(maxsize=4096)
 def subnet_of(ip: str) -> str:
     """The address' /24 (IPv4) or /48 (IPv6): one campus, office or carrier pool."""
     try:
@@ -85,6 +87,7 @@ def subnet_of(ip: str) -> str:
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 
+@functools.lru_cache(maxsize=4096)
 def fingerprint_of(ip: str, user_agent: str) -> str:
     """A device fingerprint without cookies: the user agent on the address' subnet."""
     digest = hashlib.blake2b(user_agent.encode(), digest_size=6).hexdigest()

@@ -361,3 +361,17 @@ def test_the_player_page_says_who_banned_the_player_when_and_why(cheater_and_hon
     assert b"Banned by <b>mod_alice</b>" in page.content
     assert "“1 s rhythm at the ceiling”".encode() in page.content
     assert f"/admin/fraud/fraudlog/{log.pk}/change/".encode() in page.content
+
+
+def test_quarantine_hides_the_player_from_the_public_board_and_release_restores(
+    quarantined_bot, moderator, api_client, make_player, client_for, mint, django_capture_on_commit_callbacks
+):
+    """End to end with the board reads (DESIGN "Boards"): hidden while quarantined, back with the score."""
+    honest = make_player(username="honest_one")
+    assert submit(client_for(honest), mint(honest, increment=500)).status_code == 200
+    assert board(api_client) == [("honest_one", 500)]  # the quarantined bot's 3,000 are not shown
+    log = FraudLog.objects.filter(user=quarantined_bot, decision=FraudLog.Decision.QUARANTINED).first()
+    assert log is not None
+    with django_capture_on_commit_callbacks(execute=True):
+        fraud_services.player_release(fraud_log=log, moderator=moderator, reason="a known speedrunner")
+    assert board(api_client) == [("shadow", 3000), ("honest_one", 500)]
