@@ -121,11 +121,13 @@ MIDDLEWARE = [
     "scoreboard.ratelimit.IpRateLimitMiddleware",
     "scoreboard.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Django's session, auth and messages middleware, except on the lean paths (score
+    # update, leaderboard), which use none of them (scoreboard/lean.py).
+    "scoreboard.lean.LeanSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "scoreboard.lean.LeanAuthenticationMiddleware",
+    "scoreboard.lean.LeanMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "scoreboard.middleware.ApiExceptionMiddleware",
 ]
