@@ -54,7 +54,13 @@ def test_50_threads_x_20_increments_lose_no_update(player, mint, unthrottled):
 
     def work(t: int) -> list[int]:
         user = User.objects.get(pk=player.pk)
-        return [services.score_submit(user=user, action_token=token).new_score for token in tokens[t]]
+        scores = []
+        for token in tokens[t]:
+            scores.append(services.score_submit(user=user, action_token=token).new_score)
+            # As a request does at its end: the connection goes back to the per-process pool
+            # (DB_POOL_MAX_SIZE), so 50 threads share it instead of each holding one throughout.
+            connections["default"].close()
+        return scores
 
     results = _run_in_threads(THREADS, work)
 
