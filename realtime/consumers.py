@@ -186,15 +186,19 @@ class LiveBoardConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=message("subscribed", board=spec.id))
             return
         hub = get_hub()
-        if self.feeding:
-            hub.detach(self.box)
-            self.box.stop_push()
-            self.feeding = False
-        self.box.board = spec.id
+        if not self.feeding:  # not reading yet (a private board before auth): just remember the board
+            self.box.board = spec.id
+            await self.send(text_data=message("subscribed", board=spec.id))
+            return
+        # Move the socket in the hub (its writer stays as it is), then send the new board's
+        # current snapshot; frames of the new board that arrive meanwhile follow it.
+        hub.move(self.box, spec.id)
         self.box.last_seq = 0
         await self.send(text_data=message("subscribed", board=spec.id))
-        if read_allowed(self.viewer):
-            await self._start_feed()
+        snapshot = await hub.snapshot(spec.id, _read_snapshot)
+        if snapshot.seq >= self.box.last_seq:
+            self.box.last_seq = snapshot.seq
+            await self.send(text_data=snapshot.text)
 
     async def _authenticate(self, token: object) -> None:
         viewer = await database_sync_to_async(viewer_from_token)(token) if isinstance(token, str) else None

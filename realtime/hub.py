@@ -159,6 +159,10 @@ class Mailbox:
         if self._send is None and self._wake is not None:
             self._wake.set()
 
+    def drop_snapshot(self) -> None:
+        """Forget a pending snapshot (of the board the socket just left)."""
+        self._snapshot = None
+
     async def take(self) -> list[Frame]:
         """Wait for frames; returns the player's own updates, then the newest snapshot."""
         while not self._holds_frames():
@@ -335,6 +339,13 @@ class Hub:
         box.user_id = user_id
         if user_id and box in self._boards.get(box.board, ()):
             self._players[user_id].add(box)
+
+    def move(self, box: Mailbox, board: str) -> None:
+        """The socket subscribed to another board: from now on it gets that board's frames only."""
+        self._discard(self._boards, box.board, box)
+        box.board = board
+        box.drop_snapshot()
+        self._boards[board].add(box)
 
     def detach(self, box: Mailbox) -> None:
         self._discard(self._boards, box.board, box)

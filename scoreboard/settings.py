@@ -349,6 +349,9 @@ LEVEL_ID_MAX_LENGTH = 50
 NONCE_RETENTION_MARGIN_SECONDS = env.int("NONCE_RETENTION_MARGIN_SECONDS", default=600)
 
 LEADERBOARD_DEFAULT_LIMIT = 10
+# How long a process trusts its copy of the boards table: a board created or edited through another
+# process is fed and shown by this one within this many seconds (0: read the table every time).
+BOARDS_CACHE_SECONDS = env.float("BOARDS_CACHE_SECONDS", default=5.0)
 LEADERBOARD_MAX_LIMIT = 100
 # When true, the board (REST, WebSocket, SSE, page) needs a JWT carrying read:scores.
 LEADERBOARD_REQUIRE_AUTH = env.bool("LEADERBOARD_REQUIRE_AUTH", default=False)

@@ -1,7 +1,7 @@
 """The process's copy of the boards table, as immutable specs (boards change rarely; reads are hot).
 
 Other apps reach it through ``scores.selectors``. Board services clear this process's copy at once
-after a create or edit; other processes follow within ``BOARDS_CACHE_SECONDS``.
+after a create or edit; other processes follow within ``settings.BOARDS_CACHE_SECONDS``.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from django.conf import settings
+
 from scores.boards import GLOBAL_ID, GLOBAL_SPEC, BoardSpec
 from scores.models import Board
-
-BOARDS_CACHE_SECONDS = 5.0
 
 
 def spec_from_row(row: Any) -> BoardSpec:
@@ -58,7 +58,8 @@ class _Registry:
 
     def all(self) -> dict[str, BoardSpec]:
         now = time.monotonic()
-        if now - self._loaded_at > BOARDS_CACHE_SECONDS:
+        ttl = settings.BOARDS_CACHE_SECONDS
+        if ttl <= 0 or now - self._loaded_at > ttl:
             loaded = self._load()
             with self._lock:
                 self._by_id, self._loaded_at = loaded, now

@@ -166,5 +166,21 @@ def mint() -> Callable[..., str]:
     return make
 
 
+def in_worker_thread(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``sync_to_async(func, thread_sensitive=False)`` that gives the worker thread's database
+    connection back when ``func`` returns. Without that, every such thread keeps a connection of the
+    process's pool checked out after its test, and later tests starve for connections."""
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        finally:
+            connections.close_all()
+
+    return sync_to_async(run, thread_sensitive=False)
+
+
 def submit(client: APIClient, token: str, **body: Any) -> Any:
     return client.post("/v1/scores/update", {"action_token": token, **body}, format="json")

@@ -8,12 +8,11 @@ from itertools import count
 from typing import Any
 
 import pytest
-from asgiref.sync import sync_to_async
 from django.db import connection, connections
 
 from accounts.models import User
 from scores import action_tokens
-from tests.conftest import access_token_for, submit
+from tests.conftest import access_token_for, in_worker_thread, submit
 from tests.realtime.servers import Server, asgi_servers
 
 # Consecutive actions of one player are spaced like real play, so the fraud engine's minimum
@@ -73,4 +72,4 @@ def score_sync(user: User, increment: int) -> dict[str, object]:
 @pytest.fixture
 def score() -> Callable[[User, int], Awaitable[dict[str, object]]]:
     """await score(user, increment): a real score update, run in a worker thread like a request."""
-    return sync_to_async(score_sync, thread_sensitive=False)
+    return in_worker_thread(score_sync)

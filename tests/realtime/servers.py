@@ -85,6 +85,11 @@ def asgi_servers(count: int, log_dir: Path, extra_env: dict[str, str] | None = N
         "FRAUD_BLOCK_THRESHOLD": "2",
         "RATE_LIMIT_ENABLED": "false",
         "LOG_LEVEL": "WARNING",
+        # Tests create boards and then use them on the servers at once (production: within 5 s).
+        "BOARDS_CACHE_SECONDS": "0",
+        # The suite empties Redis before every test; a server must not take that for a Redis that
+        # came back empty and rebuild the index in the background from the previous test's rows.
+        "REDIS_RECONNECT_HOOKS": "false",
         **(extra_env or {}),
     }
     servers: list[Server] = []

@@ -15,9 +15,9 @@ import jsonschema
 import pytest
 import websockets
 import yaml
-from asgiref.sync import sync_to_async
 
 from scoreboard.version import __version__
+from tests.conftest import in_worker_thread
 from tests.realtime.test_multiprocess import RECEIVE_TIMEOUT, _player_with_token, next_message, sse_events, submit_to
 
 DOCUMENT = yaml.safe_load((Path(__file__).resolve().parents[2] / "docs" / "asyncapi.yaml").read_text())
@@ -87,7 +87,7 @@ def _api_key() -> str:
 
 async def _weekly_board(server: Any) -> str:
     """Created through the API of the process the socket talks to, so its board cache knows it at once."""
-    api_key = await sync_to_async(_api_key, thread_sensitive=False)()
+    api_key = await in_worker_thread(_api_key)()
     async with httpx.AsyncClient(base_url=server.http, timeout=RECEIVE_TIMEOUT) as client:
         response = await client.post(
             "/v1/boards", json={"id": "asyncapi-weekly", "period": "weekly"}, headers={"X-API-Key": api_key}
@@ -102,7 +102,7 @@ async def _weekly_board(server: Any) -> str:
 @pytest.mark.slow
 async def test_real_websocket_and_sse_messages_match_the_document(servers):
     process_a, process_b = servers
-    player, access = await sync_to_async(_player_with_token, thread_sensitive=False)()
+    player, access = await in_worker_thread(_player_with_token)()
     weekly = await _weekly_board(process_a)
     seen: set[str] = set()
 

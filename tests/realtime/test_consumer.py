@@ -18,7 +18,7 @@ from accounts.models import User
 from realtime.consumers import CLOSE_TOO_BIG, CLOSE_UNAUTHORIZED, MAX_INBOUND_BYTES
 from scoreboard.asgi import application
 from scores import services as score_services
-from tests.conftest import access_token_for
+from tests.conftest import access_token_for, in_worker_thread
 from tests.factories import PlayerFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.embedded]
@@ -60,7 +60,7 @@ def ranked_players(scores: list[int]) -> list[User]:
 
 @pytest.fixture
 def token_for():
-    return sync_to_async(access_token_for, thread_sensitive=False)
+    return in_worker_thread(access_token_for)
 
 
 async def test_snapshot_on_connect():

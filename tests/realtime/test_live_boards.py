@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 import websockets
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connections
 
 from realtime.hub import board_channel
 from scores import board_services
+from tests.conftest import in_worker_thread
 from tests.realtime.servers import Server, asgi_servers
 
 pytestmark = [
@@ -87,7 +87,7 @@ def _create_board() -> None:
 
 
 async def test_a_socket_gets_only_its_board_and_can_switch(servers):
-    await sync_to_async(_create_board, thread_sensitive=False)()
+    await in_worker_thread(_create_board)()
     process = servers[0]
     async with (
         websockets.connect(f"{process.ws}/v1/realtime") as on_global,

@@ -11,10 +11,9 @@ from typing import Any
 import httpx
 import pytest
 import websockets
-from asgiref.sync import sync_to_async
 
 from accounts.models import User
-from tests.conftest import access_token_for
+from tests.conftest import access_token_for, in_worker_thread
 from tests.factories import PlayerFactory
 from tests.realtime.conftest import action_token
 from tests.realtime.servers import Server
@@ -55,7 +54,7 @@ async def next_message(ws: Any, kind: str) -> dict[str, Any]:
 
 async def test_websocket_on_a_gets_the_update_submitted_to_b(servers):
     process_a, process_b = servers
-    player, access = await sync_to_async(_player_with_token, thread_sensitive=False)()
+    player, access = await in_worker_thread(_player_with_token)()
     async with websockets.connect(f"{process_a.ws}/v1/realtime") as ws:
         snapshot = await next_message(ws, "leaderboard_update")
         assert snapshot["leaderboard"] == []
@@ -73,7 +72,7 @@ async def test_websocket_on_a_gets_the_update_submitted_to_b(servers):
 
 async def test_sse_on_a_streams_the_update_submitted_to_b(servers):
     process_a, process_b = servers
-    player, access = await sync_to_async(_player_with_token, thread_sensitive=False)()
+    player, access = await in_worker_thread(_player_with_token)()
     first_score = await submit_to(process_b, player, access, 50)
     assert first_score["new_score"] == 50
 
@@ -114,7 +113,7 @@ async def sse_events(response: httpx.Response) -> Any:
 
 async def test_page_is_rendered_on_the_server(servers):
     process_a, process_b = servers
-    player, access = await sync_to_async(_player_with_token, thread_sensitive=False)()
+    player, access = await in_worker_thread(_player_with_token)()
     await submit_to(process_b, player, access, 77)
     async with httpx.AsyncClient(base_url=process_a.http, timeout=RECEIVE_TIMEOUT) as client:
         page = await client.get("/")
@@ -122,3 +121,29 @@ async def test_page_is_rendered_on_the_server(servers):
     # Without JavaScript the top 10 is already in the table.
     assert f'<tr data-user-id="{player.pk}">' in page.text
     assert player.username in page.text and ">77<" in page.text
+
+
+def _weekly_board() -> None:
+    from scores import board_services
+
+    board_services.board_create(board_id="weekly", period="weekly", action_types=["LEVEL_COMPLETION"])
+
+
+async def test_a_socket_on_a_subscribed_to_weekly_gets_the_update_submitted_to_b(servers):
+    """Through real uvicorn processes (the pre-framed writer included): switch boards, then receive."""
+    process_a, process_b = servers
+    await in_worker_thread(_weekly_board)()
+    player, access = await in_worker_thread(_player_with_token)()
+    async with websockets.connect(f"{process_a.ws}/v1/realtime") as ws:
+        assert (await next_message(ws, "leaderboard_update"))["board"] == "global"
+        await ws.send(json.dumps({"type": "subscribe", "board": "weekly"}))
+        assert (await next_message(ws, "subscribed"))["board"] == "weekly"
+        first = await next_message(ws, "leaderboard_update")
+        assert (first["board"], first["leaderboard"]) == ("weekly", [])
+
+        result = await submit_to(process_b, player, access, 300)
+        assert [b["board"] for b in result["boards"]] == ["global", "weekly"], result
+
+        update = await next_message(ws, "leaderboard_update")
+        assert update["board"] == "weekly"
+        assert [(r["user_id"], r["score"]) for r in update["leaderboard"]] == [(str(player.pk), 300)]
