@@ -14,6 +14,11 @@ Everything is set by the environment (``make serve`` passes it through):
     ASGI_BASE_PORT=PORT+2     first ASGI server; ASGI_PROCESSES=2 of them on consecutive ports
     ASGI_SERVER=uvicorn       or daphne
     NGINX_LIMIT_EXEMPT        client addresses nginx's per-address limits skip (a local load generator)
+    REALTIME_PORT             also REALTIME_PROCESSES=4 uvicorn processes sharing this one port with
+                              SO_REUSEPORT (deploy/reuseport.py): WebSocket/SSE straight from the
+                              ASGI process to the client, the kernel balancing (docs/benchmarks.md,
+                              "Delivery path A/B"); no proxy, so each sees the real peer address and
+                              trusts no X-Forwarded-For. Unset: none (browsers use nginx on PORT).
     CELERY=1                  Celery worker with embedded beat (CELERY_CONCURRENCY=1); 0 = none
     METRICS_PORT=PORT+9       /metrics on this port (python -m scoreboard.metrics_server), never on PORT; 0: none
     STATE_DIR=.state/serve-PORT   nginx config, metrics files, pids, ready marker
@@ -74,6 +79,8 @@ class Plan:
     python: str
     bin_dir: Path
     limit_exempt: tuple[str, ...] = ()
+    realtime_port: int | None = None
+    realtime_processes: int = 4
     pids: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -110,6 +117,8 @@ def plan_from_env(env: dict[str, str]) -> Plan:
         python=python,
         bin_dir=Path(python).parent,
         limit_exempt=tuple(a.strip() for a in env.get("NGINX_LIMIT_EXEMPT", "").split(",") if a.strip()),
+        realtime_port=int(env["REALTIME_PORT"]) if env.get("REALTIME_PORT", "0") not in ("", "0") else None,
+        realtime_processes=int(env.get("REALTIME_PROCESSES", "4")),
     )
 
 
@@ -274,6 +283,24 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
+REUSEPORT_SCRIPT = ROOT / "deploy" / "reuseport.py"
+UVICORN_FLAGS = (
+    # One process per port: uvicorn would otherwise fork WEB_CONCURRENCY workers (gunicorn's setting).
+    *("--workers", "1"),
+    *("--no-access-log", "--lifespan", "off"),
+    # Frames over the 4 KB cap are refused by uvicorn itself (1009) instead of being buffered up to
+    # its 16 MiB default first.
+    *("--ws-max-size", str(WS_MAX_SIZE)),
+    *("--timeout-graceful-shutdown", "5"),
+    # The sans-I/O websockets protocol: no tasks per socket, less CPU per frame sent than
+    # "websockets" (realtime/bench_fanout.py). Compression off: uvicorn would otherwise deflate every
+    # frame separately for each browser (they all ask for it).
+    *("--ws", "websockets-sansio", "--ws-per-message-deflate", "false"),
+)
+# The directly reached processes have no proxy in front: nobody's X-Forwarded-For is trusted.
+REALTIME_DIRECT_ENV = {"TRUSTED_PROXIES": ""}
+
+
 def commands(plan: Plan, nginx_conf: Path) -> list[tuple[str, list[str]]]:
     b = plan.bin_dir
     cmds: list[tuple[str, list[str]]] = [
@@ -288,18 +315,15 @@ def commands(plan: Plan, nginx_conf: Path) -> list[tuple[str, list[str]]]:
             cmd += ["--application-close-timeout", "5", "scoreboard.asgi:application"]
         else:
             cmd = [str(b / "uvicorn"), "scoreboard.asgi:application", "--host", "127.0.0.1", "--port", str(port)]
-            # One process per port: uvicorn would otherwise fork WEB_CONCURRENCY workers (gunicorn's setting).
-            cmd += ["--workers", "1"]
-            # Only nginx (loopback) may set X-Forwarded-For; frames over the 4 KB cap are refused by
-            # uvicorn itself (1009) instead of being buffered up to its 16 MiB default first.
-            cmd += ["--no-access-log", "--lifespan", "off", "--proxy-headers", "--forwarded-allow-ips", "127.0.0.1"]
-            cmd += ["--ws-max-size", str(WS_MAX_SIZE)]
-            cmd += ["--timeout-graceful-shutdown", "5"]
-            # The sans-I/O websockets protocol: no tasks per socket, less CPU per frame sent than
-            # "websockets" (realtime/bench_fanout.py). Compression off: uvicorn would otherwise
-            # deflate every frame separately for each browser (they all ask for it).
-            cmd += ["--ws", "websockets-sansio", "--ws-per-message-deflate", "false"]
+            # Only nginx (loopback) may set X-Forwarded-For.
+            cmd += [*UVICORN_FLAGS, "--proxy-headers", "--forwarded-allow-ips", "127.0.0.1"]
         cmds.append((f"asgi-{i}", cmd))
+    if plan.realtime_port:
+        for i in range(1, plan.realtime_processes + 1):
+            # Each its own SO_REUSEPORT listener on the shared port (the kernel spreads the connections).
+            cmd = [plan.python, str(REUSEPORT_SCRIPT), "--host", plan.host, "--port", str(plan.realtime_port), "--"]
+            cmd += [str(b / "uvicorn"), "scoreboard.asgi:application", *UVICORN_FLAGS, "--no-proxy-headers"]
+            cmds.append((f"realtime-{i}", cmd))
     if plan.celery:
         schedule = plan.state_dir / "celerybeat-schedule"
         cmd = [str(b / "celery"), "-A", "scoreboard", "worker", "--beat", "--schedule", str(schedule)]
@@ -355,7 +379,7 @@ class Topology:
         plan = self.plan
         busy = [
             p
-            for p in [plan.port, plan.wsgi_port, *plan.asgi_ports, plan.metrics_port]
+            for p in [plan.port, plan.wsgi_port, *plan.asgi_ports, plan.metrics_port, plan.realtime_port]
             if p and not port_free(plan.host if p == plan.port else "127.0.0.1", p)
         ]
         if busy:
@@ -378,7 +402,10 @@ class Topology:
             extra = {"GUNICORN_BIND": f"127.0.0.1:{plan.wsgi_port}", "WEB_CONCURRENCY": str(plan.wsgi_workers)}
             if name == "metrics" and plan.metrics_port:
                 extra["METRICS_PORT"] = str(plan.metrics_port)
-            self.spawn(name, cmd, extra if name in ("wsgi", "metrics") else None)
+            if name.startswith("realtime-"):
+                self.spawn(name, cmd, REALTIME_DIRECT_ENV)
+            else:
+                self.spawn(name, cmd, extra if name in ("wsgi", "metrics") else None)
         self.write_state(ready=False)
         if not self.wait_ready():
             self.stop()
@@ -391,12 +418,19 @@ class Topology:
         )
         if plan.metrics_port:
             log(f"metrics: http://127.0.0.1:{plan.metrics_port}/metrics (not on the public port)")
+        if plan.realtime_port:
+            log(
+                f"realtime direct: ws://{plan.host}:{plan.realtime_port}/v1/realtime "
+                f"({plan.realtime_processes} uvicorn processes on one SO_REUSEPORT port, kernel-balanced, no proxy)"
+            )
         log(f"state: {plan.state_dir}   stop: Ctrl-C, or `deploy/serve.py stop` with the same PORT")
         return self.supervise()
 
     def wait_ready(self) -> bool:
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
         checks = [f"{self.plan.url}/readyz"] + [f"http://127.0.0.1:{p}/healthz" for p in self.plan.asgi_ports]
+        if self.plan.realtime_port:
+            checks.append(f"http://{self.plan.host}:{self.plan.realtime_port}/healthz")
         while time.monotonic() < deadline and not self.stopping:
             dead = [n for n, p in self.children.items() if p.poll() is not None]
             if dead:
@@ -422,7 +456,8 @@ class Topology:
     def stop(self) -> None:
         """Stop in dependency order: nginx first (no new traffic), then the apps, then Celery."""
         self.stopping = True
-        order = ["nginx", "metrics"] + [n for n in self.children if n.startswith("asgi")] + ["wsgi", "celery"]
+        apps = [n for n in self.children if n.startswith(("asgi", "realtime"))]
+        order = ["nginx", "metrics", *apps, "wsgi", "celery"]
         for name in order:
             proc = self.children.get(name)
             if proc is None or proc.poll() is not None:

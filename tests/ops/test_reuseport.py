@@ -1,0 +1,79 @@
+"""deploy/reuseport.py: several uvicorn processes on one SO_REUSEPORT port, balanced by the kernel,
+each seeing the real peer address; and `make serve`'s REALTIME_PORT, which starts them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import websockets
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "deploy"))
+import serve  # noqa: E402
+
+pytestmark = pytest.mark.embedded
+
+PORT = 8478  # tests/ops uses 8470-8479
+PROCESSES = 2
+SOCKETS = 24
+START_SECONDS = 30
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_processes_sharing_a_port_each_take_connections_and_see_the_real_peer(tmp_path: Path) -> None:
+    cmd = [sys.executable, str(ROOT / "deploy" / "reuseport.py"), "--port", str(PORT), "--"]
+    cmd += [sys.executable, "-m", "uvicorn", "tests.ops.reuseport_app:app", "--log-level", "warning"]
+    cmd += ["--lifespan", "off", "--ws", "websockets-sansio", "--no-proxy-headers"]
+    procs = [
+        subprocess.Popen(cmd, cwd=ROOT, stdout=(tmp_path / f"{i}.log").open("wb"), stderr=subprocess.STDOUT)
+        for i in range(PROCESSES)
+    ]
+    try:
+        deadline = time.monotonic() + START_SECONDS
+        while not _listening(PORT) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)  # the second process binds too
+
+        async def connect_all() -> list[dict[str, object]]:
+            seen = []
+            for _ in range(SOCKETS):
+                async with websockets.connect(f"ws://127.0.0.1:{PORT}/") as ws:
+                    seen.append(json.loads(await ws.recv()))
+            return seen
+
+        seen = asyncio.run(connect_all())
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=10)
+    # The processes replaced the launcher (exec): the pids are theirs.
+    assert {s["pid"] for s in seen} == {p.pid for p in procs}
+    assert {s["client"][0] for s in seen} == {"127.0.0.1"}  # type: ignore[index]
+
+
+def test_realtime_port_starts_kernel_balanced_processes_that_trust_no_forwarded_header(tmp_path: Path) -> None:
+    plan = serve.plan_from_env({"PORT": "8490", "STATE_DIR": str(tmp_path), "REALTIME_PORT": "8497"})
+    cmds = dict(serve.commands(plan, tmp_path / "nginx.conf"))
+    direct = [cmd for name, cmd in cmds.items() if name.startswith("realtime-")]
+    assert len(direct) == serve.Plan.realtime_processes == 4
+    for cmd in direct:
+        assert cmd[1] == str(serve.REUSEPORT_SCRIPT) and cmd[cmd.index("--port") + 1] == "8497"
+        assert "--no-proxy-headers" in cmd and "--proxy-headers" not in cmd
+        assert "websockets-sansio" in cmd
+    assert serve.REALTIME_DIRECT_ENV == {"TRUSTED_PROXIES": ""}
+    # The nginx path stays as it was.
+    assert "--proxy-headers" in cmds["asgi-1"]
+    plain = serve.commands(serve.plan_from_env({"PORT": "8490"}), tmp_path / "nginx.conf")
+    assert not [name for name, _ in plain if name.startswith("realtime")]
