@@ -19,7 +19,6 @@ from fraud import selectors as fraud_selectors
 from fraud.models import FraudLog
 from scoreboard import erasure
 from scoreboard.admin import ReadOnlyAdminMixin
-from scores import services as score_services
 from scores.models import ScoreHistory
 
 RECENT_ROWS_ON_PLAYER_PAGE = 20
@@ -189,14 +188,21 @@ class UserAdmin(DjangoUserAdmin):
         # Write only what the moderator changed: a full save would write back the score the form
         # loaded and silently undo updates the player made while the page was open.
         concrete = {f.name for f in User._meta.concrete_fields}
-        changed = [name for name in form.changed_data if name in concrete]
+        changed = [name for name in form.changed_data if name in concrete and name != "is_active"]
         if changed:
             obj.save(update_fields=changed)
-        if "is_active" in changed:
-            # A ban or unban by hand: the board and the live page follow now, not at the next drift check.
-            score_services.player_standing_changed(user_id=str(obj.pk))
-            if not obj.is_active:  # a ban also ends every session and closes the player's sockets
-                services.player_sessions_revoke(user_id=str(obj.pk), reason="banned in the admin")
+        if "is_active" in form.changed_data:
+            # A ban or unban by hand goes through the moderation service: audited like every other
+            # moderator action, sessions revoked on a ban, boards and live pages follow at once.
+            from fraud import services as fraud_services
+
+            assert isinstance(request.user, User)
+            fraud_services.player_standing_set(
+                user_id=str(obj.pk),
+                active=bool(obj.is_active),
+                moderator=request.user,
+                reason=f"{'unbanned' if obj.is_active else 'banned'} on the player page in the admin",
+            )
 
 
 @admin.register(GameServerKey)

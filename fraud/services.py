@@ -396,6 +396,46 @@ def fraud_log_confirm(*, fraud_log: FraudLog, moderator: User, reason: str) -> M
     return action
 
 
+MANUAL_STANDING_EVENT = "moderator_standing"
+
+
+def player_standing_set(*, user_id: str, active: bool, moderator: User, reason: str) -> ModerationAction:
+    """A moderator bans (``active=False``) or unbans a player by hand (the player page in admin).
+
+    Audited like every other moderator action: a closed fraud log of the player records the
+    decision, and its audit row says what happened ("banned", "already banned", "unbanned", "already
+    active"). A ban ends every session and closes the player's sockets; either way the player's
+    boards are re-indexed and re-broadcast after the commit. Nothing is reversed: confirming a fraud
+    log is how points are removed.
+    """
+    reason = _reason_clean(reason)
+    with transaction.atomic():
+        if active:
+            changed = User.objects.filter(pk=user_id, is_active=False).update(is_active=True) > 0
+            if changed:
+                score_services.player_standing_changed(user_id=user_id)
+            outcome = "unbanned" if changed else "already active"
+        else:
+            outcome = "banned" if _player_ban(user_id=user_id) else "already banned"
+        log = FraudLog.objects.create(
+            user_id=user_id,
+            event_type=MANUAL_STANDING_EVENT,
+            decision=FraudLog.Decision.BATCH,
+            risk_score=Decimal("0"),
+            metadata={"source": "admin", "outcome": outcome},
+            status=FraudLog.Status.OPEN,
+        )
+        action = _close(
+            log,
+            moderator=moderator,
+            reason=reason,
+            action=ModerationAction.Action.CONFIRM if not active else ModerationAction.Action.DISMISS,
+            details={"ban": outcome, "points_removed": 0, "reversed_history_ids": [], "source": "admin"},
+        )
+    security_log.warning("player %s %s by %s in the admin: %s", user_id, outcome, moderator.username, reason)
+    return action
+
+
 def player_release(*, fraud_log: FraudLog, moderator: User, reason: str) -> ModerationAction:
     """Release a quarantined player: back on the public boards with their score, boards re-broadcast.
 

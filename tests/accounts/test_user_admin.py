@@ -21,12 +21,13 @@ def _board_ids() -> list[str]:
 
 
 def test_toggling_is_active_in_the_user_admin_moves_the_player_off_and_back_on_the_board(
-    player, client_for, mint, rf, django_capture_on_commit_callbacks
+    player, make_player, client_for, mint, rf, django_capture_on_commit_callbacks
 ):
     assert submit(client_for(player), mint(player, increment=300)).status_code == 200
     assert _board_ids() == [str(player.pk)]
     model_admin = UserAdmin(User, admin.site)
     request = rf.post("/admin/")
+    request.user = make_player(username="mod_bob", is_staff=True, is_superuser=True)
 
     player.is_active = False
     with django_capture_on_commit_callbacks(execute=True):
@@ -64,3 +65,24 @@ def test_changing_a_password_in_the_admin_never_writes_back_a_stale_score(player
     player.refresh_from_db()
     assert player.current_score == 300
     assert player.check_password("a-new-long-pass-phrase")
+
+
+def test_a_ban_by_hand_is_audited_like_every_moderator_action(
+    player, make_player, rf, django_capture_on_commit_callbacks
+):
+    from fraud.models import FraudLog, ModerationAction
+
+    model_admin = UserAdmin(User, admin.site)
+    request = rf.post("/admin/")
+    request.user = make_player(username="mod_carol", is_staff=True, is_superuser=True)
+    for active in (False, False, True):
+        player.is_active = active
+        with django_capture_on_commit_callbacks(execute=True):
+            model_admin.save_model(request, player, cast(Any, SimpleNamespace(changed_data=["is_active"])), change=True)
+    audit = list(ModerationAction.objects.filter(fraud_log__user=player).order_by("created_at"))
+    assert [a.details["ban"] for a in audit] == ["banned", "already banned", "unbanned"]
+    assert {a.moderator_username for a in audit} == {"mod_carol"}
+    assert all(a.details["points_removed"] == 0 for a in audit)
+    assert FraudLog.objects.filter(user=player, status=FraudLog.Status.OPEN).count() == 0
+    player.refresh_from_db()
+    assert player.is_active

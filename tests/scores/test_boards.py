@@ -443,3 +443,42 @@ def test_reversing_an_action_corrects_every_board_including_a_closed_archive(mak
     assert status.corrected_at is not None
     assert selectors.period_payload(spec=spec, period=yesterday)["corrected"] is True
     assert services.score_reverse(history=bad, reason="again") == reversal  # idempotent
+
+
+@pytest.mark.embedded
+@pytest.mark.django_db
+def test_confirming_a_fraud_log_reverses_the_action_on_every_board_and_its_closed_archive(
+    make_player, mint, unthrottled, clock, django_capture_on_commit_callbacks
+):
+    from decimal import Decimal
+
+    from fraud import services as fraud_services
+    from fraud.models import FraudLog
+
+    make_board("daily", period="daily")
+    spec = spec_of("daily")
+    honest, cheater = make_player(username="honest"), make_player(username="cheater")
+    moderator = make_player(username="mod", is_staff=True)
+    services.score_submit(user=honest, action_token=mint(honest, increment=400))
+    clock.now += dt.timedelta(seconds=30)
+    services.score_submit(user=cheater, action_token=mint(cheater, increment=1000))
+    bad = ScoreHistory.objects.get(user=cheater)
+    log = FraudLog.objects.create(
+        user=cheater, event_type="velocity", risk_score=Decimal("0.60"), score_history=bad, rules=",velocity,"
+    )
+    yesterday = spec.period_at(clock.now)
+    clock.now = yesterday.ends_at + dt.timedelta(minutes=1)  # the day closed with the cheater on top
+    board_services.board_periods_maintain(now=clock.now)
+    assert selectors.board_page(spec=spec, period=yesterday, limit=5).rows[0].username == "cheater"
+
+    with django_capture_on_commit_callbacks(execute=True):
+        action = fraud_services.fraud_log_confirm(fraud_log=log, moderator=moderator, reason="a bot")
+
+    assert action.details["points_removed"] == 1000
+    cheater.refresh_from_db()
+    assert (cheater.is_active, cheater.current_score) == (False, 0)
+    archive = selectors.board_page(spec=spec, period=yesterday, limit=5)
+    assert [r.username for r in archive.rows] == ["honest"]  # banned and reversed: off the archive too
+    assert selectors.period_payload(spec=spec, period=yesterday)["corrected"] is True
+    live = selectors.leaderboard_top(limit=5)
+    assert [r.username for r in live.rows] == ["honest"]
