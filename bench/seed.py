@@ -91,7 +91,21 @@ def seed_players(*, players: int, seed: int = 42) -> int:
                         0,
                     )
                 )
+        # The scored players' standing on the global board, as the score service would have left it.
+        cursor.execute(
+            "INSERT INTO boards (id, title, sort, operator, period, cron, tie_policy, action_types, keep_periods,"
+            " is_active, metadata, created_at, updated_at) VALUES ('global', 'Global', 'desc', 'incr', 'all_time',"
+            " '', 'first_reached', '[]', 52, true, '{}', now(), now()) ON CONFLICT (id) DO NOTHING"
+        )
+        cursor.execute(
+            "INSERT INTO board_entries (board_id, period_key, user_id, score, sort_value, reached_at, version,"
+            " updated_at) SELECT 'global', 'all', id, current_score, -current_score, score_reached_at,"
+            " score_version, score_reached_at FROM users WHERE username LIKE %s AND score_reached_at IS NOT NULL"
+            " ON CONFLICT (board_id, period_key, user_id) DO NOTHING",
+            [USERNAME_PREFIX + "%"],
+        )
         cursor.execute("ANALYZE users")
+        cursor.execute("ANALYZE board_entries")
     return players - existing
 
 
