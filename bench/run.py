@@ -86,6 +86,9 @@ class Mode:
     saturation_seconds: float
 
 
+# The app processes re-read the boards table at most every BOARDS_CACHE_SECONDS (5 s by default).
+BOARD_CACHE_WAIT_SECONDS = 6.0
+
 MODES = {
     "short": Mode(
         "short", 8_000, (50, 100, 200, 500, 1000, 1500), 4.0, 0.2, (500, 1000, 2000), 4.0, 200, 4.0, 5, 50_000, 3.0
@@ -373,12 +376,13 @@ class Bench:
         update = step["update"]
         return update["p95"] is not None and update["p95"] <= P95_LIMIT_MS and update["error_rate"] <= ERROR_LIMIT
 
-    def update_ladder(self) -> None:
+    def update_ladder(self, key: str = "", steps_at: tuple[int, ...] | None = None) -> None:
+        """The open-loop ladder; ``key`` names a scenario (e.g. ``boards3``) stored beside the main one."""
         steps: list[dict[str, Any]] = []
         # The ladder stops at its first failing rung, so the bar's total is the most it can run.
-        most = len(self.mode.update_steps) + REFINE_STEPS
-        with progress(total=most, desc="update ladder", unit="steps", stream=sys.stdout) as bar:
-            for rate in self.mode.update_steps:
+        most = len(steps_at or self.mode.update_steps) + REFINE_STEPS
+        with progress(total=most, desc=f"update ladder{key and ' ' + key}", unit="steps", stream=sys.stdout) as bar:
+            for rate in steps_at or self.mode.update_steps:
                 steps.append(self.ladder_step(rate))
                 bar.update()
                 if not self.passes(steps[-1]):
@@ -393,10 +397,10 @@ class Bench:
                 steps.append(self.ladder_step(between))
                 bar.update()
         steps.sort(key=lambda s: s["rate"])
-        self.result["update_steps"] = steps
+        self.result[f"update_steps{key}"] = steps
         passing = [s for s in steps if self.passes(s)]
         best = max(passing, key=lambda s: s["update"]["achieved_per_s"]) if passing else None
-        self.result["sustained"] = (
+        self.result[f"sustained{key}"] = (
             {
                 "rate": best["rate"],
                 **{k: best["update"][k] for k in ("achieved_per_s", "p50", "p95", "p99")},
@@ -406,6 +410,38 @@ class Bench:
             if best
             else None
         )
+
+    # The three-board scenario of issues #11/#12: every update feeds global, a daily and a weekly board.
+    SCENARIO_BOARDS = ("bench-daily", "bench-weekly")
+
+    def boards_set(self, *, active: bool) -> None:
+        """Create (or switch on/off) the scenario's extra boards, then wait out the processes' board cache."""
+        import psycopg
+
+        with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
+            for board_id, period in zip(self.SCENARIO_BOARDS, ("daily", "weekly"), strict=True):
+                conn.execute(
+                    "INSERT INTO boards (id, title, sort, operator, period, cron, tie_policy, action_types,"
+                    " keep_periods, is_active, metadata, created_at, updated_at) VALUES (%s, %s, 'desc', 'incr', %s,"
+                    " '', 'first_reached', '[]', 52, %s, '{}', now(), now())"
+                    " ON CONFLICT (id) DO UPDATE SET is_active = excluded.is_active",
+                    (board_id, board_id, period, active),
+                )
+        time.sleep(BOARD_CACHE_WAIT_SECONDS)
+
+    def boards_ladder(self) -> None:
+        """The ladder again with three boards fed, up to one rung past the single-board sustained rate."""
+        sustained = self.result.get("sustained") or {}
+        top = sustained.get("rate") or self.mode.update_steps[0]
+        steps = tuple(r for r in self.mode.update_steps if r <= top)
+        above = [r for r in self.mode.update_steps if r > top]
+        steps = steps + tuple(above[:1])
+        self.boards_set(active=True)
+        try:
+            self.update_ladder(key="_boards3", steps_at=steps)
+        finally:
+            self.boards_set(active=False)
+        self.result["boards_fed_scenario"] = 1 + len(self.SCENARIO_BOARDS)
 
     def cpu_meter(self) -> CpuMeter:
         """CPU by process group; PostgreSQL, Redis and nginx are found by name (see bench.cpu)."""
@@ -770,6 +806,8 @@ class Bench:
         if "updates" not in self.skip:
             self.update_ladder()
             self.profile_updates()
+        if "boards" not in self.skip and "updates" not in self.skip:
+            self.boards_ladder()
         if "delivery" not in self.skip:
             self.delivery()
         self.result["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
@@ -781,7 +819,9 @@ def main() -> None:
     parser.add_argument("--players", type=int, default=int(os.environ.get("BENCH_PLAYERS", "100000")))
     parser.add_argument("--active-players", type=int, default=0, help="override the mode's JWT-holding players")
     parser.add_argument("--steps", default="", help="comma-separated update rates to run instead of the mode's ladder")
-    parser.add_argument("--skip", default="", help="comma-separated: baselines, updates, delivery (for debugging)")
+    parser.add_argument(
+        "--skip", default="", help="comma-separated: baselines, updates, boards, delivery (for debugging)"
+    )
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="sb-bench-"))

@@ -99,3 +99,20 @@ def test_the_report_shows_where_the_cpu_goes_and_the_ceiling() -> None:
     text = report.markdown(result)
     assert "| 200 | 199 | 5.0 | 3.5 | 0.5 | 0.3 | 0.2 | 0.3 | — | — | 0.2 | 400 |" in text
     assert "5.0 ms: ceiling 400 req/s on 2 CPUs" in text
+
+
+def test_the_report_puts_the_three_board_scenario_beside_the_single_board_figure() -> None:
+    from bench import report
+
+    result = {
+        "players": 1000,
+        "machine": {"cpus": 2},
+        "update_steps": [],
+        "sustained": {"rate": 400, "achieved_per_s": 398.0},
+        "update_steps_boards3": [],
+        "sustained_boards3": {"rate": 300, "achieved_per_s": 299.0},
+    }
+    figures = {row[0]: row for row in report.rows(result)}
+    boards = figures["Sustained updates/s with three boards fed (global + daily + weekly), same run"]
+    assert boards[1:4] == ("299", "one board (above): 398/s", "0.75x")
+    assert "three boards" not in report.markdown({**result, "update_steps_boards3": None, "sustained_boards3": None})
