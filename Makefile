@@ -76,7 +76,7 @@ serve-stop:
 # real score API on PostgreSQL/Redis with a simulated clock; prints the table. FRAUD_SIM_SEED=... to vary.
 fraud-sim: dev
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} FRAUD_SIM=full \
-		$(BIN)/pytest tests/fraud/test_adversarial.py -p no:cacheprovider -q -p no:logging $(PYTEST_ARGS)
+		$(BIN)/pytest tests/fraud/test_adversarial.py -p no:cacheprovider -q -p no:logging --timeout 1800 $(PYTEST_ARGS)
 
 # Headless Chromium for the browser test (Debian package; Playwright only drives it).
 chromium:
