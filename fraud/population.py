@@ -5,7 +5,7 @@ of players' increments of that action type at or above it. The sketch behind it 
 histogram per action type (``BUCKETS`` equal-width buckets over the type's increment range, plus one
 for exactly the maximum), so memory never grows with traffic. The batch job (``fraud.batch_scan``)
 refreshes it from ``score_history``: it decays the stored counts by ``DECAY`` and adds the last
-window's applied actions of players in good standing (no fraud log in the window, not banned or
+window's applied actions of players in good standing (not blocked in the window, not banned or
 quarantined), at most ``PER_PLAYER_SAMPLES`` per player so no farm can move it much. The sketch lives
 in the Django cache (Redis in production, local memory in the embedded default) and can always be
 rebuilt from PostgreSQL; each process keeps a copy for ``MEMO_SECONDS``, so the score path reads
@@ -179,7 +179,13 @@ def population_refresh(*, since: dt.datetime) -> dict[str, int]:
 
     Streams the rows (bounded memory) and returns how many increments each action type took in.
     """
-    flagged = FraudLog.objects.filter(user_id=OuterRef("user_id"), created_at__gte=since)
+    # Players the engine held back (blocked) in the window are left out; merely flagged ones are not:
+    # humans with high scores get flagged now and then, and leaving them out would shrink the
+    # sketch's top, make the next humans' high scores look rarer and flag them in turn (a feedback
+    # loop the full simulation showed). Farms that are never blocked are left out by OUTLIER_MEAN_SURPRISE.
+    flagged = FraudLog.objects.filter(
+        user_id=OuterRef("user_id"), created_at__gte=since, decision=FraudLog.Decision.BLOCKED
+    )
     rows = (
         ScoreHistory.objects.filter(
             created_at__gte=since,

@@ -135,7 +135,7 @@ def test_population_sketch_leaves_out_players_with_fraud_logs_and_caps_each_play
             user=human, score_increment=100, old_score=0, new_score=0, action_type="LEVEL_COMPLETION",
             action_id=f"human-{i}", action_token_hash="x",
         )  # fmt: skip
-    FraudLog.objects.create(user=farmer, event_type="x", risk_score="0.60", decision=FraudLog.Decision.FLAGGED)
+    FraudLog.objects.create(user=farmer, event_type="x", risk_score="0.90", decision=FraudLog.Decision.BLOCKED)
     added = population.population_refresh(since=now - dt.timedelta(hours=1))
     assert added == {"LEVEL_COMPLETION": population.PER_PLAYER_SAMPLES}  # the human only, capped
 
