@@ -115,6 +115,7 @@ class RuleConfig:
     token_abuse_ip_full: int = 20
     # Velocity budgets (``fraud.budgets``): a window's budget is what a keen human can do in it.
     velocity_sustained_play_factor: float = 3.0  # a keen human averages one action per this x min play time
+    velocity_sustained_increment: float = 0.75  # ... at this point of the increment range (a good player)
     velocity_burst_actions: int = 5  # ... plus a burst of this many quick levels at the maximum increment
     velocity_full_ratio: float = 2.0  # used / budget at which the contribution is full (it starts at 1)
     velocity_total_factor: float = 1.5  # the all-types budget is this x the largest per-type one
@@ -129,6 +130,7 @@ class RuleConfig:
     cluster_log10_start: float = 3.0
     cluster_log10_full: float = 6.0
     cluster_own_log10: float = 1.3  # the player's own increments must be unusual too (p <= 0.05)
+    cluster_min_mean_surprise: float = 2.0  # mean -ln(tail) per submission: humans ~1, a farm ~5
 
     def action(self, action_type: str) -> ActionRule:
         return self.action_types[action_type]
@@ -358,8 +360,9 @@ def _budget(c: RuleConfig, *, window: int, scope: str) -> tuple[int, int] | None
     """(points, submissions) a keen human can make in ``window`` seconds of one action type (or all).
 
     From the action type alone: a burst of ``velocity_burst_actions`` quick levels at the maximum
-    increment, then one action per ``velocity_sustained_play_factor`` x min play time at the middle
-    of the increment range. The all-types budget is ``velocity_total_factor`` x the largest one.
+    increment, then one action per ``velocity_sustained_play_factor`` x min play time at
+    ``velocity_sustained_increment`` (3/4) of the increment range. The all-types budget is
+    ``velocity_total_factor`` x the largest one.
     """
     if scope == TOTAL:
         budgets = [budget_for(c, window=window, scope=name) for name in c.action_types]
@@ -375,8 +378,8 @@ def _budget(c: RuleConfig, *, window: int, scope: str) -> tuple[int, int] | None
         return None
     pace = max(1.0, rule.min_play_seconds * c.velocity_sustained_play_factor)
     sustained = window / pace
-    middle = (rule.min_increment + rule.max_increment) / 2
-    points = c.velocity_burst_actions * rule.max_increment + middle * sustained
+    typical = rule.min_increment + c.velocity_sustained_increment * (rule.max_increment - rule.min_increment)
+    points = c.velocity_burst_actions * rule.max_increment + typical * sustained
     return round(points), round(c.velocity_burst_actions + sustained)
 
 
@@ -445,6 +448,10 @@ def account_cluster(s: Signals, c: RuleConfig) -> Finding:
     best: tuple[float, str] = (0.0, "")
     for cluster in s.clusters:
         if cluster.accounts < c.cluster_min_accounts or cluster.submissions <= 0:
+            continue
+        # A big NAT's hundreds of submissions make a tiny p-value out of a slightly miscalibrated
+        # sketch; a farm is far from the population on average, not just in total.
+        if cluster.tail_sum / cluster.submissions < c.cluster_min_mean_surprise:
             continue
         p = gamma_sf(cluster.submissions, cluster.tail_sum)
         strength = -math.log10(max(p, 1e-300))

@@ -257,25 +257,25 @@ def test_with_the_default_weights_no_single_rule_flags_and_no_pair_blocks():
 
 # --- velocity budgets --------------------------------------------------------------------------
 def test_budgets_come_from_the_action_types_range_and_play_time():
-    # LEVEL_COMPLETION: 5 quick levels at 1,000, then one action per 3 x 3 s at the middle (500.5).
-    assert rules.budget_for(CONFIG, window=60, scope="LEVEL_COMPLETION") == (round(5000 + 500.5 * 60 / 9), 12)
-    assert rules.budget_for(CONFIG, window=600, scope="LEVEL_COMPLETION") == (round(5000 + 500.5 * 600 / 9), 72)
-    # ACHIEVEMENT_UNLOCK has no play time: one a second at most (250.5 on average, 500 at most).
-    assert rules.budget_for(CONFIG, window=600, scope="ACHIEVEMENT_UNLOCK") == (2500 + round(250.5 * 600), 605)
+    # LEVEL_COMPLETION: 5 quick levels at 1,000, then one action per 3 x 3 s at 3/4 of 1..1000 (750.25).
+    assert rules.budget_for(CONFIG, window=60, scope="LEVEL_COMPLETION") == (round(5000 + 750.25 * 60 / 9), 12)
+    assert rules.budget_for(CONFIG, window=600, scope="LEVEL_COMPLETION") == (round(5000 + 750.25 * 600 / 9), 72)
+    # ACHIEVEMENT_UNLOCK has no play time: one a second at most (375.25 typical, 500 at most).
+    assert rules.budget_for(CONFIG, window=600, scope="ACHIEVEMENT_UNLOCK") == (2500 + round(375.25 * 600), 605)
     # All types together: 1.5 x the largest type's budget.
-    assert rules.budget_for(CONFIG, window=600, scope=rules.TOTAL) == (round(1.5 * (2500 + 250.5 * 600)), 908)
+    assert rules.budget_for(CONFIG, window=600, scope=rules.TOTAL) == (round(1.5 * (2500 + 375.25 * 600)), 908)
     assert rules.budget_for(CONFIG, window=600, scope="UNKNOWN") is None
 
 
 def test_velocity_budget_quiet_within_the_budget_and_grows_beyond_it():
-    within = {(600, "LEVEL_COMPLETION"): (30_000, 40), (600, rules.TOTAL): (30_000, 40)}
+    within = {(600, "LEVEL_COMPLETION"): (50_000, 40), (600, rules.TOTAL): (50_000, 40)}
     assert rules.velocity_budget(signals(velocity=within), CONFIG).contribution == 0
-    over = {(600, "LEVEL_COMPLETION"): (50_000, 50)}  # budget 38,367 -> 1.3x
+    over = {(600, "LEVEL_COMPLETION"): (72_000, 50)}  # budget 55,017 -> 1.3x
     finding = rules.velocity_budget(signals(velocity=over), CONFIG)
     assert 0.2 < finding.contribution < 0.5
-    assert "50,000 points in 10 min for LEVEL_COMPLETION" in finding.reason
-    assert "budget is 38,367" in finding.reason
-    double = {(3600, "LEVEL_COMPLETION"): (450_000, 300)}  # budget 205,200
+    assert "72,000 points in 10 min for LEVEL_COMPLETION" in finding.reason
+    assert "budget is 55,017" in finding.reason
+    double = {(3600, "LEVEL_COMPLETION"): (620_000, 300)}  # budget 305,100
     assert rules.velocity_budget(signals(velocity=double), CONFIG).contribution == 1.0
 
 
@@ -373,6 +373,14 @@ def test_a_farm_at_the_ceiling_on_one_address_is_a_cluster():
     finding = rules.account_cluster(signals(score_increment=1000, increment_tails=AT_THE_TOP, clusters=[farm]), CONFIG)
     assert finding.contribution == 1.0
     assert "6 accounts scored 8 times from address 198.18.0.1" in finding.reason
+
+
+def test_a_big_nat_with_a_slightly_miscalibrated_sketch_is_not_a_cluster():
+    """800 submissions averaging -ln(tail) 1.3 (the sketch a little off) give a tiny p-value in
+    total; the mean is what tells a farm (~5) from people (~1)."""
+    nat = cluster(accounts=60, submissions=800, tail_sum=800 * 1.3)
+    finding = rules.account_cluster(signals(score_increment=1000, increment_tails=AT_THE_TOP, clusters=[nat]), CONFIG)
+    assert finding.contribution == 0
 
 
 def test_a_nat_of_humans_is_not_a_cluster_however_many():
