@@ -39,21 +39,7 @@ class BoardForm(forms.ModelForm):
 
     class Meta:
         model = Board
-        fields = (
-            "id",
-            "title",
-            "sort",
-            "operator",
-            "period",
-            "cron",
-            "tie_policy",
-            "action_types",
-            "keep_periods",
-            "is_active",
-            "metadata",
-            "starts_at",
-            "ends_at",
-        )
+        fields = ("id", *board_services.EDITABLE)
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

@@ -126,7 +126,14 @@ def period_status(*, spec: BoardSpec, period: Period) -> BoardPeriod | None:
 
 
 def _period_frozen(spec: BoardSpec, period: Period) -> bool:
-    """Closed periods are read from their frozen archive in PostgreSQL."""
+    """Closed periods are read from their frozen archive in PostgreSQL.
+
+    Only a period that has ended can be closed (the beat task and the admin action close ended
+    periods; a reversal re-freezes only closed ones), so the current period and all time are never
+    frozen: no query on the read path of the live boards.
+    """
+    if period.ends_at is None or period.ends_at > timezone.now():
+        return False
     status = period_status(spec=spec, period=period)
     return status is not None and status.closed_at is not None
 

@@ -775,8 +775,10 @@ def player_standing_changed(*, user_id: str) -> None:
     BoardEntry.objects.filter(user_id=user_id).update(version=F("version") + 1)
 
     def after() -> None:
-        player_index_sync(user_id=user_id)
+        indexed = get_redis() is not None
         for spec, entry in _live_entries_of(user_id):
+            if indexed:
+                _entry_index_sync(spec=spec, entry=entry)
             events.emit_board_corrected(events.BoardCorrected(board=spec, period=entry.period_key))
 
     transaction.on_commit(after)
