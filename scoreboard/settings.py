@@ -196,6 +196,16 @@ if IS_POSTGRES and DB_PREPARED_STATEMENTS:
     # (client-side binding) cursors never prepare whatever the threshold: only scoreboard/db.py does.
     DATABASES["default"]["OPTIONS"]["prepare_threshold"] = 5
 
+# A PostgreSQL read replica (streaming replication): the public read endpoints read from it, every
+# write and every read that must see its own write from the primary (scoreboard/replica.py).
+DATABASE_REPLICA_URL = env.str("DATABASE_REPLICA_URL", default="")
+if DATABASE_REPLICA_URL:
+    from scoreboard.replica import replica_database
+
+    DATABASES["replica"] = replica_database(DATABASE_REPLICA_URL, DATABASES["default"])
+    DATABASE_ROUTERS = ["scoreboard.replica.ReplicaRouter"]
+    MIDDLEWARE.append("scoreboard.replica.ReplicaReadMiddleware")  # marks the replica reads, by URL name
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
 

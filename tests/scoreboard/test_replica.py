@@ -1,0 +1,201 @@
+"""Read-replica routing (scoreboard/replica.py) against a real second PostgreSQL database.
+
+The "replica" here is a database of its own on the same server, a copy of the test database taken
+when the session starts (pg_dump | psql): it holds the migrations' rows and nothing the tests write
+afterwards, i.e. a replica that lags forever. What a response shows therefore says which database
+served it: a read that reached the replica cannot see a score written during the test, a read
+that reached the primary must. A physical streaming replica would need a replication entry in the
+shared server's pg_hba.conf (it has none, and its configuration is not ours to change).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db import connections
+from django.test import override_settings
+from rest_framework.test import APIClient
+
+from accounts import services as account_services
+from accounts.models import GameServerKey, User
+from scoreboard.replica import REPLICA, is_replica_read, replica_database
+from scores.models import BoardEntry, ScoreHistory
+from scores.ranking import redis_index
+from tests.conftest import submit
+from tests.factories import PlayerFactory
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(databases=["default", REPLICA])]
+
+ROUTED_MIDDLEWARE = [*settings.MIDDLEWARE, "scoreboard.replica.ReplicaReadMiddleware"]
+
+
+def _psql(dsn: dict[str, Any], database: str, sql: str) -> None:
+    subprocess.run(
+        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", *_conninfo(dsn), "-d", database, "-c", sql],
+        check=True,
+        capture_output=True,
+    )
+
+
+def _conninfo(dsn: dict[str, Any]) -> list[str]:
+    return ["-h", str(dsn["HOST"] or "127.0.0.1"), "-p", str(dsn["PORT"] or 5432), "-U", str(dsn["USER"])]
+
+
+@pytest.fixture(scope="session")
+def replica_db(django_db_setup: None, django_db_blocker: Any) -> Iterator[str]:
+    """A second database holding a copy of the (just migrated) test database, as alias ``replica``."""
+    if not settings.IS_POSTGRES:
+        pytest.fail("the replica tests need PostgreSQL: set DATABASE_URL (make test does)")
+    for tool in ("pg_dump", "psql"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is not on PATH (PostgreSQL client tools)")
+    primary = settings.DATABASES["default"]
+    name = f"{primary['NAME']}_replica"
+    with django_db_blocker.unblock():
+        _psql(primary, "postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _psql(primary, "postgres", f'CREATE DATABASE "{name}"')
+        dump = subprocess.run(
+            ["pg_dump", "--no-owner", *_conninfo(primary), "-d", primary["NAME"]], check=True, capture_output=True
+        )
+        subprocess.run(
+            ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", *_conninfo(primary), "-d", name],
+            input=dump.stdout,
+            check=True,
+            capture_output=True,
+        )
+        url = f"postgres://{primary['USER']}@{primary['HOST'] or '127.0.0.1'}:{primary['PORT'] or 5432}/{name}"
+        entry = replica_database(url, primary)
+        entry.pop("TEST")
+        # configure_settings already filled in the defaults of "default"; give the new alias the same.
+        connections.settings[REPLICA] = {**primary, **entry}
+        try:
+            yield name
+        finally:
+            connections[REPLICA].close()
+            close_pool = getattr(connections[REPLICA], "close_pool", None)  # PostgreSQL's, with a pool
+            if close_pool is not None:
+                close_pool()
+            del connections[REPLICA]
+            del connections.settings[REPLICA]
+            _psql(primary, "postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def routed(replica_db: str) -> Iterator[None]:
+    with override_settings(DATABASE_ROUTERS=["scoreboard.replica.ReplicaRouter"], MIDDLEWARE=ROUTED_MIDDLEWARE):
+        yield
+
+
+def _token_client(user: User) -> APIClient:
+    from tests.conftest import access_token_for
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {access_token_for(user)}")
+    return client
+
+
+@pytest.fixture
+def server_key() -> str:
+    _, raw = account_services.game_server_key_create(name="game-server")
+    return raw
+
+
+def _exported(client: APIClient, key: str) -> list[str]:
+    """The usernames in the global board's CSV export (a PostgreSQL read: no Redis index involved)."""
+    response = client.get("/v1/boards/global/export.csv", HTTP_X_API_KEY=key)
+    assert response.status_code == 200, response
+    body: bytes = b"".join(response.streaming_content)  # type: ignore[attr-defined]
+    lines = body.decode().splitlines()[1:]
+    return [line.split(",")[2] for line in lines]
+
+
+def test_spectator_reads_come_from_the_replica_and_writes_go_to_the_primary(
+    routed: None, mint: Any, server_key: str
+) -> None:
+    player = PlayerFactory.create()
+    response = submit(_token_client(player), mint(player, 250))
+    assert response.status_code == 200, response.content
+
+    # The write is on the primary only: the replica never received a statement.
+    assert ScoreHistory.objects.using("default").filter(user=player).count() == 1
+    assert ScoreHistory.objects.using(REPLICA).filter(user=player).count() == 0
+    assert not User.objects.using(REPLICA).filter(pk=player.pk).exists()
+
+    # The game server's export is a replica read: the replica's copy predates the score. (Its key,
+    # like every credential, is checked on the primary: it exists only there.)
+    assert not GameServerKey.objects.using(REPLICA).exists()
+    assert _exported(APIClient(), server_key) == []
+    # A row that exists on the replica only shows up in the export: it was served there.
+    ghost = User.objects.using(REPLICA).create(username="only-on-the-replica", email="ghost@example.com")
+    BoardEntry.objects.using(REPLICA).create(
+        board_id="global",
+        period_key="all",
+        user=ghost,
+        score=5,
+        sort_value=-5,
+        version=1,
+        reached_at=ghost.date_joined,
+        updated_at=ghost.date_joined,
+    )
+    assert _exported(APIClient(), server_key) == ["only-on-the-replica"]
+
+
+def test_a_players_read_of_their_own_standing_sees_their_write(routed: None, mint: Any, redis_client: Any) -> None:
+    player = PlayerFactory.create()
+    own = _token_client(player)
+    assert submit(own, mint(player, 300)).status_code == 200
+    # Standings come from the Redis index while it is trusted; take its "built" mark away so that
+    # they come from PostgreSQL (the degraded mode), where the routing decides what is seen.
+    index = redis_index()
+    assert index is not None and index.is_built()
+    redis_client.hdel(index.keys[2], "built")
+
+    response = own.get("/v1/players/me/standings")
+    assert response.status_code == 200, response.content
+    scores = {s["board"]: s["score"] for s in response.json()["data"]["standings"]}
+    assert scores.get("global") == 300  # from the primary: the replica has no such player
+
+    # The same standing read by an anonymous spectator is a replica read (the player is unknown there).
+    anonymous = APIClient().get(f"/v1/players/{player.pk}/standings")
+    assert anonymous.status_code == 200, anonymous.content
+    assert anonymous.json()["data"]["standings"] == []
+    assert not index.is_built()  # nothing rebuilt the index from the replica's stale rows
+
+
+def test_without_the_router_every_read_is_the_primarys(replica_db: str, mint: Any, server_key: str) -> None:
+    player = PlayerFactory.create()
+    assert submit(_token_client(player), mint(player, 40)).status_code == 200
+    assert _exported(APIClient(), server_key) == [player.username]
+
+
+@pytest.mark.parametrize(
+    ("method", "name", "kwargs", "meta", "expected"),
+    [
+        ("GET", "leaderboard", {}, {}, True),
+        ("HEAD", "board-entries", {"board_id": "global"}, {"HTTP_AUTHORIZATION": "Bearer x"}, True),
+        ("GET", "board-export", {"board_id": "global"}, {"HTTP_X_API_KEY": "k"}, True),
+        ("GET", "board-around", {"board_id": "global", "user_id": "u"}, {}, True),
+        ("GET", "board-around", {"board_id": "global", "user_id": "me"}, {"HTTP_AUTHORIZATION": "Bearer x"}, False),
+        ("GET", "player-standings", {"user_id": "u"}, {"HTTP_AUTHORIZATION": "Bearer x"}, False),
+        ("POST", "boards", {}, {}, False),
+        ("GET", "scores-update", {}, {}, False),
+        ("GET", None, {}, {}, False),
+    ],
+)
+def test_which_requests_are_replica_reads(
+    method: str, name: str | None, kwargs: dict[str, str], meta: dict[str, str], expected: bool
+) -> None:
+    assert is_replica_read(method, name, kwargs, meta) is expected
+
+
+def test_the_replica_setting_builds_a_mirrored_alias() -> None:
+    primary = settings.DATABASES["default"]
+    entry = replica_database("postgres://reader@10.0.0.2:5433/scoreboard", primary)
+    assert (entry["HOST"], entry["PORT"], entry["USER"], entry["NAME"]) == ("10.0.0.2", 5433, "reader", "scoreboard")
+    assert entry["TEST"] == {"MIRROR": "default"}
+    assert entry["OPTIONS"].get("pool") == primary["OPTIONS"].get("pool")
