@@ -121,6 +121,10 @@ def external_player_resolve(*, issuer: str, subject: str, display_name: str | No
 
 def _token_pair(refresh: RefreshToken, user_id: str) -> TokenPair:
     access = refresh.access_token
+    # simplejwt takes the access token's exp from the refresh token's clock but its iat from a clock
+    # of its own, read later: across a second boundary exp - iat came out one second short of the
+    # lifetime the response announces. The pair is issued at one instant.
+    access.set_iat(at_time=refresh.current_time)
     return TokenPair(
         access=str(access),
         refresh=str(refresh),

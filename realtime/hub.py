@@ -29,9 +29,12 @@ import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 from prometheus_client import Counter
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
 
 from realtime.frames import LEADERBOARD_UPDATE, SESSION_REVOKED, Frame, player_frame
 from realtime.wire import RawWrite
+from scoreboard import redis as scoreboard_redis
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +69,13 @@ _fanning_out: set[asyncio.Task[None]] = set()
 SUBSCRIBE_WAIT_SECONDS = 5.0
 RECONNECT_MIN_SECONDS = 0.2
 RECONNECT_MAX_SECONDS = 5.0
-# With no traffic for this long the subscription pings Redis, so a silently dead link is noticed.
-IDLE_PING_SECONDS = 30.0
+# With no traffic for this long the subscription pings Redis, so a dead link or a hung server is
+# noticed within IDLE_PING_SECONDS + PONG_TIMEOUT_SECONDS (a PING is a few bytes a process).
+IDLE_PING_SECONDS = 5.0
+# A PING unanswered for this long means Redis hangs (SIGSTOP, a stuck host): the subscription is
+# dropped and made again once the breaker lets it. Generous beside REDIS_SOCKET_TIMEOUT, because a
+# busy event loop (a fan-out to thousands of sockets) may itself delay reading the answer.
+PONG_TIMEOUT_SECONDS = 2.0
 # At most this many pub/sub messages are taken together before a fan-out (see ``Hub._on_messages``).
 DRAIN_MAX = 1000
 # Names the subscription in CLIENT LIST (operators, and the reconnect test, can find it).
@@ -81,6 +89,10 @@ BOARD_FRAMES = Counter("scoreboard_realtime_board_frames", "Board snapshots fann
 SNAPSHOTS_REPLACED = Counter(
     "scoreboard_realtime_snapshots_replaced",
     "Board snapshots this process never fanned out because a newer one had arrived before it started.",
+)
+SUBSCRIBE_ATTEMPTS = Counter(
+    "scoreboard_realtime_subscribe_attempts",
+    "Connections this process's hub opened for its Redis subscription (a rise means Redis trouble).",
 )
 FRAMES_SKIPPED = Counter(
     "scoreboard_realtime_frames_skipped",
@@ -320,6 +332,8 @@ class Hub:
         self._listener: asyncio.Task[None] | None = None
         self._subscribed: asyncio.Event | None = None
         self._subscribe_deadline = 0.0
+        # True while the Redis subscription is confirmed and answering (health, tests).
+        self.subscription_alive = False
         # Connect snapshots: the batch of sockets waiting for the next read, and the boards being read.
         self._snapshot_next: dict[str, asyncio.Future[Frame]] = {}
         self._snapshot_reading: dict[str, asyncio.Task[None]] = {}
@@ -468,6 +482,7 @@ class Hub:
             self._players.clear()
             self._listener = None
             self._subscribed = None
+            self.subscription_alive = False
             self._snapshot_next.clear()
             self._snapshot_reading.clear()
         if not settings.REDIS_URL:
@@ -490,23 +505,43 @@ class Hub:
     async def _listen(self, subscribed: asyncio.Event) -> None:
         delay = RECONNECT_MIN_SECONDS
         resumed = False
+        loop = asyncio.get_running_loop()
+        breaker = scoreboard_redis.breaker_for_url(settings.REDIS_URL)
         while True:
-            # A bounded connect (the sync clients' breaker does not cover this async subscription): an
-            # unreachable Redis fails the attempt, and the loop below backs off and tries again.
+            if breaker is not None and breaker.is_open:
+                # Redis failed just now (for any client of this process): no connection attempts
+                # until the breaker's prober saw it answer again; sockets keep their last snapshot.
+                resumed = True
+                await asyncio.sleep(RECONNECT_MIN_SECONDS)
+                continue
+            SUBSCRIBE_ATTEMPTS.inc()
+            # A bounded connect, one attempt (the breaker's policy): an unreachable Redis fails it, and
+            # the loop below backs off and tries again.
             client = aioredis.Redis.from_url(
                 settings.REDIS_URL,
                 client_name=HUB_CLIENT_NAME,
                 socket_connect_timeout=max(HUB_CONNECT_TIMEOUT_SECONDS, settings.REDIS_SOCKET_TIMEOUT),
+                retry=AsyncRetry(NoBackoff(), 0),
             )
             pubsub = client.pubsub()
+            ping_sent_at: float | None = None
             try:
                 await pubsub.subscribe(board_channel(), player_channel())
                 while True:
-                    message = await pubsub.get_message(timeout=IDLE_PING_SECONDS)
+                    message = await pubsub.get_message(
+                        timeout=IDLE_PING_SECONDS if ping_sent_at is None else PONG_TIMEOUT_SECONDS
+                    )
                     if message is None:
-                        # A quiet board: prove the connection is alive (a dead one raises here).
+                        if ping_sent_at is not None:
+                            raise redis.TimeoutError(
+                                f"Redis left the subscription's PING unanswered for {PONG_TIMEOUT_SECONDS:.0f}s"
+                            )
+                        # A quiet board: prove the connection is alive (a dead one raises here, a hung
+                        # server leaves the PING unanswered).
                         await pubsub.ping()
+                        ping_sent_at = loop.time()
                         continue
+                    ping_sent_at = None  # anything that arrives proves the link alive
                     # What else arrived meanwhile (publishes that came faster than a fan-out took) is
                     # taken now, so that only the newest snapshot of a board is fanned out.
                     arrived: list[tuple[bytes, bytes]] = []
@@ -519,6 +554,9 @@ class Hub:
                             # Both channels confirmed. Again later means redis-py reconnected on its
                             # own: frames may have been missed meanwhile, so everyone gets a fresh snapshot.
                             delay = RECONNECT_MIN_SECONDS
+                            self.subscription_alive = True
+                            if breaker is not None:
+                                breaker.success()
                             if resumed or subscribed.is_set():
                                 await self._resync()
                             subscribed.set()
@@ -528,7 +566,10 @@ class Hub:
                         self._apart(functools.partial(self._on_messages, arrived))
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
+                self.subscription_alive = False
+                if breaker is not None and isinstance(exc, scoreboard_redis.REDIS_OUTAGE_ERRORS):
+                    breaker.failure(exc)  # the other clients of this process stop waiting on it too
                 logger.warning("realtime: Redis subscription lost; retrying in %.1fs", delay, exc_info=True)
                 resumed = True
                 await asyncio.sleep(delay)

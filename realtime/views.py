@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET
 
 from realtime import services
 from realtime.auth import read_allowed, token_from_request, viewer_from_token
+from realtime.frames import SESSION_REVOKED
 from realtime.hub import Mailbox, get_hub
 from scoreboard.errors import error_response
 from scores import selectors
@@ -69,6 +70,8 @@ async def _events(box: Mailbox, board: BoardSpec) -> AsyncIterator[bytes]:
                 continue
             for frame in frames:
                 yield frame.sse
+                if frame.kind == SESSION_REVOKED:
+                    return  # the player was signed out (ban, sign out everywhere): the stream ends
     finally:
         hub.detach(box)
 

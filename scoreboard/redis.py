@@ -23,6 +23,11 @@ outage: it never opens the circuit and is logged at ERROR with its traceback
 (``scoreboard.redis``), where an outage is only a warning. Callers still catch it through
 ``REDIS_ERRORS`` so that a bug in derived data never turns a committed update into a 500;
 ``REDIS_OUTAGE_ERRORS`` is the narrower tuple for code that must tell the two apart (retries).
+
+The realtime hub's subscription is the one asynchronous client (``realtime/hub.py``). It shares
+the same breaker (:func:`breaker_for_url`): it does not reconnect while the circuit is open,
+reports its own connection failures and a PING left unanswered (a hung Redis) to it, and uses
+the same short timeouts for its connect and its liveness checks.
 """
 
 from __future__ import annotations
@@ -200,6 +205,16 @@ def breaker_for(server: str) -> CircuitBreaker:
                 probe_seconds=getattr(settings, "REDIS_BREAKER_PROBE_SECONDS", 0.5),
             )
         return breaker
+
+
+def breaker_for_url(url: str) -> CircuitBreaker | None:
+    """The breaker of the server a ``redis://`` URL names (None for rediss:// and unix://, which
+    keep redis-py's own connections). For callers with clients of their own, such as the realtime
+    hub's async subscription: they check it before connecting and report what they see to it."""
+    if not url.startswith("redis://"):
+        return None
+    kwargs = redis.ConnectionPool.from_url(url).connection_kwargs
+    return breaker_for(f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}")
 
 
 def reset_breakers() -> None:

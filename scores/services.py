@@ -967,6 +967,7 @@ def index_rebuild_soon(*, spec: BoardSpec, period_key: str) -> None:
         logger.warning("index of %s/%s had no built mark (Redis lost it): rebuilding", spec.id, period_key)
         index_rebuild(spec=spec, period_key=period_key)
         client.delete(lock_key)
+        _repaired_broadcast(spec=spec, period_key=period_key)
     except REDIS_ERRORS:
         logger.warning("redis unavailable; rebuild of %s/%s left for the drift check", spec.id, period_key)
 
@@ -996,6 +997,7 @@ def _drift_one(*, spec: BoardSpec, period_key: str, repair: bool) -> DriftReport
         # Redis lost this index (restarted empty, flushed): readers do not trust it until rebuilt.
         count = index_rebuild(spec=spec, period_key=period_key)
         logger.warning("index of %s/%s was not built (Redis lost it): rebuilt %d entries", spec.id, period_key, count)
+        _repaired_broadcast(spec=spec, period_key=period_key)
         return DriftReport(checked=count, missing=count, stale=0, extra=0, repaired=True)
     started = timezone.now()
     indexed = index.versions()
@@ -1031,9 +1033,17 @@ def _drift_one(*, spec: BoardSpec, period_key: str, repair: bool) -> DriftReport
                 _entry_index_sync(spec=spec, entry=entry)
         for uid in extra:
             index.forget(uid)
+        _repaired_broadcast(spec=spec, period_key=period_key)
     return DriftReport(
         checked=len(expected), missing=len(missing), stale=len(stale), extra=len(extra), repaired=drifted and repair
     )
+
+
+def _repaired_broadcast(*, spec: BoardSpec, period_key: str) -> None:
+    """The index was repaired: spectators get the board as PostgreSQL has it now (the updates that
+    drifted, typically applied while Redis was down or hung, were never broadcast). The live layer
+    publishes only if the top changed."""
+    events.emit_board_corrected(events.BoardCorrected(board=spec, period=period_key))
 
 
 def leaderboard_drift_check(*, board: BoardSpec | None = None, repair: bool = True) -> DriftReport:

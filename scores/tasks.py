@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from dataclasses import asdict
 from typing import Any
@@ -11,7 +12,7 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
 
-from scoreboard.redis import REDIS_ERRORS
+from scoreboard.redis import REDIS_ERRORS, get_redis
 from scores import board_services, services
 
 
@@ -31,6 +32,20 @@ def used_nonces_purge_task() -> int:
     return services.used_nonces_purge(older_than=older_than)
 
 
+# Set by scores.recovery when a reconnect queues this task, so that many processes noticing one
+# outage queue one repair; removed when the task starts, so that an outage beginning during a repair
+# queues the next one instead of being swallowed.
+REPAIR_QUEUED_KEY = "sb:recovery:repair-queued"
+
+
+def _repair_started() -> None:
+    client = get_redis()
+    if client is None:
+        return
+    with contextlib.suppress(REDIS_ERRORS):  # Redis is down again: the check fails and is retried
+        client.delete(REPAIR_QUEUED_KEY)
+
+
 @shared_task(
     name="scores.leaderboard_drift_check",
     autoretry_for=(DatabaseError, *REDIS_ERRORS),
@@ -39,6 +54,7 @@ def used_nonces_purge_task() -> int:
 )
 def leaderboard_drift_check_task() -> dict[str, Any]:
     """Compare every live board index with PostgreSQL and repair the players that differ."""
+    _repair_started()
     return asdict(services.leaderboard_drift_check(repair=True))
 
 

@@ -5,6 +5,7 @@ outstanding tokens are purged."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from typing import Any
@@ -169,3 +170,25 @@ async def test_a_ban_closes_the_players_open_sockets() -> None:
     while (await honest_ws.receive_json_from(timeout=5))["type"] != "pong":
         pass
     await honest_ws.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_revocation_ends_the_players_event_stream(player) -> None:
+    """SSE: the stream gets the session_revoked event and then ends (EventSource would otherwise
+    keep a revoked player's stream open until its token expired)."""
+    from asgiref.sync import sync_to_async
+    from django.test import AsyncClient
+
+    access = await sync_to_async(lambda: services.player_tokens_issue(user=player).access)()
+    response = await AsyncClient().get("/v1/leaderboard/stream", headers={"Authorization": f"Bearer {access}"})
+    assert response.status_code == 200
+    stream = aiter(response.streaming_content)  # type: ignore[attr-defined]
+    assert b"leaderboard_update" in await anext(stream)
+
+    await sync_to_async(lambda: services.player_sessions_revoke(user_id=str(player.pk), reason="test"))()
+
+    events = []
+    async with asyncio.timeout(10):
+        async for chunk in stream:  # ends by itself, or the timeout fails the test
+            events.append(chunk)
+    assert any(b'"code":"session_revoked"' in chunk for chunk in events)

@@ -172,3 +172,48 @@ def test_whole_pipeline_with_redis_down_and_limits_on(player, client_for, mint, 
     assert player.current_score == 120
     ratelimit.local_counters.reset()
     ratelimit.breaker.reset()
+
+
+def _board_frames(pubsub, seconds: float = 1.0) -> list[dict]:
+    import time
+
+    import orjson
+
+    frames, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=0.1)
+        if message and message["type"] == "message":
+            board, _seq, payload = message["data"].split(b"\n", 2)
+            frames.append({"board": board.decode(), **orjson.loads(payload)})
+    return frames
+
+
+def test_a_repair_broadcasts_the_board_and_a_check_that_finds_nothing_does_not(
+    make_player, client_for, mint, unthrottled, redis_client
+):
+    """Updates made while Redis was down were committed but never broadcast: the repair that puts
+    them into the index also brings spectators the corrected board."""
+    from realtime.hub import board_channel
+
+    early, late = make_player(), make_player()
+    assert submit(client_for(early), mint(early, increment=100)).status_code == 200
+    _forget_clients()
+    with override_settings(REDIS_URL=DEAD_REDIS_URL):
+        assert submit(client_for(late), mint(late, increment=200)).status_code == 200  # never published
+    _forget_clients()
+
+    pubsub = redis_client.pubsub()
+    pubsub.subscribe(board_channel())
+    try:
+        assert services.leaderboard_drift_check().repaired is True
+        repaired = [f for f in _board_frames(pubsub) if f["board"] == "global"]
+        assert len(repaired) == 1
+        assert [(r["user_id"], r["score"]) for r in repaired[0]["leaderboard"]] == [
+            (str(late.pk), 200),
+            (str(early.pk), 100),
+        ]
+
+        assert services.leaderboard_drift_check().repaired is False
+        assert _board_frames(pubsub) == []
+    finally:
+        pubsub.close()

@@ -1,0 +1,79 @@
+"""The realtime hub's Redis subscription is behind the same breaker as every other Redis client:
+a hung Redis is noticed (a PING left unanswered), no reconnection is attempted while the circuit is
+open, and after the thaw spectators get the board as PostgreSQL has it, updates made during the
+hang included (they were committed, never broadcast)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.test import override_settings
+
+from realtime import hub as hub_module
+from scoreboard import redis as scoreboard_redis
+from tests.conftest import submit
+from tests.realtime.test_consumer import connected, receive
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+
+async def eventually(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        await asyncio.sleep(0.05)
+    return condition()
+
+
+def attempts() -> float:
+    return hub_module.SUBSCRIBE_ATTEMPTS._value.get()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_hung_redis_is_noticed_by_the_hub_and_the_board_is_whole_after_the_thaw(
+    own_redis, make_player, client_for, mint, unthrottled, monkeypatch
+):
+    monkeypatch.setattr(hub_module, "IDLE_PING_SECONDS", 0.3)
+    monkeypatch.setattr(hub_module, "PONG_TIMEOUT_SECONDS", 0.5)
+    hub = hub_module.get_hub()
+    breaker = scoreboard_redis.breaker_for_url(own_redis.url)
+    assert breaker is not None
+    player = await sync_to_async(make_player)()
+    client = await sync_to_async(client_for)(player)
+
+    def score(increment: int) -> int:
+        return submit(client, mint(player, increment=increment)).status_code
+
+    with override_settings(CELERY_TASK_ALWAYS_EAGER=True):  # the reconnect hook's repair runs in its thread
+        ws = await connected()
+        assert (await receive(ws))["leaderboard"] == []
+        assert hub.subscription_alive
+        before = attempts()
+
+        own_redis.freeze()
+        try:
+            assert await sync_to_async(score)(70) == 200  # committed on PostgreSQL; never published
+            assert breaker.is_open
+            # The hub's PING goes unanswered: it drops the subscription ...
+            assert await eventually(lambda: not hub.subscription_alive, seconds=5)
+            await asyncio.sleep(1.0)
+            # ... and, the circuit being open, does not knock on the hung server again.
+            assert attempts() == before
+        finally:
+            own_redis.thaw()
+
+        # Back: the breaker closes, the hub subscribes again, the index is repaired, and the socket
+        # gets the board with the update made during the hang, without any further update.
+        assert await eventually(lambda: hub.subscription_alive and not breaker.is_open, seconds=10)
+        assert attempts() > before
+        while True:
+            update = await receive(ws)
+            assert update["type"] == "leaderboard_update"
+            if [(r["user_id"], r["score"]) for r in update["leaderboard"]] == [(str(player.pk), 70)]:
+                break
+        await ws.disconnect()
