@@ -53,6 +53,7 @@ from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
+from scoreboard import logging as sb_logging
 from scoreboard import metrics
 from scoreboard.errors import TooManyRequests, error_response
 from scoreboard.middleware import API_PREFIX
@@ -374,7 +375,17 @@ def websocket_handshake_allowed(scope: MutableMapping[str, Any]) -> bool:
     except _StoreDown:
         return True  # policy "closed"/"open" is about score updates; watching the board stays possible
     if usage.exceeded:
-        _refusal(usage)  # logged and counted like every other refusal
+        _refusal(usage)  # counted like every other refusal
+        # The address the limit counted, as the ASGI tier believes it: what an operator checks when
+        # someone forges X-Forwarded-For (only TRUSTED_PROXIES may set it).
+        sb_logging.security_event(
+            "websocket_rate_limited",
+            f"refused a WebSocket handshake: over {usage.limit}/min for its address",
+            status=403,
+            code="websocket_rate_limited",
+            path=scope.get("path"),
+            client_ip=ip,
+        )
         return False
     return True
 

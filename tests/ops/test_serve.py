@@ -137,6 +137,7 @@ def topology(
         DJANGO_SECRET_KEY=secrets.token_urlsafe(48),
         JWT_SECRET=secrets.token_urlsafe(48),
         ACTION_TOKEN_SECRET=action_secret,
+        RATE_LIMIT_WS_HANDSHAKES_PER_MINUTE=str(WS_HANDSHAKES_PER_MINUTE),
         PATH="/usr/sbin:" + os.environ.get("PATH", ""),
     )
     with log_path.open("wb") as log_file:
@@ -321,6 +322,68 @@ def test_request_id_from_nginx_is_echoed_and_logged(topology: Topology) -> None:
     lines = [json.loads(line) for line in topology.log_text().splitlines() if line.startswith("{") and rid in line]
     assert any(line["level"] == "WARNING" and line["logger"] == "scoreboard.security" for line in lines), lines
     assert "eyJ.abc.def" not in topology.log_text()
+
+
+# Loopback is a /8: a client on 127.0.0.2 is not the proxy (127.0.0.1), as on a real network.
+CLIENT_ADDRESS = "127.0.0.2"
+FORGED = "203.0.113.9"
+WS_HANDSHAKES_PER_MINUTE = 5
+
+
+def _security_lines(topology: Topology, needle: str) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        lines = [
+            json.loads(line)
+            for line in topology.log_text().splitlines()
+            if line.startswith("{") and needle in line and '"scoreboard.security"' in line
+        ]
+        if lines or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.2)
+
+
+def test_a_forged_x_forwarded_for_is_not_believed_on_any_tier(topology: Topology) -> None:
+    """The operator's walkthrough: a client sends its own X-Forwarded-For through nginx. The WSGI
+    tier logs the real address, and on the ASGI tier the forged header buys no fresh handshake
+    budget: the address the limit counts, and the log names, is the client's own."""
+    transport = httpx.HTTPTransport(local_address=CLIENT_ADDRESS)
+    with httpx.Client(base_url=topology.url, transport=transport) as client:
+        refused = client.post(
+            "/v1/scores/update",
+            json={"action_token": "x"},
+            headers={"Authorization": "Bearer forged", "X-Forwarded-For": FORGED},
+        )
+    assert refused.status_code == 401
+    lines = _security_lines(topology, refused.headers["x-request-id"])
+    assert [line["client_ip"] for line in lines] == [CLIENT_ADDRESS], lines
+
+    ws_url = f"ws://127.0.0.1:{PORT}/v1/realtime"
+
+    async def handshakes() -> list[bool]:
+        accepted = []
+        for i in range(WS_HANDSHAKES_PER_MINUTE + 1):
+            forged = {"X-Forwarded-For": f"198.51.100.{i + 1}"}  # a new "address" every time
+            try:
+                async with websockets.connect(
+                    ws_url,
+                    additional_headers=forged,
+                    local_addr=(CLIENT_ADDRESS, 0),
+                    open_timeout=WAIT_SECONDS,
+                ) as ws:
+                    frame = json.loads(await asyncio.wait_for(ws.recv(), timeout=WAIT_SECONDS))
+                    accepted.append(frame["type"] == "leaderboard_update")
+            except (websockets.exceptions.InvalidStatus, websockets.exceptions.ConnectionClosed):
+                accepted.append(False)
+        return accepted
+
+    assert asyncio.run(handshakes()) == [True] * WS_HANDSHAKES_PER_MINUTE + [False]
+    refusals = _security_lines(topology, "websocket_rate_limited")
+    assert refusals and {line["client_ip"] for line in refusals} == {CLIENT_ADDRESS}, refusals
+    assert FORGED not in topology.log_text() and "198.51.100." not in topology.log_text()
+    # nginx logged the real peer too.
+    access = (topology.state_dir / "nginx" / "access.log").read_text()
+    assert f'"{CLIENT_ADDRESS}"' in access
 
 
 def test_readyz_stays_ready_with_redis_degraded_while_it_is_down(topology: Topology) -> None:
