@@ -81,7 +81,7 @@ class PlayerPasswordChangeForm(AdminPasswordChangeForm):
         user = self.set_password_and_save(self.user, commit=False)  # type: ignore[attr-defined]  # not in stubs
         if commit:
             # set_password raised the token epoch: the player's sessions end with the old password.
-            user.save(update_fields=["password", "token_epoch"])
+            user.save(update_fields=["password", "token_epoch", "sessions_revoked_at"])
         return user
 
 

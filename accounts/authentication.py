@@ -64,7 +64,24 @@ def external_player(token: oidc.ExternalAccessToken) -> User:
     user = external_player_resolve(issuer=token.issuer.issuer, subject=token.subject, display_name=token.display_name)
     if not user.is_active:
         raise Forbidden("This account is disabled.", code="account_disabled")
+    external_session_check(token, user)
     return user
+
+
+def external_session_check(token: oidc.ExternalAccessToken, user: User) -> None:
+    """401 for an external token issued at or before the player's sessions were revoked.
+
+    Its issuer cannot put our epoch in it, so its issue time decides. A token issued in the same
+    second as the revocation is refused too (``iat`` has whole seconds): the player's next token,
+    a second later, works. A token without ``iat`` cannot show it is newer, so after a revocation
+    it is refused.
+    """
+    revoked_at = user.sessions_revoked_at
+    if revoked_at is None:
+        return
+    issued_at = token.get("iat")
+    if not isinstance(issued_at, int | float) or issued_at <= int(revoked_at.timestamp()):
+        raise Unauthorized("This session was signed out; log in again.", code="session_revoked")
 
 
 def token_scopes(token: Any) -> set[str]:

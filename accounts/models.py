@@ -7,6 +7,7 @@ import uuid
 from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.db.models.functions import Lower
+from django.utils import timezone
 
 
 class User(AbstractUser):
@@ -28,6 +29,9 @@ class User(AbstractUser):
     # password change, a ban, "sign out everywhere") revokes every token issued before. Checked on
     # every authenticated request from the row authentication reads anyway: no extra round trip.
     token_epoch = models.PositiveIntegerField(default=0)
+    # When the epoch was last raised. Tokens of external identity providers (accounts/oidc.py) cannot
+    # carry our epoch: those issued (iat) at or before this instant are refused instead.
+    sessions_revoked_at = models.DateTimeField(null=True, blank=True)
     # Quarantined (shadow-banned): scores are applied, but the player is left out of every public
     # read of every board until a moderator releases or confirms; their own reads still show them.
     is_quarantined = models.BooleanField(default=False, db_default=False)
@@ -50,6 +54,7 @@ class User(AbstractUser):
         super().set_password(raw_password)
         if not self._state.adding:
             self.token_epoch += 1
+            self.sessions_revoked_at = timezone.now()
 
 
 class GameServerKey(models.Model):

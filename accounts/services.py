@@ -214,7 +214,7 @@ def player_sessions_revoke(*, user_id: str, reason: str) -> None:
     Called by a password change (``User.set_password`` raises the epoch itself), a ban, and
     "sign out everywhere" (``POST /v1/auth/logout-all``).
     """
-    User.objects.filter(pk=user_id).update(token_epoch=F("token_epoch") + 1)
+    User.objects.filter(pk=user_id).update(token_epoch=F("token_epoch") + 1, sessions_revoked_at=timezone.now())
     logger.info("sessions of %s revoked (%s)", user_id, reason)
     transaction.on_commit(lambda: sockets_close(user_id))
 

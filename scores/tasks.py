@@ -42,7 +42,7 @@ def _repair_started() -> None:
     client = get_redis()
     if client is None:
         return
-    with contextlib.suppress(REDIS_ERRORS):  # Redis is down again: the check fails and is retried
+    with contextlib.suppress(*REDIS_ERRORS):  # Redis is down again: the check fails and is retried
         client.delete(REPAIR_QUEUED_KEY)
 
 

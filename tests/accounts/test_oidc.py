@@ -287,3 +287,21 @@ def test_the_player_admin_page_shows_the_external_identity(db: None, idp: LocalI
     assert page.status_code == 200
     html = page.content.decode()
     assert "steam:76561198000000042" in html and idp.issuer in html
+
+
+def test_sign_out_everywhere_revokes_external_tokens_issued_before_it(db: None, idp: LocalIssuer) -> None:
+    """An external provider cannot carry our session epoch: its tokens are judged by their issue time."""
+    earlier = int(time.time()) - 5
+    old = idp.token("roamer", iat=earlier)
+    undated = idp.token("roamer", iat=None)
+    assert _me(old).status_code == 200 and _me(undated).status_code == 200
+
+    assert _client(old).post("/v1/auth/logout-all").status_code == 200
+
+    for token in (old, undated):  # an undated token cannot show it is newer than the revocation
+        refused = _me(token)
+        assert refused.status_code == 401
+        assert refused.json()["error"]["code"] == "session_revoked"
+        assert viewer_from_token(token) is None
+    time.sleep(1.05)  # iat has whole seconds: the same second as the revocation is refused too
+    assert _me(idp.token("roamer")).status_code == 200  # issued after the revocation
