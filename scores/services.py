@@ -967,7 +967,7 @@ def index_rebuild_soon(*, spec: BoardSpec, period_key: str) -> None:
         logger.warning("index of %s/%s had no built mark (Redis lost it): rebuilding", spec.id, period_key)
         index_rebuild(spec=spec, period_key=period_key)
         client.delete(lock_key)
-        _repaired_broadcast(spec=spec, period_key=period_key)
+        # No broadcast here: the one caller, the update path, publishes the board right after.
     except REDIS_ERRORS:
         logger.warning("redis unavailable; rebuild of %s/%s left for the drift check", spec.id, period_key)
 
