@@ -182,6 +182,7 @@ def main() -> int:
     from accounts.services import player_tokens_issue
     from bench import lean_floor
     from bench.lean_floor import FloorHandler
+    from fraud import windows
     from scoreboard.redis import get_redis
     from scores import action_tokens
 
@@ -265,7 +266,7 @@ def main() -> int:
         for count in scenarios:
             fed = scenario_start(count)
             # Each measured run starts from empty fraud windows for its players, so runs compare (no rule fires).
-            client.delete(*[f"sb:fraud:p:{user.pk}" for user, _ in players], "sb:fraud:ip:127.0.0.1")
+            client.delete(*[windows._player_key(str(user.pk)) for user, _ in players], windows._ip_key("127.0.0.1"))
             trips.counts.clear()
             stages.seconds.clear()
             statuses: Counter[int] = Counter()

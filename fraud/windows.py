@@ -3,9 +3,9 @@
 With Redis (production) each window is a small capped structure with a TTL, so memory stays bounded
 by the players active in the last hour:
 
-- ``sb:fraud:p:<user>``: a list of the player's last ``WINDOW_SIZE`` attempts (applied or blocked),
+- ``sb:{gate}:fraud:p:<user>``: a list of the player's last ``WINDOW_SIZE`` attempts (applied or blocked),
   newest first, ~60 bytes each; expires ``WINDOW_TTL_SECONDS`` after the last attempt.
-- ``sb:fraud:ip:<ip>``: a sorted set of the players who scored from the address in the last hour
+- ``sb:{gate}:fraud:ip:<ip>``: a sorted set of the players who scored from the address in the last hour
   (score = last time), capped at ``IP_ACCOUNTS_KEPT`` members.
 
 Reading and appending happen in one script call (atomic, one round trip), so two concurrent attempts
@@ -13,8 +13,9 @@ of one player each see the other. Without Redis (the embedded default, or Redis 
 ``score_history`` (applied actions) and ``fraud_logs`` (blocked attempts).
 
 Rejected action tokens are counted per player and per address in fixed five-minute buckets
-(``sb:fraud:rej:...``, read in the same round trip as the window), or in the local-memory cache in
-the embedded default. One attempt therefore costs the fraud engine a single Redis round trip.
+(``sb:{gate}:fraud:rej:...``, read in the same round trip as the window), or in the local-memory cache in
+the embedded default. One attempt therefore costs the fraud engine a single Redis round trip. Every key carries the gate
+hash tag (``scoreboard.redis.gate_key``): the script touches one slot on a Redis Cluster.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from django.db.models import Count, Q, Sum
 
 from fraud.models import FraudLog
 from fraud.rules import TOTAL, Attempt, ClusterView
-from scoreboard.redis import REDIS_ERRORS, get_redis, registered_script
+from scoreboard.redis import REDIS_ERRORS, gate_key, get_redis, registered_script
 from scores.models import ScoreHistory
 
 logger = logging.getLogger(__name__)
@@ -69,11 +70,11 @@ class WindowView:
 
 
 def _player_key(user_id: str) -> str:
-    return f"sb:fraud:p:{user_id}"
+    return gate_key("fraud", "p", user_id)
 
 
 def _ip_key(ip: str) -> str:
-    return f"sb:fraud:ip:{ip}"
+    return gate_key("fraud", "ip", ip)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -280,11 +281,11 @@ def _from_redis(
     subnet = subnet_of(ip) if ip else "-"
     fingerprint = fingerprint_of(ip, user_agent) if ip else "-"
     cluster_keys = [
-        f"sb:fraud:cb:address:{ip or '-'}",
-        f"sb:fraud:ca:subnet:{subnet}",
-        f"sb:fraud:cb:subnet:{subnet}",
-        f"sb:fraud:ca:fp:{fingerprint}",
-        f"sb:fraud:cb:fp:{fingerprint}",
+        gate_key("fraud", "cb", "address", ip or "-"),
+        gate_key("fraud", "ca", "subnet", subnet),
+        gate_key("fraud", "cb", "subnet", subnet),
+        gate_key("fraud", "ca", "fp", fingerprint),
+        gate_key("fraud", "cb", "fp", fingerprint),
     ]
     velocity_args: list[int] = []
     for length, bucket in VELOCITY_WINDOWS:
@@ -294,7 +295,7 @@ def _from_redis(
         keys=[
             _player_key(user_id),
             _ip_key(ip or "-"),
-            f"sb:fraud:v:{user_id}",
+            gate_key("fraud", "v", user_id),
             *cluster_keys,
             *once_keys,
             *player_rejections,
@@ -454,7 +455,7 @@ def _from_database(*, user_id: str, ip: str | None, now: float, attempt: Attempt
 # ---------------------------------------------------------------------------------------------
 def _rejection_keys(kind: str, who: str, now: float) -> list[str]:
     bucket = int(now // REJECTION_BUCKET_SECONDS)
-    return [f"sb:fraud:rej:{kind}:{who}:{bucket - i}" for i in range(REJECTION_BUCKETS)]
+    return [gate_key("fraud", "rej", kind, who, str(bucket - i)) for i in range(REJECTION_BUCKETS)]
 
 
 REJECTION_TTL_SECONDS = REJECTION_BUCKET_SECONDS * (REJECTION_BUCKETS + 1)

@@ -20,6 +20,7 @@ import contextlib
 import functools
 import inspect
 import logging
+import os
 import threading
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator
@@ -35,6 +36,7 @@ from redis.backoff import NoBackoff
 from realtime.frames import LEADERBOARD_UPDATE, SESSION_REVOKED, Frame, player_frame
 from realtime.wire import RawWrite
 from scoreboard import redis as scoreboard_redis
+from scoreboard.redis import is_cluster_url, pubsub_url
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +49,8 @@ PLAYER_CHANNEL = "sb:rt:{db}:player"
 
 @functools.cache
 def _channels(url: str) -> tuple[bytes, bytes]:
-    db = redis.Redis.from_url(url).connection_pool.connection_kwargs.get("db", 0)
+    # A cluster has only database 0 (and its PUBLISH reaches every node: any node can be subscribed to).
+    db = 0 if is_cluster_url(url) else redis.Redis.from_url(url).connection_pool.connection_kwargs.get("db", 0)
     return BOARD_CHANNEL.format(db=db).encode(), PLAYER_CHANNEL.format(db=db).encode()
 
 
@@ -506,19 +509,24 @@ class Hub:
         delay = RECONNECT_MIN_SECONDS
         resumed = False
         loop = asyncio.get_running_loop()
-        breaker = scoreboard_redis.breaker_for_url(settings.REDIS_URL)
+        # On a cluster the processes spread their subscriptions over the nodes (by pid), then move on
+        # to the next node after a failure (a classic PUBLISH reaches every node).
+        attempt = os.getpid()
         while True:
+            url = pubsub_url(attempt)
+            breaker = scoreboard_redis.breaker_for_url(url)
             if breaker is not None and breaker.is_open:
                 # Redis failed just now (for any client of this process): no connection attempts
                 # until the breaker's prober saw it answer again; sockets keep their last snapshot.
                 resumed = True
+                attempt += 1
                 await asyncio.sleep(RECONNECT_MIN_SECONDS)
                 continue
             SUBSCRIBE_ATTEMPTS.inc()
             # A bounded connect, one attempt (the breaker's policy): an unreachable Redis fails it, and
             # the loop below backs off and tries again.
             client = aioredis.Redis.from_url(
-                settings.REDIS_URL,
+                url,
                 client_name=HUB_CLIENT_NAME,
                 socket_connect_timeout=max(HUB_CONNECT_TIMEOUT_SECONDS, settings.REDIS_SOCKET_TIMEOUT),
                 retry=AsyncRetry(NoBackoff(), 0),
@@ -572,6 +580,7 @@ class Hub:
                     breaker.failure(exc)  # the other clients of this process stop waiting on it too
                 logger.warning("realtime: Redis subscription lost; retrying in %.1fs", delay, exc_info=True)
                 resumed = True
+                attempt += 1
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RECONNECT_MAX_SECONDS)
             finally:

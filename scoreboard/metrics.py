@@ -257,9 +257,10 @@ class StoresCollector(Collector):
             return
         up.add_metric([], 1.0)
         yield up
-        yield GaugeMetricFamily(
-            "scoreboard_redis_used_memory_bytes", "Redis used_memory.", value=float(info.get("used_memory", 0))
-        )
+        # A cluster answers per node ({"host:port": {...}}): the sum over its nodes.
+        nodes = [v for v in info.values() if isinstance(v, dict)] or [info]
+        used = sum(float(node.get("used_memory", 0)) for node in nodes)
+        yield GaugeMetricFamily("scoreboard_redis_used_memory_bytes", "Redis used_memory.", value=used)
         yield GaugeMetricFamily(
             "scoreboard_redis_maxmemory_bytes",
             "Redis maxmemory (0 = no limit).",

@@ -18,6 +18,15 @@ Every synchronous Redis caller (index, limits, fraud windows, pre-filter, publis
   event says which (:class:`Reconnected`), so the ranking index can rebuild or repair at once
   instead of at the next scheduled drift check.
 
+**Redis Cluster.** With a cluster URL (``redis+cluster://host:port,host:port``, which settings make
+from ``REDIS_CLUSTER_URL``) :func:`get_redis` returns a ``redis.cluster.RedisCluster``: the same
+command and ``register_script`` API, one breaker per node, the same timeouts and no retries. Every
+script and every multi-key command must touch one slot (CROSSSLOT otherwise): the keys of one board
+carry its hash tag (``scores.ranking.board_tag``), and every key of the checks before a score
+write (rate-limit counters, replay pre-filter, fraud windows) carries :data:`GATE_TAG`, so they
+share one slot (:func:`gate_key`). A cluster node holds no sentinel key (a node accepts only the
+keys of its own slots): there the "came back empty" signal is the index's own ``built`` mark.
+
 ``redis.ResponseError`` (the server answered with an error: a script bug, a wrong type) is not an
 outage: it never opens the circuit and is logged at ERROR with its traceback
 (``scoreboard.redis``), where an outage is only a warning. Callers still catch it through
@@ -38,13 +47,16 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias, cast
+from urllib.parse import unquote
 
 import redis
 from django.conf import settings
+from django_redis.pool import ConnectionFactory
 from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.retry import Retry
 
 logger = logging.getLogger(__name__)
@@ -56,12 +68,81 @@ class RedisUnavailable(redis.ConnectionError):
 
 # Errors that mean "Redis is not usable right now": callers degrade to PostgreSQL.
 REDIS_OUTAGE_ERRORS: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError, OSError)
-# What callers catch around a Redis call: an outage, or a reported error reply (see the module doc).
-REDIS_ERRORS: tuple[type[Exception], ...] = (*REDIS_OUTAGE_ERRORS, redis.ResponseError)
+# What callers catch around a Redis call: an outage, a reported error reply (see the module doc), or
+# a cluster client's own refusal (no reachable node, keys of one command in several slots).
+REDIS_ERRORS: tuple[type[Exception], ...] = (
+    *REDIS_OUTAGE_ERRORS,
+    redis.ResponseError,
+    redis.exceptions.RedisClusterException,
+)
 
 # Present in every Redis the service has used; gone means Redis came back empty.
 SENTINEL_KEY = "sb:redis:sentinel"
 NO_RETRY = Retry(NoBackoff(), 0)
+
+# The hash tag of every key the checks before a score write touch (one script, one slot on a cluster).
+GATE_TAG = "sb:{gate}"
+
+# A redis.Redis, or a RedisCluster in cluster mode: callers use the command API both share.
+Client: TypeAlias = redis.Redis
+
+CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+DEFAULT_PORT = 6379
+
+
+def gate_key(*parts: str) -> str:
+    """A key of the before-write checks: ``gate_key("fraud", "p", user_id)`` -> ``sb:{gate}:fraud:p:<id>``."""
+    return ":".join((GATE_TAG, *parts))
+
+
+def is_cluster_url(url: str) -> bool:
+    return url.startswith(CLUSTER_SCHEMES)
+
+
+def cluster_url(nodes_url: str) -> str:
+    """``REDIS_CLUSTER_URL`` (``redis://h1:7000,h2:7000``, ``rediss://`` for TLS) as the data-plane URL."""
+    for plain, scheme in (("redis://", CLUSTER_SCHEMES[0]), ("rediss://", CLUSTER_SCHEMES[1])):
+        if nodes_url.startswith(plain):
+            return scheme + nodes_url[len(plain) :]
+    if is_cluster_url(nodes_url):
+        return nodes_url
+    raise ValueError("REDIS_CLUSTER_URL must look like redis://host:port,host:port (rediss:// for TLS)")
+
+
+@dataclass(frozen=True)
+class ClusterAddress:
+    nodes: tuple[tuple[str, int], ...]
+    username: str | None
+    password: str | None
+    tls: bool
+
+    def node_url(self, index: int) -> str:
+        """A plain URL of one startup node (pub/sub: a cluster node hears every PUBLISH)."""
+        host, port = self.nodes[index % len(self.nodes)]
+        auth = ""
+        if self.password is not None:
+            auth = f"{self.username or ''}:{self.password}@"
+        return f"{'rediss' if self.tls else 'redis'}://{auth}{host}:{port}/0"
+
+
+def cluster_address(url: str) -> ClusterAddress:
+    """Parse ``redis+cluster://[user:password@]host:port,host:port[/]``."""
+    if not is_cluster_url(url):
+        raise ValueError(f"not a cluster URL: {url!r}")
+    tls = url.startswith(CLUSTER_SCHEMES[1])
+    rest = url.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
+    username = password = None
+    if "@" in rest:
+        credentials, rest = rest.rsplit("@", 1)
+        user, _, secret = credentials.partition(":")
+        username, password = unquote(user) or None, unquote(secret)
+    nodes = []
+    for item in rest.split(","):
+        host, _, port = item.strip().rpartition(":") if ":" in item else (item.strip(), "", str(DEFAULT_PORT))
+        nodes.append((host.strip("[]"), int(port)))
+    if not nodes or not all(h for h, _ in nodes):
+        raise ValueError(f"a cluster URL needs at least one host:port: {url!r}")
+    return ClusterAddress(tuple(nodes), username, password, tls)
 
 
 @dataclass(frozen=True)
@@ -232,6 +313,9 @@ def _mark_sentinel(client: redis.Redis) -> bool:
 class BreakerConnection(redis.Connection):
     """A redis-py connection that goes through its server's :class:`CircuitBreaker`."""
 
+    # False on a cluster node: it refuses keys of slots it does not own (the sentinel among them).
+    keeps_sentinel = True
+
     def _breaker(self) -> CircuitBreaker:
         breaker = breaker_for(f"{self.host}:{self.port}")
         if breaker._probe is None:
@@ -246,10 +330,12 @@ class BreakerConnection(redis.Connection):
                 "retry": NO_RETRY,
             }
 
+            keeps_sentinel = self.keeps_sentinel
+
             def probe() -> bool:
                 with contextlib.closing(redis.Redis(**kwargs)) as client:
                     client.ping()
-                    return _mark_sentinel(client)
+                    return _mark_sentinel(client) if keeps_sentinel else True
 
             breaker.set_probe(probe, int(self.db))
         return breaker
@@ -276,6 +362,8 @@ class BreakerConnection(redis.Connection):
             super().on_connect_check_health(check_health=check_health)
         finally:
             self._handshake = False
+        if not self.keeps_sentinel:
+            return
         # One round trip per new connection (they are pooled): did Redis lose its data meanwhile?
         self.send_command("SET", SENTINEL_KEY, uuid.uuid4().hex, "NX")
         if self.read_response() is not None:  # set now: it was missing
@@ -311,6 +399,12 @@ class BreakerConnection(redis.Connection):
         return response
 
 
+class ClusterBreakerConnection(BreakerConnection):
+    """:class:`BreakerConnection` for a cluster node: the breaker and timeouts, no sentinel key."""
+
+    keeps_sentinel = False
+
+
 def pool_kwargs(timeout: float) -> dict[str, Any]:
     """Connection-pool options every Redis client of the service uses (also django-redis')."""
     return {
@@ -322,8 +416,31 @@ def pool_kwargs(timeout: float) -> dict[str, Any]:
     }
 
 
+def _cluster_client(url: str, timeout: float) -> RedisCluster:
+    address = cluster_address(url)
+    options: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        # One attempt per command, as on a single server; redirections (MOVED/ASK after a
+        # resharding or a failover) are followed regardless, and a connection error makes the
+        # client refresh the slot map on the next command.
+        "retry": NO_RETRY,
+        "require_full_coverage": True,
+    }
+    if address.tls:
+        options["ssl"] = True  # redis-py's SSL connection class: no breaker there (as on one server)
+    else:
+        options["connection_class"] = ClusterBreakerConnection
+    # Given as a URL (the first node, credentials included), redis-py builds each node's pool from
+    # these options, connection_class among them; the other startup nodes are listed beside it.
+    nodes = [ClusterNode(host, port) for host, port in address.nodes[1:]]
+    return RedisCluster(url=address.node_url(0), startup_nodes=nodes, decode_responses=False, **options)
+
+
 @functools.cache
-def _client(url: str, timeout: float) -> redis.Redis:
+def _client(url: str, timeout: float) -> Client:
+    if is_cluster_url(url):
+        return cast(Client, _cluster_client(url, timeout))
     options = pool_kwargs(timeout)
     # A rediss:// or unix:// URL keeps redis-py's own connection class (no breaker there).
     if not url.startswith("redis://"):
@@ -333,7 +450,7 @@ def _client(url: str, timeout: float) -> redis.Redis:
 
 
 @functools.cache
-def registered_script(client: redis.Redis, source: str) -> Any:
+def registered_script(client: Client, source: str) -> Any:
     """``client.register_script(source)``, once per client and script (EVALSHA, loaded on first use).
 
     Keyed by the client object itself, not ``id()``: a replaced client (tests drop the cached one)
@@ -342,12 +459,46 @@ def registered_script(client: redis.Redis, source: str) -> Any:
     return client.register_script(source)
 
 
-def client_for(url: str, timeout: float) -> redis.Redis:
+_loaded_everywhere: set[tuple[int, str]] = set()
+_loaded_lock = threading.Lock()
+
+
+def queue_script(pipe: Any, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> None:
+    """``script(keys=..., args=..., client=pipe)``, also on a cluster pipeline.
+
+    redis-py's cluster pipeline refuses its ``evalsha`` method (and so ``Script`` calls), but routes
+    a queued ``EVALSHA`` by its keys like any command, sending each node its commands in parallel.
+    The script is loaded on every primary first (once per client); a node that lost it (restarted)
+    answers NOSCRIPT, :func:`pipeline_execute` forgets the loads and the next call loads again.
+    """
+    if not isinstance(pipe, ClusterPipeline):
+        script(keys=keys, args=args, client=pipe)
+        return
+    client = script.registered_client
+    loaded = (id(client), script.sha)
+    if loaded not in _loaded_everywhere:
+        client.script_load(script.script)  # a cluster sends SCRIPT LOAD to every primary
+        with _loaded_lock:
+            _loaded_everywhere.add(loaded)
+    pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+
+
+def pipeline_execute(pipe: Any) -> list[Any]:
+    """``pipe.execute()``; a NOSCRIPT answer makes :func:`queue_script` load its scripts again."""
+    try:
+        return list(pipe.execute())
+    except redis.exceptions.NoScriptError:
+        with _loaded_lock:
+            _loaded_everywhere.clear()
+        raise
+
+
+def client_for(url: str, timeout: float) -> Client:
     """The process's pooled client for ``url`` (one per URL and timeout)."""
     return _client(url, timeout)
 
 
-def get_redis() -> redis.Redis | None:
+def get_redis() -> Client | None:
     if not settings.REDIS_URL:
         return None
     return _client(settings.REDIS_URL, settings.REDIS_SOCKET_TIMEOUT)
@@ -358,12 +509,46 @@ def redis_state() -> str | None:
     client = get_redis()
     if client is None:
         return None
-    kwargs = client.connection_pool.connection_kwargs
-    breaker = breaker_for(f"{kwargs.get('host')}:{kwargs.get('port')}")
-    if breaker.is_open:
+    if any(breaker_for(server).is_open for server, _db in servers_of(client)):
         return "degraded"
     try:
         client.ping()
     except REDIS_ERRORS:
         return "degraded"
     return "ok"
+
+
+def servers_of(client: Client) -> list[tuple[str, int]]:
+    """("host:port", db) of every server behind ``client`` (each node of a cluster, db 0)."""
+    if isinstance(client, RedisCluster):
+        return [(f"{node.host}:{node.port}", 0) for node in client.get_nodes()]
+    kwargs = client.connection_pool.connection_kwargs
+    return [(f"{kwargs.get('host')}:{kwargs.get('port')}", int(kwargs.get("db") or 0))]
+
+
+def is_cluster(client: Client) -> bool:
+    return isinstance(client, RedisCluster)
+
+
+def pubsub_url(attempt: int = 0) -> str:
+    """Where a subscriber connects: ``REDIS_URL``, or one node of the cluster (the ``attempt``-th,
+    so a subscriber whose node is down moves on to the next). Classic PUBLISH reaches every node."""
+    url: str = settings.REDIS_URL
+    return cluster_address(url).node_url(attempt) if is_cluster_url(url) else url
+
+
+class ClusterConnectionFactory(ConnectionFactory):
+    """django-redis on a Redis Cluster: its ``DefaultClient`` over the process's ``RedisCluster``.
+
+    django-redis has no cluster client of its own (jazzband/django-redis#606), but its connection
+    factory is pluggable per cache (``OPTIONS["CONNECTION_FACTORY"]``): this one hands it the shared
+    cluster client, whose single-key commands (all the cache is used for: get, set, add, incr,
+    delete) route by slot. ``LOCATION`` must be a one-item list (django-redis splits a string at
+    commas into several servers).
+    """
+
+    def connect(self, url: str) -> Any:
+        return client_for(url, float(self.options.get("SOCKET_TIMEOUT", settings.REDIS_SOCKET_TIMEOUT)))
+
+    def disconnect(self, connection: Any) -> None:
+        """The client is shared by the process: nothing to close per cache."""

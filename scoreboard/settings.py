@@ -210,6 +210,21 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
 
 REDIS_URL = env.str("REDIS_URL", default="")
+# A Redis Cluster (startup nodes, "redis://h1:7000,h2:7000,h3:7000"; rediss:// for TLS): the ranking
+# index, rate limits, fraud windows, replay pre-filter, live pub/sub and the cache then use it
+# (scoreboard/redis.py). Celery's broker cannot be a cluster (kombu's Redis transport speaks to one
+# server): it stays on the standalone REDIS_URL, or CELERY_BROKER_URL. REDIS_URL, the setting, becomes
+# the cluster's data-plane URL ("redis+cluster://..."); STANDALONE_REDIS_URL keeps the variable's value.
+REDIS_CLUSTER_URL = env.str("REDIS_CLUSTER_URL", default="")
+STANDALONE_REDIS_URL = REDIS_URL
+if REDIS_CLUSTER_URL:
+    from scoreboard.redis import cluster_url
+
+    try:
+        REDIS_URL = cluster_url(REDIS_CLUSTER_URL)
+    except ValueError as exc:
+        raise ImproperlyConfigured(str(exc)) from exc
+REDIS_CLUSTER = bool(REDIS_CLUSTER_URL)
 
 # Development secrets are public (they are in this file): fine for the embedded demo, never for a
 # service with real stores. With PostgreSQL or Redis configured, say so where nobody can miss it
@@ -237,36 +252,57 @@ DEGRADED_RANK_LIMIT = env.int("DEGRADED_RANK_LIMIT", default=1000)
 # Run scoreboard.redis.on_reconnect callbacks (tests turn them off where they flush Redis by hand).
 REDIS_RECONNECT_HOOKS = env.bool("REDIS_RECONNECT_HOOKS", default=True)
 
-if REDIS_URL:
-    from scoreboard.redis import NO_RETRY, BreakerConnection
 
-    CACHES = {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "sb",
-            "OPTIONS": {
-                "SOCKET_CONNECT_TIMEOUT": REDIS_SOCKET_TIMEOUT,
-                "SOCKET_TIMEOUT": REDIS_SOCKET_TIMEOUT,
-                # The same breaker and no-retry policy as every other client (scoreboard/redis.py).
-                "CONNECTION_POOL_KWARGS": {"connection_class": BreakerConnection, "retry": NO_RETRY},
-            },
+def redis_caches(url: str) -> dict[str, dict[str, object]]:
+    """``CACHES`` on the Redis (or cluster) at ``url`` (tests build the cluster's with it)."""
+    from scoreboard.redis import GATE_TAG, NO_RETRY, BreakerConnection, is_cluster_url
+
+    default: dict[str, object] = {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": url,
+        "KEY_PREFIX": "sb",
+        "OPTIONS": {
+            "SOCKET_CONNECT_TIMEOUT": REDIS_SOCKET_TIMEOUT,
+            "SOCKET_TIMEOUT": REDIS_SOCKET_TIMEOUT,
+            # The same breaker and no-retry policy as every other client (scoreboard/redis.py).
+            "CONNECTION_POOL_KWARGS": {"connection_class": BreakerConnection, "retry": NO_RETRY},
         },
+    }
+    if is_cluster_url(url):
+        # django-redis over the process's RedisCluster (scoreboard.redis.ClusterConnectionFactory).
+        default["LOCATION"] = [url]
+        default["OPTIONS"] = {
+            "CONNECTION_FACTORY": "scoreboard.redis.ClusterConnectionFactory",
+            "SOCKET_TIMEOUT": REDIS_SOCKET_TIMEOUT,
+        }
+    return {
+        "default": default,
         # django-ratelimit's counters: the same keys django-redis would write, one round trip per
-        # counter instead of two (scoreboard/ratelimit_cache.py).
+        # counter instead of two (scoreboard/ratelimit_cache.py). Under the gate tag: a score
+        # update's counters are counted with its other before-write checks, in one slot.
         "ratelimit": {
             "BACKEND": "scoreboard.ratelimit_cache.RateLimitCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "sb",
+            "LOCATION": url,
+            "KEY_PREFIX": GATE_TAG,
             "OPTIONS": {"SOCKET_TIMEOUT": REDIS_SOCKET_TIMEOUT},
         },
     }
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": "sb:layer"},
+
+
+if REDIS_URL:
+    CACHES = redis_caches(REDIS_URL)
+    # Nothing of ours uses the channel layer (the realtime hub subscribes to Redis itself); it is
+    # kept for custom consumers, on the standalone Redis (channels-redis has no cluster support).
+    CHANNEL_LAYERS = (
+        {
+            "default": {
+                "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+                "CONFIG": {"hosts": [STANDALONE_REDIS_URL], "prefix": "sb:layer"},
+            }
         }
-    }
+        if STANDALONE_REDIS_URL
+        else {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    )
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
@@ -437,9 +473,14 @@ API_KEY_HEADER = "HTTP_X_API_KEY"
 # --------------------------------------------------------------------------------------------
 # Celery
 # --------------------------------------------------------------------------------------------
-CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or STANDALONE_REDIS_URL or "memory://"
+if REDIS_CLUSTER and CELERY_BROKER_URL == "memory://":
+    raise ImproperlyConfigured(
+        "REDIS_CLUSTER_URL is set but Celery has no broker: kombu cannot use a Redis Cluster, so set "
+        "REDIS_URL (or CELERY_BROKER_URL) to a standalone Redis for the task queue."
+    )
 CELERY_RESULT_BACKEND = None
-CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
+CELERY_TASK_ALWAYS_EAGER = CELERY_BROKER_URL == "memory://"
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = "UTC"

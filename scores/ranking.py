@@ -31,7 +31,7 @@ from typing import Any
 
 import redis
 
-from scoreboard.redis import get_redis, registered_script
+from scoreboard.redis import get_redis, queue_script, registered_script
 from scores.boards import (
     ALL_TIME_KEY,
     GLOBAL_SPEC,
@@ -349,7 +349,7 @@ class RedisIndex:
         script = registered_script(self.client, _APPLY)
         args = self._apply_args(entry, mode=mode)
         if pipe is not None:
-            return script(keys=self.keys, args=args, client=pipe)
+            return queue_script(pipe, script, self.keys, args)
         return script(keys=self.keys, args=args)
 
     @staticmethod
@@ -455,8 +455,10 @@ class RedisIndex:
         counts: dict[int, int] = {}
         count = 0
         last_updated = ""
+        # Not queued: a cluster pipeline refuses multi-key commands (the keys share one slot, but
+        # redis-py's cluster pipeline does not look).
+        self.client.unlink(*tmp)
         pipe = self.client.pipeline(transaction=False)
-        pipe.unlink(*tmp)
         for entry in entries:
             member = member_for(user_id=entry.user_id, reached_at=entry.reached_at)
             updated = _iso(entry.last_updated)
@@ -488,7 +490,7 @@ class RedisIndex:
         swap.unlink(*self.keys)
         for src, dst, there in zip(tmp, self.keys, present, strict=True):
             if there:
-                swap.rename(src, dst)
+                swap.execute_command("RENAME", src, dst)  # a cluster pipeline refuses its rename()
         swap.execute()
         return count
 

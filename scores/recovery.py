@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 
-from scoreboard.redis import REDIS_ERRORS, Reconnected, get_redis
+from scoreboard.redis import REDIS_ERRORS, Reconnected, get_redis, servers_of
 from scores.tasks import REPAIR_QUEUED_KEY, leaderboard_drift_check_task
 
 logger = logging.getLogger(__name__)
@@ -27,8 +27,7 @@ def index_repair_on_reconnect(event: Reconnected) -> None:
     client = get_redis()
     if client is None:
         return
-    kwargs = client.connection_pool.connection_kwargs
-    if (f"{kwargs.get('host')}:{kwargs.get('port')}", int(kwargs.get("db") or 0)) != (event.server, event.db):
+    if (event.server, event.db) not in servers_of(client):
         return  # another Redis (a cache elsewhere): the index is not there
     try:
         first = bool(client.set(REPAIR_QUEUED_KEY, "1", nx=True, ex=DEDUPE_SECONDS))

@@ -184,3 +184,46 @@ def in_worker_thread(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def submit(client: APIClient, token: str, **body: Any) -> Any:
     return client.post("/v1/scores/update", {"action_token": token, **body}, format="json")
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[Any]:
+    """A real 3-node Redis Cluster for the session (tests/redis_cluster.py); fails when it cannot start."""
+    from tests.redis_cluster import ClusterStartError, local_cluster
+
+    try:
+        with local_cluster() as cluster:
+            yield cluster
+    except ClusterStartError as exc:
+        pytest.fail(f"the local Redis Cluster did not start: {exc}")
+
+
+def use_redis(settings: Any, url: str) -> None:
+    """Point every Redis caller at ``url`` (a cluster URL or one server), as settings.py would."""
+    from realtime import hub
+    from scoreboard import redis as sb_redis
+    from scoreboard.settings import redis_caches
+    from scores import ranking
+
+    settings.REDIS_URL = url
+    settings.CACHES = redis_caches(url)
+    sb_redis._client.cache_clear()
+    ranking._index.cache_clear()
+    hub._channels.cache_clear()
+    sb_redis.reset_breakers()
+
+
+@pytest.fixture
+def standalone_url() -> str:
+    return str(settings.REDIS_URL)
+
+
+@pytest.fixture
+def on_cluster(redis_cluster: Any, settings: Any, standalone_url: str) -> Iterator[Any]:
+    """This test's Redis callers all use the session's cluster (emptied first), as with REDIS_CLUSTER_URL."""
+    redis_cluster.flush()
+    use_redis(settings, redis_cluster.url)
+    try:
+        yield redis_cluster
+    finally:
+        use_redis(settings, standalone_url)

@@ -94,7 +94,7 @@ def test_a_retry_after_a_503_adds_no_risk_and_is_counted_once(player, client_for
     clock.advance(2)
     retries = [fraud_services.score_attempt_assess(user=player, claims=claims, context=context) for _ in range(5)]
     assert [r.risk_score for r in retries] == [first.risk_score] * 5
-    assert redis_client.llen(f"sb:fraud:p:{player.pk}") == 4
+    assert redis_client.llen(f"sb:{{gate}}:fraud:p:{player.pk}") == 4
     assert submit(client, token).status_code == 200  # and it still applies once
     assert ScoreHistory.objects.filter(user=player).count() == 4
 

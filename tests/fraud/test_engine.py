@@ -170,10 +170,10 @@ def test_redis_windows_are_capped_and_expire(player, client_for, mint, redis_cli
     client = client_for(player)
     for _ in range(windows.WINDOW_SIZE + 5):
         assert submit(client, mint(player, increment=10)).status_code == 200
-    player_key = f"sb:fraud:p:{player.pk}"
+    player_key = f"sb:{{gate}}:fraud:p:{player.pk}"
     assert redis_client.llen(player_key) == windows.WINDOW_SIZE
     assert 0 < redis_client.ttl(player_key) <= windows.WINDOW_TTL_SECONDS
-    assert 0 < redis_client.ttl("sb:fraud:ip:127.0.0.1") <= windows.IP_WINDOW_SECONDS
+    assert 0 < redis_client.ttl("sb:{gate}:fraud:ip:127.0.0.1") <= windows.IP_WINDOW_SECONDS
 
 
 @pytest.mark.redis
@@ -188,9 +188,9 @@ def test_a_replayed_token_is_answered_409_without_joining_the_window(
     replays = [submit(client, token) for _ in range(5)]
     assert [r.status_code for r in replays] == [409] * 5
     assert replays[0].json()["error"]["details"]["new_score"] == 10
-    assert redis_client.llen(f"sb:fraud:p:{player.pk}") == 1
+    assert redis_client.llen(f"sb:{{gate}}:fraud:p:{player.pk}") == 1
     assert submit(client, mint(player, increment=10)).status_code == 200
-    assert redis_client.llen(f"sb:fraud:p:{player.pk}") == 2
+    assert redis_client.llen(f"sb:{{gate}}:fraud:p:{player.pk}") == 2
 
 
 @pytest.mark.redis

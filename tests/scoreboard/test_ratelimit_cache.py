@@ -51,7 +51,7 @@ def test_counts_through_django_ratelimit_like_django_redis(counters, redis_clien
     assert [h["count"] for h in hits] == [1, 2, 3, 4, 5, 6]
     assert [h["should_limit"] for h in hits] == [False] * 5 + [True]  # the 6th hit is over a limit of 5
     assert usage("player-2")["count"] == 1  # another key has its own counter
-    keys = [k.decode() for k in redis_client.scan_iter(match="sb:1:rl:*")]
+    keys = [k.decode() for k in redis_client.scan_iter(match="sb:{gate}:1:rl:*")]
     assert len(keys) == 2  # django-redis' key layout: KEY_PREFIX:version:key
     for key in keys:
         assert 60 < redis_client.ttl(key) <= 60 + EXPIRATION_FUDGE  # the window plus django-ratelimit's fudge
