@@ -50,7 +50,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias, cast
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import redis
 from django.conf import settings
@@ -121,7 +121,7 @@ class ClusterAddress:
         host, port = self.nodes[index % len(self.nodes)]
         auth = ""
         if self.password is not None:
-            auth = f"{self.username or ''}:{self.password}@"
+            auth = f"{quote(self.username or '', safe='')}:{quote(self.password, safe='')}@"
         return f"{'rediss' if self.tls else 'redis'}://{auth}{host}:{port}/0"
 
 

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -247,3 +250,51 @@ def test_live_publish_reaches_a_subscriber_on_any_node(
         assert b"777" in payload
     finally:
         subscriber.close()
+
+
+def _settings_with(env: dict[str, str], code: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "REDIS_CLUSTER_URL", "CELERY_BROKER_URL")}
+    return subprocess.run(
+        [sys.executable, "-c", f"import django; django.setup(); from django.conf import settings as s; {code}"],
+        env={**base, "DJANGO_SETTINGS_MODULE": "scoreboard.settings", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_redis_cluster_url_configures_the_process(redis_cluster: Any) -> None:
+    nodes = ",".join(f"127.0.0.1:{p}" for p in redis_cluster.ports)
+    shown = _settings_with(
+        {"REDIS_CLUSTER_URL": f"redis://{nodes}", "REDIS_URL": "redis://127.0.0.1:6379/7"},
+        "from scoreboard.redis import get_redis, is_cluster; "
+        "print(s.REDIS_URL, s.CELERY_BROKER_URL, s.CHANNEL_LAYERS['default']['CONFIG']['hosts'][0], "
+        "is_cluster(get_redis()), s.CACHES['ratelimit']['KEY_PREFIX'])",
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.split() == [
+        f"redis+cluster://{nodes}",
+        "redis://127.0.0.1:6379/7",  # Celery's broker: the standalone Redis
+        "redis://127.0.0.1:6379/7",
+        "True",
+        "sb:{gate}",
+    ]
+    refused = _settings_with({"REDIS_CLUSTER_URL": f"redis://{nodes}"}, "print(s.REDIS_URL)")
+    assert refused.returncode != 0 and "Celery has no broker" in refused.stderr
+    broker = _settings_with(
+        {"REDIS_CLUSTER_URL": f"redis://{nodes}", "CELERY_BROKER_URL": "redis://127.0.0.1:6379/8"},
+        "print(s.CELERY_BROKER_URL, s.CELERY_TASK_ALWAYS_EAGER)",
+    )
+    assert broker.stdout.split() == ["redis://127.0.0.1:6379/8", "False"], broker.stderr
+    bad = _settings_with({"REDIS_CLUSTER_URL": "http://nope", "REDIS_URL": "redis://x"}, "print(1)")
+    assert bad.returncode != 0 and "REDIS_CLUSTER_URL must look like" in bad.stderr
+
+
+def test_cluster_urls_parse() -> None:
+    address = sb_redis.cluster_address("rediss+cluster://app:s%40cret@10.0.0.1:7000,10.0.0.2/")
+    assert address.nodes == (("10.0.0.1", 7000), ("10.0.0.2", 6379))
+    assert (address.username, address.password, address.tls) == ("app", "s@cret", True)
+    assert address.node_url(1) == "rediss://app:s%40cret@10.0.0.2:6379/0"
+    assert sb_redis.cluster_url("redis://a:1,b:2") == "redis+cluster://a:1,b:2"
+    with pytest.raises(ValueError):
+        sb_redis.cluster_address("redis://a:1")
