@@ -1,17 +1,24 @@
-"""Read-replica routing (scoreboard/replica.py) against a real second PostgreSQL database.
+"""Read-replica routing (scoreboard/replica.py) against real PostgreSQL: a second database and a
+real streaming replica.
 
-The "replica" here is a database of its own on the same server, a copy of the test database taken
-when the session starts (pg_dump | psql): it holds the migrations' rows and nothing the tests write
-afterwards, i.e. a replica that lags forever. What a response shows therefore says which database
-served it: a read that reached the replica cannot see a score written during the test, a read
-that reached the primary must. A physical streaming replica would need a replication entry in the
-shared server's pg_hba.conf (it has none, and its configuration is not ours to change).
+Most tests use a "replica" that is a database of its own on the shared server, a copy of the test
+database taken when the session starts (pg_dump | psql): it holds the migrations' rows and nothing
+the tests write afterwards, i.e. a replica that lags forever. What a response shows therefore says
+which database served it.
+
+The last test runs a real hot standby: the shared server has no replication entry in its
+pg_hba.conf (and its configuration is not ours to change), so tests/pg_replica.py starts a private
+primary and a ``pg_basebackup -R`` standby of it, and a process of the service reads through the
+router while the standby's replay is paused (lag) and resumed.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -199,3 +206,117 @@ def test_the_replica_setting_builds_a_mirrored_alias() -> None:
     assert (entry["HOST"], entry["PORT"], entry["USER"], entry["NAME"]) == ("10.0.0.2", 5433, "reader", "scoreboard")
     assert entry["TEST"] == {"MIRROR": "default"}
     assert entry["OPTIONS"].get("pool") == primary["OPTIONS"].get("pool")
+
+
+# Run in a process of its own, with DATABASE_URL on the private primary and DATABASE_REPLICA_URL on
+# its standby (and no Redis, so every read is a PostgreSQL read the router decides).
+_STREAMING_PROBE = r"""
+import json, time
+import django
+django.setup()
+from django.db import connections
+from django.test import Client
+from accounts import services as account_services
+from accounts.models import User
+from scores import action_tokens
+
+def replayed():
+    with connections["default"].cursor() as c:
+        c.execute("SELECT pg_current_wal_lsn()")
+        lsn = c.fetchone()[0]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with connections["replica"].cursor() as c:
+            c.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", [lsn])
+            if c.fetchone()[0]:
+                return True
+        time.sleep(0.05)
+    return False
+
+def replica(sql):
+    with connections["replica"].cursor() as c:
+        c.execute(sql)
+        return c.fetchone()[0]
+
+out = {"in_recovery": replica("SELECT pg_is_in_recovery()")}
+player = User.objects.create_user(username="streamer", email="s@example.com", password=None)
+_, key = account_services.game_server_key_create(name="probe")
+own = Client(HTTP_AUTHORIZATION="Bearer " + account_services.player_tokens_issue(user=player).access)
+
+def score(increment):
+    token = action_tokens.mint(user_id=str(player.pk), action_type="LEVEL_COMPLETION", score_increment=increment)
+    body = {"action_token": token.action_token}
+    return own.post("/v1/scores/update", body, content_type="application/json").status_code
+
+def exported():
+    response = Client().get("/v1/boards/global/export.csv", HTTP_X_API_KEY=key)
+    return [line.split(",")[3] for line in b"".join(response.streaming_content).decode().splitlines()[1:]]
+
+def own_score():
+    standings = own.get("/v1/players/me/standings").json()["data"]["standings"]
+    return [s["score"] for s in standings if s["board"] == "global"]
+
+out["first"] = score(100)
+out["replayed"] = replayed()
+out["export_after_replay"] = exported()
+replica("SELECT pg_wal_replay_pause()::text")  # the standby falls behind from here
+out["second"] = score(50)
+out["export_while_paused"] = exported()
+out["own_while_paused"] = own_score()
+replica("SELECT pg_wal_replay_resume()::text")
+out["replayed_again"] = replayed()
+out["export_after_resume"] = exported()
+print("RESULT " + json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def streaming_pair(django_db_setup: None, django_db_blocker: Any) -> Iterator[Any]:
+    from tests.pg_replica import ReplicaStartError, streaming_pair
+
+    try:
+        with streaming_pair() as pair:
+            primary = settings.DATABASES["default"]
+            with django_db_blocker.unblock():  # the suite's migrated schema, copied onto the private primary
+                dump = subprocess.run(
+                    ["pg_dump", "--no-owner", *_conninfo(primary), "-d", primary["NAME"]],
+                    check=True,
+                    capture_output=True,
+                )
+            conn = ["-h", "127.0.0.1", "-p", str(pair.primary_port), "-U", "postgres"]
+            subprocess.run(["psql", "-X", "-q", *conn, "-d", "postgres", "-c", "CREATE DATABASE sb"], check=True)
+            subprocess.run(
+                ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", *conn, "-d", "sb"],
+                input=dump.stdout,
+                check=True,
+                capture_output=True,
+            )
+            yield pair
+    except ReplicaStartError as exc:
+        pytest.fail(f"the local streaming replica did not start: {exc}")
+
+
+@pytest.mark.django_db(databases=["default"])
+def test_a_real_streaming_replica_serves_spectators_and_lags_behind_the_players_own_reads(
+    streaming_pair: Any,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "REDIS_CLUSTER_URL")}
+    env.update(
+        DJANGO_SETTINGS_MODULE="scoreboard.settings",
+        DATABASE_URL=streaming_pair.url(streaming_pair.primary_port, "sb"),
+        DATABASE_REPLICA_URL=streaming_pair.url(streaming_pair.replica_port, "sb"),
+        REDIS_URL="",
+        LOG_LEVEL="ERROR",
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", _STREAMING_PROBE], env=env, capture_output=True, text=True, timeout=120
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert done.returncode == 0 and lines, done.stderr[-3000:]
+    result = json.loads(lines[0][len("RESULT ") :])
+    assert result["in_recovery"] is True  # the replica alias is the standby itself
+    assert (result["first"], result["replayed"], result["export_after_replay"]) == (200, True, ["100"])
+    # Replay paused: the spectator's export (the replica) still shows 100, the player's own read
+    # (the primary) already 150 — read your write despite the lag.
+    assert (result["second"], result["export_while_paused"], result["own_while_paused"]) == (200, ["100"], [150])
+    assert (result["replayed_again"], result["export_after_resume"]) == (True, ["150"])
