@@ -288,7 +288,7 @@ class Topology:
             "httptools",
             # As deploy/serve.py: the sans-I/O protocol, per-message compression off.
             "--ws",
-            "websockets-sansio",
+            "realtime.protocol:LeanWebSocketProtocol",
             "--ws-per-message-deflate",
             "false",
             "--no-access-log",

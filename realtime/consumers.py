@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
@@ -56,6 +57,22 @@ async def _read_snapshot(board: str) -> Frame:
 
 class LiveBoardConsumer(AsyncWebsocketConsumer):
     channel_layer_alias = NO_CHANNEL_LAYER
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """channels' ``AsyncConsumer.__call__`` without a channel layer, reading with no extra task.
+
+        channels reads through ``await_many_dispatch``, which wraps every ``receive()`` in a task of
+        its own and waits on it with ``asyncio.wait``: a task, a future and their callbacks held by
+        every idle socket. With no channel layer there is one source, so it is awaited directly.
+        """
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
 
     async def connect(self) -> None:
         self.box = Mailbox(GLOBAL_ID)

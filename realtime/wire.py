@@ -16,7 +16,7 @@ The server's own ``send`` is only reachable from outside the application's middl
 ``CaptureServerSend`` wraps the WebSocket application and keeps it in the scope for the consumer.
 
 It cannot silently break: requirements.in pins the uvicorn and websockets releases it was verified
-with (``VERIFIED_RELEASES``); each process checks once (``preframed_problem``, run when the ASGI
+with (``realtime.releases.VERIFIED_RELEASES``); each process checks once (``preframed_problem``, run when the ASGI
 application is built) that the installed releases are those and that uvicorn's protocol still has
 every attribute the writer reads. When not, or when ``REALTIME_PREFRAMED_WRITES`` is off, the
 process logs one warning, sets ``scoreboard_realtime_preframed_writer`` to 0 and every socket takes
@@ -30,16 +30,14 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from importlib import metadata
 from typing import Any
 
 from prometheus_client import Counter, Gauge
 
+from realtime.releases import releases_problem
+
 logger = logging.getLogger(__name__)
 
-# The releases (version prefixes) whose internals the writer reads; requirements.in pins the same.
-# Upgrading either: run tests/realtime/test_wire.py against the new release, then widen this.
-VERIFIED_RELEASES = {"uvicorn": ("0.54.",), "websockets": ("17.",)}
 # What the writer reads from uvicorn's WebSocketsSansIOProtocol (set by its methods).
 PROTOCOL_ATTRIBUTES = ("conn", "writable", "transport", "close_sent", "disconnected", "handshake_complete")
 
@@ -69,7 +67,8 @@ class CaptureServerSend:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope.get("type") == "websocket":
-            scope = dict(scope)
+            # Outermost, so the server's scope itself takes the key: a copy would stay referenced
+            # for the socket's life beside the server's own (memory per idle socket).
             scope[SERVER_SEND] = send
         await self.inner(scope, receive, send)
 
@@ -86,20 +85,9 @@ def text_frame(payload: bytes) -> bytes:
     return head + payload
 
 
-def _verified(package: str) -> str | None:
-    try:
-        version = metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return f"{package} is not installed"
-    if not version.startswith(VERIFIED_RELEASES[package]):
-        return f"{package} {version} is not a release the writer was verified with ({VERIFIED_RELEASES[package]})"
-    return None
-
-
 def _internals_problem() -> str | None:
-    for package in VERIFIED_RELEASES:
-        if problem := _verified(package):
-            return problem
+    if problem := releases_problem():
+        return problem
     try:
         from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
         from websockets.protocol import State
@@ -162,7 +150,10 @@ def _writer(server_send: Any, protocol: Any) -> RawWrite | None:
     from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
     from websockets.protocol import State
 
-    if type(protocol) is not WebSocketsSansIOProtocol or server_send != protocol.send:
+    from realtime.protocol import LeanWebSocketProtocol
+
+    # uvicorn's protocol, or realtime.protocol's subclass of it (it only holds less per socket).
+    if type(protocol) not in (WebSocketsSansIOProtocol, LeanWebSocketProtocol) or server_send != protocol.send:
         return None
     conn = protocol.conn
     if conn.extensions:  # per-message deflate negotiated: every socket needs its own compressed bytes

@@ -35,6 +35,7 @@ socket timeout to every request.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
 import logging
@@ -390,6 +391,11 @@ def websocket_handshake_allowed(scope: MutableMapping[str, Any]) -> bool:
     return True
 
 
+def _handshake_allowed_in_thread(scope: MutableMapping[str, Any]) -> bool:
+    with sb_logging.bound_request_id(scope.get("request_id")):  # the thread's context has none
+        return websocket_handshake_allowed(scope)
+
+
 class WebSocketHandshakeRateLimit:
     """ASGI middleware: a handshake over its address's budget is refused (HTTP 403) before routing."""
 
@@ -398,9 +404,12 @@ class WebSocketHandshakeRateLimit:
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "websocket":
-            from asgiref.sync import sync_to_async
-
-            if not await sync_to_async(websocket_handshake_allowed, thread_sensitive=False)(scope):
+            # In a worker thread (Redis is sync) and in that thread's own context: sync_to_async would
+            # run it in a copy of the connection's context and copy the result back, and with it the
+            # cache instance django's ``caches`` makes per context, kept for the socket's whole life
+            # (about 1.5 KB a socket, bench/socket_memory.py). Here each worker thread keeps one.
+            loop = asyncio.get_running_loop()
+            if not await loop.run_in_executor(None, _handshake_allowed_in_thread, scope):
                 message = await receive()  # websocket.connect
                 if message.get("type") == "websocket.connect":
                     await send({"type": "websocket.close", "code": 1008})

@@ -90,9 +90,15 @@ class RequestIdASGIMiddleware:
         if scope.get("type") not in ("websocket", "http"):
             await self.inner(scope, receive, send)
             return
-        headers = [(k, v) for k, v in scope.get("headers", []) if k != _SCOPE_HEADER]
         supplied = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == _SCOPE_HEADER), None)
         with sb_logging.bound_request_id(supplied) as request_id:
+            headers = [(k, v) for k, v in scope.get("headers", []) if k != _SCOPE_HEADER]
             headers.append((_SCOPE_HEADER, request_id.encode("latin-1")))
-            scope = dict(scope, request_id=request_id, headers=headers)
+            if scope["type"] == "websocket":
+                # A socket's scope lives as long as the socket: change the server's in place (the
+                # outer CaptureServerSend does too) rather than keep a second copy of it and its headers.
+                scope["headers"] = headers
+                scope["request_id"] = request_id
+            else:
+                scope = dict(scope, request_id=request_id, headers=headers)
             await self.inner(scope, receive, send)

@@ -71,7 +71,7 @@ def test_realtime_port_starts_kernel_balanced_processes_that_trust_no_forwarded_
     for cmd in direct:
         assert cmd[1] == str(serve.REUSEPORT_SCRIPT) and cmd[cmd.index("--port") + 1] == "8497"
         assert "--no-proxy-headers" in cmd and "--proxy-headers" not in cmd
-        assert "websockets-sansio" in cmd
+        assert serve.WS_PROTOCOL in cmd
     assert serve.REALTIME_DIRECT_ENV == {"TRUSTED_PROXIES": ""}
     # The nginx path stays as it was.
     assert "--proxy-headers" in cmds["asgi-1"]

@@ -107,7 +107,7 @@ def asgi_servers(count: int, log_dir: Path, extra_env: dict[str, str] | None = N
                     f"--port={port}",
                     "--lifespan=off",
                     "--no-access-log",
-                    "--ws=websockets-sansio",  # as deploy/serve.py
+                    "--ws=realtime.protocol:LeanWebSocketProtocol",  # as deploy/serve.py
                     "--ws-per-message-deflate=false",
                     "--ws-ping-interval=20",
                     "--ws-ping-timeout=20",

@@ -14,7 +14,7 @@ from websockets.asyncio.client import connect
 from websockets.frames import Frame as WsFrame
 from websockets.frames import Opcode
 
-from realtime import wire
+from realtime import releases, wire
 from realtime.wire import SERVER_SEND, CaptureServerSend, preframed_problem, raw_writer, text_frame
 from tests.realtime.servers import free_port
 
@@ -41,13 +41,13 @@ async def test_servers_other_than_uvicorn_sans_io_get_no_writer() -> None:
 
 
 @contextlib.asynccontextmanager
-async def uvicorn_server(app: Any, *, deflate: bool) -> AsyncIterator[int]:
+async def uvicorn_server(app: Any, *, deflate: bool, ws: str = "websockets-sansio") -> AsyncIterator[int]:
     port = free_port(set())
     config = uvicorn.Config(
         CaptureServerSend(app),
         host="127.0.0.1",
         port=port,
-        ws="websockets-sansio",
+        ws=ws,
         ws_per_message_deflate=deflate,
         lifespan="off",
         log_level="warning",
@@ -63,7 +63,8 @@ async def uvicorn_server(app: Any, *, deflate: bool) -> AsyncIterator[int]:
         await task
 
 
-async def test_uvicorn_sans_io_takes_pre_framed_frames_until_the_close() -> None:
+@pytest.mark.parametrize("protocol", ["websockets-sansio", "realtime.protocol:LeanWebSocketProtocol"])
+async def test_uvicorn_sans_io_takes_pre_framed_frames_until_the_close(protocol: str) -> None:
     seen: dict[str, Any] = {}
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -81,7 +82,7 @@ async def test_uvicorn_sans_io_takes_pre_framed_frames_until_the_close() -> None
         while (await receive())["type"] != "websocket.disconnect":
             pass
 
-    async with uvicorn_server(app, deflate=False) as port, connect(f"ws://127.0.0.1:{port}") as ws:
+    async with uvicorn_server(app, deflate=False, ws=protocol) as port, connect(f"ws://127.0.0.1:{port}") as ws:
         received = [message async for message in ws]
     assert received == ['{"board":"ü"}', "then the ASGI send", "pre-framed again"]
     assert seen == {"before_accept": False, "open": True, "again": True, "after_close": False}
@@ -156,14 +157,14 @@ def test_the_pinned_releases_pass_the_check(fresh_check: None) -> None:
 @pytest.mark.parametrize(
     ("patch", "expected"),
     [
-        (("VERIFIED_RELEASES", {"uvicorn": ("0.1.",), "websockets": ("17.",)}), "uvicorn"),
-        (("PROTOCOL_ATTRIBUTES", ("conn", "no_such_attribute")), "no_such_attribute"),
+        ((releases, "VERIFIED_RELEASES", {"uvicorn": ("0.1.",), "websockets": ("17.",)}), "uvicorn"),
+        ((wire, "PROTOCOL_ATTRIBUTES", ("conn", "no_such_attribute")), "no_such_attribute"),
     ],
 )
 async def test_internals_other_than_verified_fall_back_to_the_asgi_send(
     fresh_check: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, patch: Any, expected: str
 ) -> None:
-    monkeypatch.setattr(wire, *patch)
+    monkeypatch.setattr(*patch)
     before = sample("scoreboard_realtime_preframed_fallbacks_total", reason="internals")
     caplog.set_level("WARNING", logger="realtime.wire")
     seen: dict[str, Any] = {}
