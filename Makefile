@@ -18,7 +18,7 @@ help:
 	@echo "make test   - set up and run the whole suite against PostgreSQL and Redis"
 	@echo "make lint   - ruff and mypy"
 	@echo "make worker - Celery worker with beat (needs REDIS_URL)"
-	@echo "make serve  - production topology on http://$(HOST):$(PORT)/: nginx, gunicorn, 2 ASGI servers, Celery (needs DATABASE_URL, REDIS_URL)"
+	@echo "make serve  - production topology on http://$(HOST):$(PORT)/: nginx, gunicorn, 2 ASGI servers, 4 kernel-balanced live-board processes on PORT+10, Celery (needs DATABASE_URL, REDIS_URL)"
 	@echo "make bench  - full benchmark beside its baselines, report in bench/results/ (bench-short: a quick look)"
 
 $(BIN)/python:

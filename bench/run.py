@@ -64,6 +64,7 @@ BENCH_LIMITS = {
     "RATE_LIMIT_USER_PER_MINUTE": "30",
     "RATE_LIMIT_IP_PER_MINUTE": "10000000",
     "RATE_LIMIT_WS_HANDSHAKES_PER_MINUTE": "10000000",
+    "REALTIME_WS_PER_ADDRESS": "0",  # every bench socket comes from 127.0.0.1
     "RATE_LIMIT_GLOBAL_PER_MINUTE": "1000000",
     "FRAUD_BLOCK_THRESHOLD": "0.95",
     "FRAUD_QUARANTINE_THRESHOLD": "0.95",  # bench players replay max increments: keep them on the board

@@ -257,6 +257,8 @@ class Topology:
             WEB_CONCURRENCY=str(self.wsgi_workers),
             ASGI_PROCESSES=str(self.asgi_processes),
             CELERY="1" if self.celery else "0",
+            # The kernel-balanced path is measured by its own BENCH_ASGI_REUSEPORT group (bench/delivery_ab.py).
+            REALTIME_PORT="0",
         )
         self._spawn("serve", [sys.executable, str(SERVE_SCRIPT), "start"], env)
         state = self.run_dir / "serve" / "serve.json"

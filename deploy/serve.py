@@ -14,11 +14,14 @@ Everything is set by the environment (``make serve`` passes it through):
     ASGI_BASE_PORT=PORT+2     first ASGI server; ASGI_PROCESSES=2 of them on consecutive ports
     ASGI_SERVER=uvicorn       or daphne
     NGINX_LIMIT_EXEMPT        client addresses nginx's per-address limits skip (a local load generator)
-    REALTIME_PORT             also REALTIME_PROCESSES=4 uvicorn processes sharing this one port with
+    REALTIME_PORT=PORT+10     REALTIME_PROCESSES=4 uvicorn processes sharing this one port with
                               SO_REUSEPORT (deploy/reuseport.py): WebSocket/SSE straight from the
                               ASGI process to the client, the kernel balancing (docs/benchmarks.md,
                               "Delivery path A/B"); no proxy, so each sees the real peer address and
-                              trusts no X-Forwarded-For. Unset: none (browsers use nginx on PORT).
+                              trusts no X-Forwarded-For; the open sockets per address are capped
+                              across the processes (REALTIME_WS_PER_ADDRESS, realtime/connection_cap.py).
+                              The page tells browsers to connect there (REALTIME_PUBLIC_URL, default
+                              ws://HOST:REALTIME_PORT). REALTIME_PORT=0: none (browsers use nginx on PORT).
     CELERY=1                  Celery worker with embedded beat (CELERY_CONCURRENCY=1); 0 = none
     METRICS_PORT=PORT+9       /metrics on this port (python -m scoreboard.metrics_server), never on PORT; 0: none
     STATE_DIR=.state/serve-PORT   nginx config, metrics files, pids, ready marker
@@ -117,7 +120,9 @@ def plan_from_env(env: dict[str, str]) -> Plan:
         python=python,
         bin_dir=Path(python).parent,
         limit_exempt=tuple(a.strip() for a in env.get("NGINX_LIMIT_EXEMPT", "").split(",") if a.strip()),
-        realtime_port=int(env["REALTIME_PORT"]) if env.get("REALTIME_PORT", "0") not in ("", "0") else None,
+        # The live board's WebSocket/SSE path by default (docs/benchmarks.md, "Delivery path A/B"):
+        # PORT+10 unless REALTIME_PORT says; REALTIME_PORT=0 leaves only the nginx path.
+        realtime_port=realtime_port if (realtime_port := int(env.get("REALTIME_PORT") or port + 10)) else None,
         realtime_processes=int(env.get("REALTIME_PROCESSES", "4")),
     )
 
@@ -265,6 +270,9 @@ def child_env(plan: Plan, base: dict[str, str]) -> dict[str, str]:
     env.setdefault("LOG_FORMAT", "json")
     # nginx is the only peer; the client address is the hop nginx appended to X-Forwarded-For.
     env.setdefault("TRUSTED_PROXIES", "127.0.0.1,::1")
+    if plan.realtime_port:
+        # The page (rendered by gunicorn) sends browsers' WebSockets to the kernel-balanced port.
+        env.setdefault("REALTIME_PUBLIC_URL", f"ws://{plan.host}:{plan.realtime_port}")
     env["PROMETHEUS_MULTIPROC_DIR"] = str(plan.state_dir / "prometheus")
     env["PYTHONUNBUFFERED"] = "1"
     return env

@@ -49,6 +49,7 @@ def board_page(request: HttpRequest, board_id: str = GLOBAL_ID) -> HttpResponse:
             "boards": selectors.boards_active(),
             "seq": services.current_seq(board=spec),
             "require_auth": settings.LEADERBOARD_REQUIRE_AUTH,
+            "live_url": settings.REALTIME_PUBLIC_URL,
         },
     )
 

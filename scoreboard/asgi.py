@@ -8,6 +8,7 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from realtime.connection_cap import WebSocketConnectionCap  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 from realtime.security import allowed_hosts_origin_validator  # noqa: E402
 from realtime.wire import CaptureServerSend, preframed_problem  # noqa: E402
@@ -22,11 +23,14 @@ application = ProtocolTypeRouter(
         # Browsers must come from an allowed host; clients without an Origin header are not browsers.
         # A request id on every line of the connection, and the open-socket gauge. Outermost of all,
         # CaptureServerSend keeps the server's own send for the board's pre-framed writes (realtime/wire.py).
-        # Handshakes count against their address's per-minute budget before anything else is done.
+        # Handshakes count against their address's per-minute budget before anything else is done,
+        # then against its open sockets in every process (realtime/connection_cap.py).
         "websocket": CaptureServerSend(
             RequestIdASGIMiddleware(
                 WebSocketHandshakeRateLimit(
-                    WebSocketMetricsMiddleware(allowed_hosts_origin_validator(URLRouter(websocket_urlpatterns)))
+                    WebSocketConnectionCap(
+                        WebSocketMetricsMiddleware(allowed_hosts_origin_validator(URLRouter(websocket_urlpatterns)))
+                    )
                 )
             )
         ),

@@ -404,6 +404,17 @@ LEADERBOARD_REQUIRE_AUTH = env.bool("LEADERBOARD_REQUIRE_AUTH", default=False)
 # Pushed frames written pre-framed to uvicorn's transport (realtime/wire.py); off: every frame takes
 # the ASGI send (slower, same frames). The writer also turns itself off when uvicorn's internals differ.
 REALTIME_PREFRAMED_WRITES = env.bool("REALTIME_PREFRAMED_WRITES", default=True)
+# Open WebSockets one client address may hold, counted across every ASGI process in Redis
+# (realtime/connection_cap.py; without Redis: per process). 0: no cap. nginx's limit_conn is the
+# same 50 on the proxied path; the kernel-balanced path has only this one.
+REALTIME_WS_PER_ADDRESS = env.int("REALTIME_WS_PER_ADDRESS", default=50)
+# How often each process rewrites its counts, and when a silent process's counts stop counting.
+REALTIME_WS_CAP_HEARTBEAT_SECONDS = env.float("REALTIME_WS_CAP_HEARTBEAT_SECONDS", default=15.0)
+REALTIME_WS_CAP_STALE_SECONDS = env.int("REALTIME_WS_CAP_STALE_SECONDS", default=45)
+# Where browsers open the live board's WebSocket when it is not the page's own origin: the
+# kernel-balanced realtime port (make serve: ws://HOST:REALTIME_PORT) or, in Kubernetes, the L4
+# load balancer's address (wss://live.example.com). Empty: the page's origin (through the proxy).
+REALTIME_PUBLIC_URL = env.str("REALTIME_PUBLIC_URL", default="")
 
 # Request bodies larger than this are refused with 413 before they are read.
 MAX_REQUEST_BODY_BYTES = 64 * 1024

@@ -158,7 +158,13 @@ def _k8s_documents() -> list[dict[str, Any]]:
 def test_kubernetes_workloads_have_probes_resources_and_secret_references() -> None:
     docs = _k8s_documents()
     deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
-    assert set(deployments) == {"scoreboard-api", "scoreboard-realtime", "scoreboard-worker", "scoreboard-beat"}
+    assert set(deployments) == {
+        "scoreboard-api",
+        "scoreboard-realtime",
+        "scoreboard-live",
+        "scoreboard-worker",
+        "scoreboard-beat",
+    }
     workloads = [*deployments.values(), *(d for d in docs if d["kind"] == "Job")]
     for workload in workloads:
         for container in workload["spec"]["template"]["spec"]["containers"]:
@@ -170,7 +176,7 @@ def test_kubernetes_workloads_have_probes_resources_and_secret_references() -> N
                 assert "value" not in env[secret]
             # `args`, not `command`: the image's entry point prepares the metrics directory.
             assert "command" not in container
-    for name in ("scoreboard-api", "scoreboard-realtime"):
+    for name in ("scoreboard-api", "scoreboard-realtime", "scoreboard-live"):
         container = deployments[name]["spec"]["template"]["spec"]["containers"][0]
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
@@ -188,6 +194,22 @@ def test_kubernetes_ingress_routes_realtime_paths_to_the_realtime_service() -> N
         "/v1/leaderboard/stream": "scoreboard-realtime",
         "/": "scoreboard-api",
     }
+
+
+def test_kubernetes_live_path_is_l4_and_trusts_no_forwarded_header() -> None:
+    """The page's WebSocket path: an L4 load balancer that keeps the client address, straight to the pods."""
+    docs = _k8s_documents()
+    service = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "scoreboard-live")
+    assert service["spec"]["type"] == "LoadBalancer"
+    assert service["spec"]["externalTrafficPolicy"] == "Local"
+    live = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "scoreboard-live")
+    container = live["spec"]["template"]["spec"]["containers"][0]
+    args = container["args"]
+    assert args[:2] == ["python", "deploy/reuseport.py"] and "--no-proxy-headers" in args
+    assert not [a for a in args if a.startswith(("--proxy-headers", "--forwarded-allow-ips"))]
+    assert {e["name"]: e.get("value") for e in container["env"]}["TRUSTED_PROXIES"] == ""
+    config = next(d for d in docs if d["kind"] == "ConfigMap")
+    assert config["data"]["REALTIME_PUBLIC_URL"].startswith("wss://")
 
 
 def test_dockerfile_is_pinned_slim_and_non_root() -> None:

@@ -75,5 +75,42 @@ def test_realtime_port_starts_kernel_balanced_processes_that_trust_no_forwarded_
     assert serve.REALTIME_DIRECT_ENV == {"TRUSTED_PROXIES": ""}
     # The nginx path stays as it was.
     assert "--proxy-headers" in cmds["asgi-1"]
-    plain = serve.commands(serve.plan_from_env({"PORT": "8490"}), tmp_path / "nginx.conf")
+    env = serve.child_env(plan, {})
+    assert env["REALTIME_PUBLIC_URL"] == "ws://127.0.0.1:8497"  # the page sends browsers there
+    # The default: on PORT+10. REALTIME_PORT=0: the nginx path only, and the page uses its own origin.
+    assert serve.plan_from_env({"PORT": "8490"}).realtime_port == 8500
+    off = serve.plan_from_env({"PORT": "8490", "REALTIME_PORT": "0"})
+    plain = serve.commands(off, tmp_path / "nginx.conf")
     assert not [name for name, _ in plain if name.startswith("realtime")]
+    assert "REALTIME_PUBLIC_URL" not in serve.child_env(off, {})
+
+
+def test_processes_n_supervises_n_servers_and_stops_them_together() -> None:
+    """A container's one command: ``--processes 2`` runs two servers on the port and stops with them."""
+    port = 8477
+    cmd = [sys.executable, str(ROOT / "deploy" / "reuseport.py"), "--port", str(port), "--processes", "2", "--"]
+    cmd += [sys.executable, "-m", "uvicorn", "tests.ops.reuseport_app:app", "--log-level", "warning"]
+    cmd += ["--lifespan", "off", "--ws", serve.WS_PROTOCOL, "--no-proxy-headers"]
+    launcher = subprocess.Popen(cmd, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + START_SECONDS
+        while not _listening(port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)
+
+        async def connect_all() -> set[int]:
+            pids = set()
+            for _ in range(SOCKETS):
+                async with websockets.connect(f"ws://127.0.0.1:{port}/") as ws:
+                    pids.add(int(json.loads(await ws.recv())["pid"]))
+            return pids
+
+        pids = asyncio.run(connect_all())
+        assert len(pids) == 2 and launcher.pid not in pids
+        launcher.terminate()  # SIGTERM to the launcher reaches both servers
+        assert launcher.wait(timeout=15) == 0
+        assert not _listening(port)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()

@@ -35,6 +35,9 @@ SERVE = ROOT / "deploy" / "serve.py"
 PORT = 8470
 ASGI_PORTS = (8472, 8473)
 METRICS_PORT = 8474
+REALTIME_PORT = 8476  # the kernel-balanced WebSocket path (two processes here, four by default)
+REALTIME_CAP = 3
+REALTIME_CLIENT = "127.0.0.3"  # its own handshake budget (5/min here) and cap
 REDIS_PORT = 8479
 START_TIMEOUT_SECONDS = 90
 WAIT_SECONDS = 15
@@ -130,6 +133,9 @@ def topology(
         ASGI_BASE_PORT=str(ASGI_PORTS[0]),
         ASGI_PROCESSES=str(len(ASGI_PORTS)),
         METRICS_PORT=str(METRICS_PORT),
+        REALTIME_PORT=str(REALTIME_PORT),
+        REALTIME_PROCESSES="2",
+        REALTIME_WS_PER_ADDRESS=str(REALTIME_CAP),
         STATE_DIR=str(state_dir),
         SERVE_PYTHON=sys.executable,
         SERVE_SKIP_MIGRATE="1",  # the test database is already migrated
@@ -252,6 +258,69 @@ def test_a_score_through_nginx_reaches_websockets_on_both_asgi_processes(
 
     upstreams = _access_log_upstreams(topology, "/v1/realtime", expected=2)
     assert sorted(upstreams) == sorted(f"127.0.0.1:{p}" for p in ASGI_PORTS), upstreams
+
+
+def test_the_page_sends_browsers_to_the_kernel_balanced_port_which_caps_real_addresses(
+    topology: Topology, player_login: tuple[str, str]
+) -> None:
+    """The default path: the page names the SO_REUSEPORT port; there the origin check holds, a forged
+    X-Forwarded-For buys nothing (no proxy is trusted), and the per-address cap counts across both
+    processes of the group."""
+    user_id, access = player_login
+    page = httpx.get(f"{topology.url}/", timeout=WAIT_SECONDS).text
+    live_url = f"ws://127.0.0.1:{REALTIME_PORT}"
+    assert f'data-live="{live_url}"' in page
+    origin = topology.url
+
+    async def scenario() -> tuple[list[dict[str, Any]], int, int]:
+        async with contextlib.AsyncExitStack() as held:
+            sockets = []
+            for i in range(REALTIME_CAP):
+                # Each claims another address; the processes count the peer's (127.0.0.1).
+                headers = {"X-Forwarded-For": f"203.0.113.{i + 1}"}
+                ws = await held.enter_async_context(
+                    websockets.connect(
+                        f"{live_url}/v1/realtime",
+                        origin=origin,  # type: ignore[arg-type]
+                        additional_headers=headers,
+                        local_addr=(REALTIME_CLIENT, 0),
+                    )
+                )
+                snapshot = json.loads(await asyncio.wait_for(ws.recv(), timeout=WAIT_SECONDS))
+                assert snapshot["type"] == "leaderboard_update"
+                sockets.append(ws)
+            with pytest.raises(websockets.exceptions.InvalidStatus) as over_cap:
+                async with websockets.connect(
+                    f"{live_url}/v1/realtime",
+                    origin=origin,  # type: ignore[arg-type]
+                    local_addr=(REALTIME_CLIENT, 0),
+                ):
+                    pass
+            async with httpx.AsyncClient() as client:
+                token = action_tokens.mint(
+                    user_id=user_id, action_type="LEVEL_COMPLETION", score_increment=5, secret=topology.action_secret
+                ).action_token
+                response = await client.post(
+                    f"{topology.url}/v1/scores/update",
+                    json={"action_token": token},
+                    headers={"Authorization": f"Bearer {access}"},
+                )
+            assert response.status_code == 200, response.text
+            score = response.json()["data"]["new_score"]
+            frames = [await _next_board_with(ws, user_id, score) for ws in sockets]
+        with pytest.raises(websockets.exceptions.InvalidStatus) as foreign:
+            async with websockets.connect(
+                f"{live_url}/v1/realtime",
+                origin="http://evil.example",  # type: ignore[arg-type]
+                local_addr=(REALTIME_CLIENT, 0),
+            ):
+                pass
+        return frames, over_cap.value.response.status_code, foreign.value.response.status_code
+
+    frames, over_cap, foreign = asyncio.run(scenario())
+    assert len(frames) == REALTIME_CAP  # each socket got the update
+    assert over_cap == 429  # one socket too many for 127.0.0.3, whatever the headers said
+    assert foreign == 403  # another site's page may not open a socket here
 
 
 def _first_event_data(lines: Iterator[str]) -> str:

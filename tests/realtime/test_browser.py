@@ -132,3 +132,44 @@ def test_a_weekly_board_page_updates_live_and_ignores_other_boards(servers):
             page.screenshot(path=str(ARTIFACTS / "board-weekly-live.png"), full_page=True)
         finally:
             browser.close()
+
+
+def test_the_weekly_page_goes_live_over_the_websocket_address_it_is_given(servers, tmp_path):
+    """make serve's default: the page (one process) names another address for the WebSocket
+    (REALTIME_PUBLIC_URL: the kernel-balanced port); the browser connects there, past its origin
+    check, and the page updates live; nothing goes to the page's own origin for the socket."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from scores import board_services
+    from tests.realtime.servers import asgi_servers
+
+    live_server, api_server = servers
+    live_url = f"ws://127.0.0.1:{live_server.port}"
+    board_services.board_create(
+        board_id="weekly", title="This week", period="weekly", action_types=["LEVEL_COMPLETION"]
+    )
+    runner = PlayerFactory.create(username="Sprinter")
+    access = access_token_for(runner)
+    with (
+        asgi_servers(1, tmp_path, {"REALTIME_PUBLIC_URL": live_url}) as (page_server,),
+        sync_playwright() as playwright,
+    ):
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 720})
+            sockets: list[str] = []
+            page.on("websocket", lambda ws: sockets.append(ws.url))
+            page.goto(f"{page_server.http}/boards/weekly/")
+            expect(page.locator("#status")).to_have_attribute("data-state", "live", timeout=WAIT_MS)
+            response = httpx.post(
+                f"{api_server.http}/v1/scores/update",
+                json={"action_token": action_token(runner, 400)},
+                headers={"Authorization": f"Bearer {access}"},
+            )
+            assert response.status_code == 200, response.text
+            rows = page.locator("#rows tr")
+            expect(rows.nth(0)).to_contain_text("Sprinter", timeout=WAIT_MS)
+            expect(rows.nth(0).locator("td").last).to_have_text("400")
+            assert sockets == [f"{live_url}/v1/realtime"]
+        finally:
+            browser.close()

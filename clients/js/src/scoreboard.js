@@ -274,6 +274,7 @@ function wsUrlFor(baseUrl) {
 export class LiveBoard extends EventTarget {
   constructor({
     baseUrl = "",
+    liveUrl = "", // where the WebSocket connects when not baseUrl: "wss://live.example.com" (a kernel-balanced port)
     board = GLOBAL_BOARD,
     token = null,
     transport = "auto", // "auto" (WebSocket, then SSE), "websocket" or "sse"
@@ -289,6 +290,7 @@ export class LiveBoard extends EventTarget {
   } = {}) {
     super();
     this.baseUrl = trimSlash(baseUrl);
+    this.liveUrl = trimSlash(liveUrl);
     this.board = board || GLOBAL_BOARD;
     this.token = token;
     this.lastSeq = Number(lastSeq) || 0;
@@ -455,7 +457,7 @@ export class LiveBoard extends EventTarget {
     const conn = { kind: "websocket", open: false, hadSnapshot: false, closedByUs: false };
     let ws;
     try {
-      ws = new this.WebSocket(wsUrlFor(this.baseUrl));
+      ws = new this.WebSocket(wsUrlFor(this.liveUrl || this.baseUrl));
     } catch {
       if (this._canFallBack()) {
         this._useSse();

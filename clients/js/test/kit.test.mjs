@@ -149,6 +149,24 @@ for (const transport of ["websocket", "sse"]) {
   });
 }
 
+test("liveUrl: the WebSocket goes there, REST and SSE stay on baseUrl", async () => {
+  const opened = [];
+  class RecordingWebSocket extends globalThis.WebSocket {
+    constructor(url) {
+      opened.push(url);
+      super(url.replace("ws://live.invalid", BASE.replace(/^http/, "ws")));
+    }
+  }
+  const live = new LiveBoard({ baseUrl: BASE, liveUrl: "ws://live.invalid/", WebSocket: RecordingWebSocket, transport: "websocket" });
+  try {
+    live.start();
+    await live.next("snapshot", WAIT);
+    assert.deepEqual(opened, ["ws://live.invalid/v1/realtime"]);
+  } finally {
+    live.stop();
+  }
+});
+
 test("auto falls back to SSE when WebSocket cannot connect", async () => {
   class BlockedWebSocket extends globalThis.WebSocket {
     constructor() {
