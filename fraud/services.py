@@ -129,6 +129,7 @@ def _signals(
         once_ttl=once_ttl,
         user_agent=context.user_agent,
         increment_tail=population.increment_tail(claims.action_type, claims.score_increment),
+        counters=getattr(context, "limits", None),
     )
     pairs = {(claims.action_type, claims.score_increment), *((a.action_type, a.score_increment) for a in window.recent)}
     return rules.Signals(

@@ -38,6 +38,7 @@ from django.db.models import Count, Q, Sum
 
 from fraud.models import FraudLog
 from fraud.rules import TOTAL, Attempt, ClusterView
+from scoreboard.ratelimit_cache import with_counters
 from scoreboard.redis import REDIS_ERRORS, gate_key, get_redis, registered_script
 from scores.models import ScoreHistory
 
@@ -125,6 +126,7 @@ def attempt_record_and_load(
     once_ttl: int = 0,
     user_agent: str = "",
     increment_tail: float = 0.5,
+    counters: Any = None,
 ) -> WindowView:
     """Append ``attempt`` to the player's window and return what was there before, plus the IP's count,
     the player's velocity in each budget window and the clusters (address, subnet, fingerprint).
@@ -135,6 +137,9 @@ def attempt_record_and_load(
     window share one round trip. Without Redis there is no pre-filter: never a repeat.
     ``increment_tail`` is the population's upper-tail share of this increment (``fraud.population``);
     the clusters sum ``-ln`` of it over their members' submissions.
+    ``counters`` (``scoreboard.ratelimit.PendingLimits``): the request's rate-limit hits, counted
+    first in the same script call (``with_counters``); over a limit, nothing is recorded and the
+    refusal (429) is raised. Without Redis they are counted the separate way before the window.
     """
     client = get_redis()
     if client is not None:
@@ -148,9 +153,12 @@ def attempt_record_and_load(
                 once_ttl=once_ttl,
                 user_agent=user_agent,
                 increment_tail=increment_tail,
+                counters=counters,
             )
         except REDIS_ERRORS:
             logger.warning("redis unavailable; fraud windows read from the database")
+    if counters is not None:
+        counters.flush()  # the limits still come before the fraud engine
     return _from_database(user_id=user_id, ip=ip, now=attempt.submitted_at, attempt=attempt)
 
 
@@ -260,6 +268,10 @@ end
 return {rejections, recent, accounts, 1, sums, clusters, 1 - record}
 """
 
+# The same script behind the request's rate-limit counters (one round trip for both; see
+# scoreboard.ratelimit_cache.with_counters): KEYS/ARGV/reply of _RECORD_AND_LOAD are unchanged.
+_COUNTED_RECORD_AND_LOAD = with_counters(_RECORD_AND_LOAD)
+
 VELOCITY_WINDOWS = ((60, 10), (600, 60), (3600, 300))  # (window, bucket) seconds: rolling to a bucket
 CLUSTER_BUCKET_SECONDS = 300
 CLUSTER_BUCKETS = IP_WINDOW_SECONDS // CLUSTER_BUCKET_SECONDS
@@ -275,6 +287,7 @@ def _from_redis(
     once_ttl: int = 0,
     user_agent: str = "",
     increment_tail: float = 0.5,
+    counters: Any = None,
 ) -> WindowView:
     player_rejections = _rejection_keys("u", user_id, attempt.submitted_at)
     ip_rejections = _rejection_keys("ip", ip, attempt.submitted_at) if ip else []
@@ -291,38 +304,47 @@ def _from_redis(
     for length, bucket in VELOCITY_WINDOWS:
         velocity_args += [length, bucket]
     tail_score = -math.log(max(1e-6, min(1.0, increment_tail)))
-    rejections, raw_recent, accounts, fresh, sums, raw_clusters, retry = registered_script(client, _RECORD_AND_LOAD)(
-        keys=[
-            _player_key(user_id),
-            _ip_key(ip or "-"),
-            gate_key("fraud", "v", user_id),
-            *cluster_keys,
-            *once_keys,
-            *player_rejections,
-            *ip_rejections,
-        ],
-        args=[
-            encode(attempt),
-            WINDOW_SIZE,
-            WINDOW_TTL_SECONDS,
-            user_id,
-            repr(attempt.submitted_at),
-            repr(attempt.submitted_at - IP_WINDOW_SECONDS),
-            IP_ACCOUNTS_KEPT,
-            IP_WINDOW_SECONDS,
-            "1" if ip else "0",
-            len(once_keys),
-            once_ttl,
-            attempt.action_type,
-            attempt.score_increment,
-            attempt.action_id[:ACTION_ID_PREFIX],
-            f"{tail_score:.4f}",
-            CLUSTER_BUCKET_SECONDS,
-            CLUSTER_BUCKETS,
-            len(VELOCITY_WINDOWS),
-            *velocity_args,
-        ],
-    )
+    keys: list[str] = [
+        _player_key(user_id),
+        _ip_key(ip or "-"),
+        gate_key("fraud", "v", user_id),
+        *cluster_keys,
+        *once_keys,
+        *player_rejections,
+        *ip_rejections,
+    ]
+    args: list[Any] = [
+        encode(attempt),
+        WINDOW_SIZE,
+        WINDOW_TTL_SECONDS,
+        user_id,
+        repr(attempt.submitted_at),
+        repr(attempt.submitted_at - IP_WINDOW_SECONDS),
+        IP_ACCOUNTS_KEPT,
+        IP_WINDOW_SECONDS,
+        "1" if ip else "0",
+        len(once_keys),
+        once_ttl,
+        attempt.action_type,
+        attempt.score_increment,
+        attempt.action_id[:ACTION_ID_PREFIX],
+        f"{tail_score:.4f}",
+        CLUSTER_BUCKET_SECONDS,
+        CLUSTER_BUCKETS,
+        len(VELOCITY_WINDOWS),
+        *velocity_args,
+    ]
+    chain = counters.counters() if counters is not None else None
+    if chain is None:
+        reply = registered_script(client, _RECORD_AND_LOAD)(keys=keys, args=args)
+    else:
+        counter_keys, limits, expiry = chain
+        counted = registered_script(client, _COUNTED_RECORD_AND_LOAD)(
+            keys=[*counter_keys, *keys], args=[len(counter_keys), expiry, *limits, *args]
+        )
+        counters.settle(counted[0])  # 429 when one is over (then the window script did not run)
+        reply = counted[1]
+    rejections, raw_recent, accounts, fresh, sums, raw_clusters, retry = reply
     if not fresh:
         return WindowView(recent=[], accounts_on_ip=1, source="redis", repeat=True)
     recent = [a for a in (decode(raw) for raw in raw_recent) if a is not None]

@@ -19,7 +19,6 @@ import threading
 import time
 from dataclasses import dataclass
 
-import orjson
 from django.conf import settings
 from django.utils import timezone
 
@@ -28,7 +27,7 @@ from realtime.frames import Frame
 from realtime.hub import board_channel, get_hub, player_channel
 from scoreboard.redis import REDIS_ERRORS, get_redis, registered_script
 from scores import events, selectors
-from scores.boards import GLOBAL_ID, BoardSpec
+from scores.boards import GLOBAL_ID, SORT_DESC, TIE_COMPETITION, TIE_DENSE, BoardSpec
 from scores.ranking import board_tag
 
 logger = logging.getLogger(__name__)
@@ -62,9 +61,13 @@ class Snapshot:
 
     @property
     def fingerprint(self) -> str:
-        """What makes the top 10 "change": order, ids, names and scores (not counts or times)."""
-        key = [(r["user_id"], r["username"], r["score"]) for r in self.rows]
-        return hashlib.blake2b(orjson.dumps(key), digest_size=16).hexdigest()
+        """What makes the top 10 "change": order, ids, names and scores (not counts or times).
+
+        The same digest as the index script's (``_LIVE``: SHA-1 of one line per row), so either
+        publisher sees the other's top as its own.
+        """
+        text = "".join(f"{r['user_id']}\0{r['username']}\0{r['score']}\n" for r in self.rows)
+        return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
 
     def tail(self, board: BoardSpec) -> bytes:
         return frames.board_tail(
@@ -119,6 +122,113 @@ end
 redis.call('PEXPIRE', KEYS[3], ARGV[7])
 return {seq, 0}
 """
+
+
+# ---------------------------------------------------------------------------------------------
+# Publishing inside the index write (one Redis round trip per update, scores.events.LiveScript)
+# ---------------------------------------------------------------------------------------------
+# IK: the board's index keys z, m, s, d, c (scores.ranking). LK: top (fingerprint), seq, dirty. LA: 1
+# board, 2 period, 3 user id, 4 the player's score, 5 hidden "1"/"0", 6 top size, 7 tie (f/c/d), 8 low
+# wins "1"/"0", 9 seq floor, 10 published_at, 11 board channel, 12 player channel, 13 frame head.
+# Publishes the player's rank_update; then, when the player was or is in the top (or either rank is
+# unknown) and is not hidden, reads the top from the index and publishes the leaderboard_update if its
+# fingerprint changed (the frame rendered here is the one _snapshot_read + Snapshot.tail render).
+# Marks the board dirty, so a publisher holding the lock (_RedisPublisher) re-reads. Returns the seq
+# published, 0 for none, -1 when the index is not built (the caller publishes the usual way).
+_LIVE = r"""
+local UNINVERT = {}
+do
+  local h = '0123456789abcdef'
+  for i = 1, 16 do UNINVERT[string.sub(h, i, i)] = string.sub(h, 17 - i, 17 - i) end
+end
+local function user_id_of(inv)
+  local h = string.gsub(inv, '.', UNINVERT)
+  return string.sub(h, 1, 8) .. '-' .. string.sub(h, 9, 12) .. '-' .. string.sub(h, 13, 16) .. '-' ..
+    string.sub(h, 17, 20) .. '-' .. string.sub(h, 21)
+end
+local function rank_json(r)
+  if r == -1 then return 'null' end
+  return tostring(r)
+end
+local function score_of(zs, low)
+  if low ~= '1' or zs == '0' then return zs end
+  if string.sub(zs, 1, 1) == '-' then return string.sub(zs, 2) end
+  return '-' .. zs
+end
+local function live(IK, LK, LA, old_rank, new_rank, built)
+  local board, period = cjson.encode(LA[1]), cjson.encode(LA[2])
+  redis.call('PUBLISH', LA[12], LA[3] .. '\n{"type":"rank_update","board":' .. board .. ',"period":' .. period ..
+    ',"user_id":"' .. LA[3] .. '","rank":' .. rank_json(new_rank) .. ',"old_rank":' .. rank_json(old_rank) ..
+    ',"score":' .. LA[4] .. ',"published_at":' .. LA[10] .. '}')
+  local n = tonumber(LA[6])
+  if LA[5] == '1' or (old_rank > n and new_rank > n) then return 0 end
+  if built == 0 then return -1 end
+  redis.call('INCR', LK[3])
+  local items = redis.call('ZREVRANGE', IK[1], 0, n - 1, 'WITHSCORES')
+  local rows, lines = {}, {}
+  local rank, previous = 0, nil
+  for i = 1, #items, 2 do
+    local position = (i + 1) / 2
+    local inv = string.sub(items[i], 17)
+    local username, updated, zs = '', '', items[i + 1]
+    local meta = redis.call('HGET', IK[2], inv)
+    if meta then
+      local _, _, lu, _, z, name = parse(meta)
+      if lu then username, updated, zs = name, lu, z end
+    end
+    if LA[7] == 'f' or position == 1 then rank = position
+    elseif zs ~= previous then
+      if LA[7] == 'c' then rank = position else rank = rank + 1 end
+    end
+    previous = zs
+    local user_id, score = user_id_of(inv), score_of(zs, LA[8])
+    rows[#rows + 1] = '{"rank":' .. rank .. ',"user_id":"' .. user_id .. '","username":' .. cjson.encode(username) ..
+      ',"score":' .. score .. ',"last_updated":' .. cjson.encode(updated) .. '}'
+    lines[#lines + 1] = user_id .. '\0' .. username .. '\0' .. score .. '\n'
+  end
+  local fingerprint = redis.sha1hex(table.concat(lines))
+  if redis.call('GET', LK[1]) == fingerprint then return 0 end
+  if redis.call('EXISTS', LK[2]) == 0 then redis.call('SET', LK[2], LA[9]) end
+  redis.call('INCR', LK[2])
+  local seq = redis.call('GET', LK[2])  -- a string: Lua 5.1 prints a 16-digit number in exponent form
+  redis.call('SET', LK[1], fingerprint)
+  local last = redis.call('HGET', IK[3], 'last_updated')
+  local tail = ',"board":' .. board .. ',"period":' .. period .. ',"published_at":' .. LA[10] ..
+    ',"leaderboard":[' .. table.concat(rows, ',') .. '],"total_players":' .. redis.call('ZCARD', IK[1]) ..
+    ',"last_updated":' .. ((last and last ~= '') and cjson.encode(last) or 'null') .. '}'
+  redis.call('PUBLISH', LA[11], LA[1] .. '\n' .. seq .. '\n' .. LA[13] .. seq .. tail)
+  return 1
+end
+"""
+
+
+class _LiveScript:
+    """``scores.events.LiveScript``: the live publish inside each board's index write."""
+
+    lua = _LIVE
+
+    def keys(self, board: BoardSpec) -> list[str]:
+        return [_key(board, "top"), _key(board, "seq"), _key(board, "dirty")]
+
+    def args(self, *, board: BoardSpec, period: str, user_id: str, score: int, hidden: bool) -> list[str | int]:
+        return [
+            board.id,
+            period,
+            user_id,
+            score,
+            "1" if hidden else "0",
+            TOP_SIZE,
+            {TIE_COMPETITION: "c", TIE_DENSE: "d"}.get(board.tie_policy, "f"),
+            "0" if board.sort == SORT_DESC else "1",
+            _seq_floor(),
+            repr(frames.published_at_ms()),
+            board_channel().decode(),
+            player_channel().decode(),
+            frames.SEQ_HEAD.decode(),
+        ]
+
+
+live_script = _LiveScript()
 
 
 class _RedisPublisher:
@@ -216,6 +326,8 @@ def score_applied(event: events.ScoreApplied) -> None:
     A quarantined player still gets their own update (they must not be able to tell), but cannot
     change what the public sees.
     """
+    if event.published:
+        return  # published by the index write itself (_LIVE), in the same Redis call
     publisher = _publisher()
     board, old_rank, new_rank = event.board, event.old_rank, event.new_rank
     try:

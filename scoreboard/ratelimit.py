@@ -228,16 +228,30 @@ def _counters_chained() -> RateLimitCache | None:
     return cache if isinstance(cache, RateLimitCache) else None
 
 
-def _count_chain(cache: RateLimitCache, hits: list[tuple[str, str, int]]) -> list[Usage]:
-    """Count ``hits`` (scope, value, limit) in order in ONE round trip, with django-ratelimit's keys
-    and fixed windows (the same counters ``_count`` reads); stops after the first one over its limit.
-    Raises _StoreDown when the counters cannot be read."""
+def _chain_keys(hits: list[tuple[str, str, int]]) -> tuple[list[str], list[int]]:
+    """django-ratelimit's cache keys and window ends of ``hits`` (scope, value, limit)."""
     keys, windows = [], []
     for scope, value, limit in hits:
         rate = (limit, WINDOW_SECONDS)
         window = ratelimit_core._get_window(value, WINDOW_SECONDS)
         keys.append(ratelimit_core._make_cache_key(f"sb:{scope}", window, rate, value, ratelimit_core.ALL))
         windows.append(window)
+    return keys, windows
+
+
+def _usages(hits: list[tuple[str, str, int]], windows: list[int], counts: list[int]) -> list[Usage]:
+    now = int(_now())  # django-ratelimit's clock (tests move both)
+    return [
+        Usage(scope=scope, limit=limit, count=count, retry_after=window - now + 1)
+        for (scope, _value, limit), window, count in zip(hits, windows, counts, strict=False)
+    ]
+
+
+def _count_chain(cache: RateLimitCache, hits: list[tuple[str, str, int]]) -> list[Usage]:
+    """Count ``hits`` (scope, value, limit) in order in ONE round trip, with django-ratelimit's keys
+    and fixed windows (the same counters ``_count`` reads); stops after the first one over its limit.
+    Raises _StoreDown when the counters cannot be read."""
+    keys, windows = _chain_keys(hits)
     try:
         counts = cache.hit_chain(
             keys, [limit for _, _, limit in hits], WINDOW_SECONDS + ratelimit_core.EXPIRATION_FUDGE
@@ -246,11 +260,7 @@ def _count_chain(cache: RateLimitCache, hits: list[tuple[str, str, int]]) -> lis
         breaker.trip()
         logger.warning("rate-limit counters unavailable (%s)", type(exc).__name__)
         raise _StoreDown from exc
-    now = int(_now())  # django-ratelimit's clock (tests move both)
-    return [
-        Usage(scope=scope, limit=limit, count=count, retry_after=window - now + 1)
-        for (scope, _value, limit), window, count in zip(hits, windows, counts, strict=False)
-    ]
+    return _usages(hits, windows, counts)
 
 
 def score_update_limits_check(request: HttpRequest, *, user_id: str) -> None:
@@ -290,8 +300,96 @@ class ScoreUpdateRateLimit(BaseThrottle):
         user = request.user
         if user is None or getattr(user, "pk", None) is None:
             return True  # the permission check already refused it
+        pending = pending_limits(request._request)
+        if pending is not None:  # counted later, in the update's one pre-write Redis call
+            pending.add_player(user_id=str(user.pk))
+            return True
         score_update_limits_check(request._request, user_id=str(user.pk))
         return True
+
+
+# ---------------------------------------------------------------------------------------------
+# The score update's limits, counted in its one pre-write Redis call
+# ---------------------------------------------------------------------------------------------
+SCORE_UPDATE_PATH = API_PREFIX + "scores/update"
+PENDING_ATTRIBUTE = "sb_pending_limits"
+
+
+def counters_mergeable() -> RateLimitCache | None:
+    """The counter store, when a score update may count its limits inside its pre-write Redis script:
+    the counters live in the Redis every other key of that script lives in (``REDIS_URL``), the store
+    is not known to be down, and limits are on."""
+    if not settings.RATE_LIMIT_ENABLED or not settings.REDIS_URL:
+        return None
+    cache = _counters_chained()
+    if cache is None or cache.location != settings.REDIS_URL:
+        return None
+    return cache
+
+
+class PendingLimits:
+    """A score update's per-IP, per-player and global hits, not counted yet.
+
+    The per-IP middleware and the throttle add their hits here instead of counting them at once; the
+    fraud engine's pre-write script counts them first, in the same call (``counters`` / ``settle``),
+    in the same order (IP, player, global), with the same keys, windows and 429 + Retry-After as the
+    separate checks. A request that never gets that far (refused by authentication, the body check,
+    the action token...) has them counted on its way out (``flush``): every limit still counts
+    every attempt it counted before, and a request over a limit is still answered 429.
+    """
+
+    def __init__(self, request: HttpRequest, *, ip: str) -> None:
+        self.request = request
+        self.hits: list[tuple[str, str, int]] = [(SCOPE_IP, ip_key(ip), settings.RATE_LIMIT_IP_PER_MINUTE)]
+        self.consumed = False
+        self._windows: list[int] = []
+
+    def add_player(self, *, user_id: str) -> None:
+        self.hits += [
+            (SCOPE_USER, user_id, settings.RATE_LIMIT_USER_PER_MINUTE),
+            (SCOPE_GLOBAL, "all", settings.RATE_LIMIT_GLOBAL_PER_MINUTE),
+        ]
+
+    def counters(self) -> tuple[list[str], list[int], int] | None:
+        """(Redis keys, limits, expiry seconds) for a script to count (``with_counters``), or None when
+        they cannot be counted there (already counted, or the store changed): then ``flush``."""
+        cache = None if self.consumed else counters_mergeable()
+        if cache is None:
+            return None
+        keys, self._windows = _chain_keys(self.hits)
+        return (
+            cache.full_keys(keys),
+            [limit for _, _, limit in self.hits],
+            WINDOW_SECONDS + ratelimit_core.EXPIRATION_FUDGE,
+        )
+
+    def settle(self, counts: list[int]) -> None:
+        """The counts the script returned: 429 (as the separate checks answer) when one is over."""
+        self.consumed = True
+        for usage in _usages(self.hits, self._windows, [int(c) for c in counts]):
+            if usage.exceeded:
+                raise _refusal(usage)
+
+    def flush(self) -> None:
+        """Count the hits the separate way (the counter store's own round trip, or this process's
+        counters while it is down, as configured); raises the refusal of the first one over."""
+        if self.consumed:
+            return
+        self.consumed = True
+        scope, value, limit = self.hits[0]
+        try:
+            usage = _count_or_local(self.request, scope=scope, value=value, limit=limit)
+        except _StoreDown:
+            usage = None  # policy "closed"/"open" is decided by the player's limits below
+        if usage is not None and usage.exceeded:
+            raise _refusal(usage)
+        if len(self.hits) > 1:
+            score_update_limits_check(self.request, user_id=self.hits[1][1])
+
+
+def pending_limits(request: HttpRequest) -> PendingLimits | None:
+    pending: PendingLimits | None = getattr(request, PENDING_ATTRIBUTE, None)
+    return pending
 
 
 _warned_no_address = threading.Event()
@@ -325,6 +423,8 @@ class IpRateLimitMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path == SCORE_UPDATE_PATH and request.method == "POST" and counters_mergeable() is not None:
+            return self._score_update(request)
         if settings.RATE_LIMIT_ENABLED and request.path.startswith(API_PREFIX):
             refused = self._check(request)
             if refused is not None:
@@ -334,6 +434,27 @@ class IpRateLimitMiddleware:
             if refused is not None:
                 return refused
         return self.get_response(request)
+
+    def _score_update(self, request: HttpRequest) -> HttpResponse:
+        """The per-IP hit of a score update joins its pre-write Redis call (``PendingLimits``)."""
+        ip = client_ip(request.META)
+        if ip is None:
+            _warn_no_client_address()
+            return self.get_response(request)
+        pending = PendingLimits(request, ip=ip)
+        setattr(request, PENDING_ATTRIBUTE, pending)
+        response = self.get_response(request)
+        if pending.consumed:
+            return response
+        try:  # refused before its pre-write call: counted now, and over a limit it is a 429 as before
+            pending.flush()
+        except TooManyRequests as exc:
+            if response.status_code < 400:  # never hide what was done (the service counts before any write)
+                return response
+            return error_response(
+                exc.status_code, exc.code, str(exc.detail), exc.details, headers={"Retry-After": str(exc.retry_after)}
+            )
+        return response
 
     def _check(self, request: HttpRequest, scope: str = SCOPE_IP, limit: int | None = None) -> HttpResponse | None:
         ip = client_ip(request.META)

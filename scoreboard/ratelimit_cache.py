@@ -55,6 +55,35 @@ return out
 """
 
 
+# The chain's counting, as a prefix of another script (``with_counters``). KEYS: the counters, then the
+# other script's keys. ARGV: number of counters, expiry seconds, each counter's limit, then the other
+# script's arguments. Returns {counts} when a counter is over its limit (the other script does not
+# run), else {counts, the other script's reply}.
+_COUNTERS_PREFIX = """
+local n = tonumber(ARGV[1])
+local counts = {}
+for i = 1, n do
+  local count
+  if redis.call('SET', KEYS[i], 1, 'EX', ARGV[2], 'NX') then count = 1 else count = redis.call('INCR', KEYS[i]) end
+  counts[i] = count
+  if count > tonumber(ARGV[2 + i]) then return {counts} end
+end
+local inner_keys, inner_args = {}, {}
+for i = n + 1, #KEYS do inner_keys[#inner_keys + 1] = KEYS[i] end
+for i = n + 3, #ARGV do inner_args[#inner_args + 1] = ARGV[i] end
+return {counts, inner(inner_keys, inner_args)}
+"""
+
+
+def with_counters(body: str) -> str:
+    """``body`` (a script of its own, reading KEYS and ARGV) preceded by ``hit_chain``'s counting in
+    the same call: one round trip for a request's rate limits and the work they guard (the score
+    update's limits, replay pre-filter and fraud window). ``body``'s KEYS, ARGV and reply are passed
+    through unchanged; it does not run when a counter is over its limit. See ``_COUNTERS_PREFIX``
+    for the layout."""
+    return "local function inner(KEYS, ARGV)\n" + body + "\nend\n" + _COUNTERS_PREFIX
+
+
 class RateLimitCache(BaseCache):
     def __init__(self, location: str, params: dict[str, Any]) -> None:
         super().__init__(params)
@@ -112,6 +141,15 @@ class RateLimitCache(BaseCache):
         seconds = max(1, int(timeout))
         counts = registered_script(self._client(), _HIT_CHAIN)(keys=full_keys, args=[seconds, *limits])
         return [int(c) for c in counts]
+
+    def full_keys(self, keys: list[str]) -> list[str]:
+        """The Redis names of these counters (for a script that counts them, ``with_counters``)."""
+        self._flush_pending()
+        return [self.make_and_validate_key(key) for key in keys]
+
+    @property
+    def location(self) -> str:
+        return self._location
 
     def get(self, key: str, default: Any = None, version: int | None = None) -> Any:
         self._flush_pending()

@@ -493,6 +493,33 @@ def pipeline_execute(pipe: Any) -> list[Any]:
         raise
 
 
+ScriptCall = tuple[Any, Sequence[Any], Sequence[Any]]  # (registered script, keys, args)
+
+
+def scripts_run(client: Client, calls: Sequence[ScriptCall]) -> list[Any]:
+    """Run several scripts in ONE round trip (a pipeline of EVALSHA) and return their replies.
+
+    redis-py's own pipelined scripts cost a second round trip on every execute (SCRIPT EXISTS before
+    the pipeline): here a script Redis does not know (restarted, SCRIPT FLUSH) is loaded and run on
+    its own afterwards, which only happens then. Other errors are raised as redis-py raises them.
+    """
+    pipe = client.pipeline(transaction=False)
+    if isinstance(pipe, ClusterPipeline):  # routed per key, scripts loaded on every primary
+        for script, keys, args in calls:
+            queue_script(pipe, script, keys, args)
+        return pipeline_execute(pipe)
+    for script, keys, args in calls:
+        pipe.evalsha(script.sha, len(keys), *keys, *args)
+    replies: list[Any] = pipe.execute(raise_on_error=False)
+    for i, reply in enumerate(replies):
+        if isinstance(reply, redis.exceptions.NoScriptError):
+            script, keys, args = calls[i]
+            replies[i] = script(keys=keys, args=args)  # loads it, then runs it
+        elif isinstance(reply, Exception):
+            raise reply
+    return replies
+
+
 def client_for(url: str, timeout: float) -> Client:
     """The process's pooled client for ``url`` (one per URL and timeout)."""
     return _client(url, timeout)

@@ -26,7 +26,7 @@ from accounts.models import User
 from scoreboard.api import StrictSerializer, envelope, errors, ok
 from scoreboard.errors import ApiError, NotFound, Unauthorized
 from scoreboard.net import client_ip
-from scoreboard.ratelimit import ScoreUpdateRateLimit
+from scoreboard.ratelimit import ScoreUpdateRateLimit, pending_limits
 from scores import board_services, registry, selectors, services
 from scores.action_tokens import check_increment
 from scores.boards import (
@@ -147,6 +147,7 @@ class ScoreSubmitApi(APIView):
             context=services.RequestContext(
                 ip_address=client_ip(request.META),
                 user_agent=request.META.get("HTTP_USER_AGENT", "")[:USER_AGENT_MAX_LENGTH],
+                limits=pending_limits(request._request),
             ),
         )
         return ok(result.as_dict())

@@ -37,6 +37,9 @@ class ScoreApplied:
     old_rank: int | None
     new_rank: int | None
     hidden: bool = False  # quarantined: not on public boards
+    # The live layer's step already ran with the index write, in the same Redis call
+    # (``LiveScript``): the subscriber must not publish this change again.
+    published: bool = False
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,22 @@ class Assessor(Protocol):
     ) -> Any: ...
 
 
+class LiveScript(Protocol):
+    """The live layer's after-write step, run by the score service inside each board's index
+    script (``scores.ranking.apply_then``), so that an update's index writes, rank changes and
+    publishes are one Redis round trip.
+
+    ``lua`` defines ``local function live(IK, LK, LA, old_rank, new_rank, built)`` returning an
+    integer: negative when the step could not run there and the ``ScoreApplied`` subscriber must do
+    it the usual way (the event's ``published`` is then False)."""
+
+    lua: str
+
+    def keys(self, board: BoardSpec) -> list[str]: ...
+
+    def args(self, *, board: BoardSpec, period: str, user_id: str, score: int, hidden: bool) -> list[str | int]: ...
+
+
 class _NoAssessment:
     """What an update gets when no fraud engine is installed: allowed, never a repeat."""
 
@@ -83,6 +102,7 @@ class _Bus:
         self.submission_applied: list[Callable[[SubmissionApplied], None]] = []
         self.board_corrected: list[Callable[[BoardCorrected], None]] = []
         self.token_rejected: list[Callable[..., None]] = []
+        self.live_script: LiveScript | None = None
 
 
 bus = _Bus()
@@ -95,6 +115,10 @@ def _add(handlers: list[Callable[..., None]], handler: Callable[..., None]) -> N
 
 def set_assessor(assessor: Assessor) -> None:
     bus.assessor = assessor
+
+
+def set_live_script(script: LiveScript | None) -> None:
+    bus.live_script = script
 
 
 def on_score_applied(handler: Callable[[ScoreApplied], None]) -> None:

@@ -31,7 +31,7 @@ from typing import Any
 
 import redis
 
-from scoreboard.redis import get_redis, queue_script, registered_script
+from scoreboard.redis import ScriptCall, get_redis, registered_script
 from scores.boards import (
     ALL_TIME_KEY,
     GLOBAL_SPEC,
@@ -110,6 +110,8 @@ class RankChange:
     new_rank: int | None
     applied: bool
     built: bool = True  # False: the index had no "built" mark (Redis lost it): rebuild it
+    # What the after-write step run in the same call answered (``apply_then``), None without one.
+    then: int | None = None
 
 
 @dataclass(frozen=True)
@@ -174,9 +176,7 @@ end
 
 # KEYS: z, m, s, d, c. ARGV: inverted id, version, zscore, member, last_updated, username,
 # mode (add / hide / remove), tie (f / c / d). Returns {old_rank, new_rank, applied, built}, -1 = none.
-_APPLY = (
-    _RANK_FN
-    + """
+_APPLY_BODY = """
 local built = redis.call('HEXISTS', KEYS[3], 'built')
 local tie = ARGV[8]
 local cur = redis.call('HGET', KEYS[2], ARGV[1])
@@ -212,7 +212,32 @@ redis.call('HSET', KEYS[2], ARGV[1],
   ARGV[2] .. '|' .. ARGV[4] .. '|' .. ARGV[5] .. '|' .. (visible and '0' or '1') .. '|' .. ARGV[3] .. '|' .. ARGV[6])
 return {old_rank, rank_of(KEYS[1], KEYS[4], tie, ARGV[3], ARGV[4], visible), 1, built}
 """
-)
+_APPLY_FN = "local function apply(KEYS, ARGV)\n" + _APPLY_BODY + "end\n"
+_APPLY = _RANK_FN + _APPLY_FN + "return apply(KEYS, ARGV)\n"
+APPLY_KEYS, APPLY_ARGS = 5, 8
+
+# ``_APPLY`` followed, in the same call, by an after-write step of another layer (the live board's
+# publish, ``scores.events.LiveScript``): a Lua ``local function live(IK, LK, LA, old_rank, new_rank,
+# built)`` that sees the index keys (IK), its own keys (LK) and arguments (LA) and the ranks the
+# apply computed; its result is the fifth value of the reply. KEYS: the 5 index keys, then LK.
+# ARGV: the 8 apply arguments, then LA.
+_APPLY_THEN = """
+local ik, ia, lk, la = {}, {}, {}, {}
+for i = 1, 5 do ik[i] = KEYS[i] end
+for i = 6, #KEYS do lk[#lk + 1] = KEYS[i] end
+for i = 1, 8 do ia[i] = ARGV[i] end
+for i = 9, #ARGV do la[#la + 1] = ARGV[i] end
+local r = apply(ik, ia)
+r[5] = live(ik, lk, la, r[1], r[2], r[4])
+return r
+"""
+
+
+@functools.cache
+def apply_then(live_lua: str) -> str:
+    """The apply script with ``live_lua`` (defining ``live``) run after it in the same call."""
+    return _RANK_FN + _APPLY_FN + live_lua + _APPLY_THEN
+
 
 # KEYS: z, m, s, d. ARGV: mode (offset / after), offset or cursor zscore, cursor member, count.
 # Returns {built, total, last_updated, start, better, better_distinct, member1, zscore1, meta1, ...}.
@@ -345,25 +370,33 @@ class RedisIndex:
             _tie_flag(self.spec),
         ]
 
-    def _run_apply(self, entry: IndexEntry, mode: str, pipe: redis.client.Pipeline | None = None) -> Any:
-        script = registered_script(self.client, _APPLY)
-        args = self._apply_args(entry, mode=mode)
-        if pipe is not None:
-            return queue_script(pipe, script, self.keys, args)
-        return script(keys=self.keys, args=args)
+    def apply_call(
+        self, entry: IndexEntry, *, mode: str = "", then: tuple[str, Sequence[str], Sequence[str | int]] | None = None
+    ) -> ScriptCall:
+        """(script, keys, args) of ``apply`` (``mode``: add / hide / remove; by default add, or hide
+        for a hidden entry), for ``scoreboard.redis.scripts_run``; read the reply with
+        :meth:`change_from`. ``then``: (Lua defining ``live``, its keys, its arguments) run after the
+        apply in the same call (``apply_then``)."""
+        keys: list[str] = self.keys
+        args = self._apply_args(entry, mode=mode or ("hide" if entry.hidden else "add"))
+        if then is None:
+            return registered_script(self.client, _APPLY), keys, args
+        lua, then_keys, then_args = then
+        return registered_script(self.client, apply_then(lua)), [*keys, *then_keys], [*args, *then_args]
+
+    def _run_apply(self, entry: IndexEntry, mode: str) -> Any:
+        script, keys, args = self.apply_call(entry, mode=mode)
+        return script(keys=keys, args=args)
 
     @staticmethod
     def change_from(raw: Sequence[int]) -> RankChange:
-        old, new, applied, built = raw
-        return RankChange(_rank(old), _rank(new), bool(applied), bool(built))
+        old, new, applied, built = raw[:4]
+        then = int(raw[4]) if len(raw) > 4 else None
+        return RankChange(_rank(old), _rank(new), bool(applied), bool(built), then)
 
     def apply(self, entry: IndexEntry) -> RankChange:
         """Write the player's absolute score unless a newer version is already indexed."""
         return self.change_from(self._run_apply(entry, "hide" if entry.hidden else "add"))
-
-    def queue_apply(self, entry: IndexEntry, pipe: redis.client.Pipeline) -> None:
-        """``apply`` queued on a pipeline (read its result with :meth:`change_from`)."""
-        self._run_apply(entry, "hide" if entry.hidden else "add", pipe)
 
     def remove(self, entry: IndexEntry) -> RankChange:
         """Take the player off the board (banned, reversed to nothing), guarded by version like ``apply``."""

@@ -28,7 +28,7 @@ from accounts.models import User
 from scoreboard import db, metrics
 from scoreboard.errors import ApiError, Conflict, Forbidden, ServiceUnavailable
 from scoreboard.progress import Bar, counted
-from scoreboard.redis import REDIS_ERRORS, gate_key, get_redis, pipeline_execute
+from scoreboard.redis import REDIS_ERRORS, gate_key, get_redis, scripts_run
 from scores import action_tokens, events, registry, selectors
 from scores.action_tokens import ActionClaims, MintedActionToken
 from scores.boards import (
@@ -102,6 +102,9 @@ class ScoreResult:
 class RequestContext:
     ip_address: str | None = None
     user_agent: str = ""
+    # The request's rate-limit hits not counted yet (``scoreboard.ratelimit.PendingLimits``): the
+    # fraud engine's pre-write script counts them; whatever is left is counted before any write.
+    limits: Any = None
 
 
 @dataclass(frozen=True)
@@ -553,18 +556,39 @@ def _index_after_commit(
     """
     client = get_redis()
     indexes: list[RedisIndex] = []
+    live = events.bus.live_script
     if client is not None:
         try:
-            pipe = client.pipeline(transaction=False)
+            # One script per board (each touches its board's slot only: Redis Cluster), all boards
+            # in one pipeline: one round trip for every board's index, ranks and live publish.
+            calls = []
             for write in writes:
                 index = redis_index(write.spec, write.period.key)
                 assert index is not None
                 indexes.append(index)
-            for index, written in zip(indexes, applied.entries, strict=True):
-                index.queue_apply(
-                    _index_entry(user_id=user_id, username=applied.username, written=written, hidden=hidden), pipe
+            for write, index, written in zip(writes, indexes, applied.entries, strict=True):
+                then = (
+                    None
+                    if live is None
+                    else (
+                        live.lua,
+                        live.keys(write.spec),
+                        live.args(
+                            board=write.spec,
+                            period=write.period.key,
+                            user_id=user_id,
+                            score=written.new_score,
+                            hidden=hidden,
+                        ),
+                    )
                 )
-            changes = [RedisIndex.change_from(raw) for raw in pipeline_execute(pipe)]
+                calls.append(
+                    index.apply_call(
+                        _index_entry(user_id=user_id, username=applied.username, written=written, hidden=hidden),
+                        then=then,
+                    )
+                )
+            changes = [RedisIndex.change_from(raw) for raw in scripts_run(client, calls)]
         except REDIS_ERRORS:
             logger.warning("redis unavailable after commit; the drift check will repair the index")
         else:
@@ -618,9 +642,16 @@ def score_submit(
     try:
         return _score_submit(user=user, action_token=action_token, metadata=metadata or {}, context=context)
     except ApiError as exc:
+        _limits_count(context)  # not counted yet (refused before the pre-write call): 429 when over
         if exc.code in REJECTED_TOKEN_CODES:  # refused tokens feed the fraud engine's token-abuse rule
             events.emit_token_rejected(user=user, context=context, code=exc.code)
         raise
+
+
+def _limits_count(context: RequestContext) -> None:
+    """Count the request's rate-limit hits now if the pre-write script did not (raises 429 when over)."""
+    if context.limits is not None:
+        context.limits.flush()
 
 
 def _score_submit(*, user: User, action_token: str, metadata: dict[str, Any], context: RequestContext) -> ScoreResult:
@@ -644,6 +675,7 @@ def _score_submit(*, user: User, action_token: str, metadata: dict[str, Any], co
             raise _replay_conflict(claims, original)
         # Claimed but never committed (an attempt in flight, or one that failed): assess it as usual.
         assessment = assess(user=user, claims=claims, context=context, once_keys=(), once_ttl=0)
+    _limits_count(context)  # an assessor that did not count them (none installed, Redis down)
 
     token_hash = action_tokens.token_hash(action_token)
     for attempt in (1, 2):
@@ -711,7 +743,7 @@ def _score_submit(*, user: User, action_token: str, metadata: dict[str, Any], co
             user=user, claims=claims, context=context, assessment=assessment, history_id=applied.history_id
         )
     )
-    for write, board in zip(writes, boards, strict=True):
+    for write, board, change in zip(writes, boards, changes, strict=True):
         events.emit_score_applied(
             events.ScoreApplied(
                 board=write.spec,
@@ -721,6 +753,7 @@ def _score_submit(*, user: User, action_token: str, metadata: dict[str, Any], co
                 old_rank=board.old_rank,
                 new_rank=board.new_rank,
                 hidden=hidden,
+                published=change.then is not None and change.then >= 0,
             )
         )
     return result
