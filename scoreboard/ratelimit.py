@@ -312,6 +312,9 @@ class ScoreUpdateRateLimit(BaseThrottle):
 # The score update's limits, counted in its one pre-write Redis call
 # ---------------------------------------------------------------------------------------------
 SCORE_UPDATE_PATH = API_PREFIX + "scores/update"
+LEADERBOARD_PATH = API_PREFIX + "leaderboard"
+# The requests whose limits are counted inside the Redis call that does their work.
+DEFERRED_PATHS = frozenset({("POST", SCORE_UPDATE_PATH), ("GET", LEADERBOARD_PATH)})
 PENDING_ATTRIBUTE = "sb_pending_limits"
 
 
@@ -328,7 +331,8 @@ def counters_mergeable() -> RateLimitCache | None:
 
 
 class PendingLimits:
-    """A score update's per-IP, per-player and global hits, not counted yet.
+    """A score update's per-IP, per-player and global hits (a leaderboard read's per-IP hit), not
+    counted yet.
 
     The per-IP middleware and the throttle add their hits here instead of counting them at once; the
     fraud engine's pre-write script counts them first, in the same call (``counters`` / ``settle``),
@@ -423,8 +427,8 @@ class IpRateLimitMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.path == SCORE_UPDATE_PATH and request.method == "POST" and counters_mergeable() is not None:
-            return self._score_update(request)
+        if (request.method, request.path) in DEFERRED_PATHS and counters_mergeable() is not None:
+            return self._deferred(request)
         if settings.RATE_LIMIT_ENABLED and request.path.startswith(API_PREFIX):
             refused = self._check(request)
             if refused is not None:
@@ -435,8 +439,9 @@ class IpRateLimitMiddleware:
                 return refused
         return self.get_response(request)
 
-    def _score_update(self, request: HttpRequest) -> HttpResponse:
-        """The per-IP hit of a score update joins its pre-write Redis call (``PendingLimits``)."""
+    def _deferred(self, request: HttpRequest) -> HttpResponse:
+        """The per-IP hit of a score update joins its pre-write Redis call, the one of a leaderboard
+        read the index read (``PendingLimits``)."""
         ip = client_ip(request.META)
         if ip is None:
             _warn_no_client_address()

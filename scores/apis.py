@@ -179,7 +179,10 @@ class LeaderboardApi(APIView):
     )
     def get(self, request: Request) -> Response:
         limit = _parse_limit(request.query_params.get("limit"))
-        page = selectors.leaderboard_top(limit=limit)
+        limits = pending_limits(request._request)  # the per-IP hit, counted in the index read's round trip
+        page = selectors.leaderboard_top(limit=limit, counters=limits)
+        if limits is not None:
+            limits.flush()  # a no-op once counted
         return ok(leaderboard_payload(page))
 
 

@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
+from scoreboard.ratelimit_cache import with_counters
 from scoreboard.redis import ScriptCall, get_redis, registered_script
 from scores.boards import (
     ALL_TIME_KEY,
@@ -132,6 +134,7 @@ class IndexPage:
     last_updated: str | None
     built: bool
     start: int  # 0-based position of the first row
+    version: str = ""  # the index's version this page was read at ('' = unknown: do not cache it)
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,16 @@ local function position_of(z, zs, member, present)
   redis.call('ZREM', z, member)
   return r
 end
+-- The index's version ("v" in s), bumped by every change of it, so readers can cache a page until the
+-- next change. It starts from the server's clock in microseconds, so a flushed and re-created index
+-- never repeats a version a reader holds.
+local function bump(s)
+  if redis.call('HEXISTS', s, 'v') == 0 then
+    local t = redis.call('TIME')
+    redis.call('HSET', s, 'v', string.format('%.0f', tonumber(t[1]) * 1000000 + tonumber(t[2])))
+  end
+  redis.call('HINCRBY', s, 'v', 1)
+end
 local function parse(meta)
   -- version|member|last_updated|hidden|zscore|username
   return string.match(meta, '^(%d+)|([^|]*)|([^|]*)|([01])|([^|]*)|(.*)$')
@@ -195,6 +208,7 @@ if cur then
     end
   end
 end
+bump(KEYS[3])
 if ARGV[7] == 'remove' then
   redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. '||' .. ARGV[5] .. '|0||' .. ARGV[6])
   return {old_rank, -1, 1, built}
@@ -239,9 +253,15 @@ def apply_then(live_lua: str) -> str:
     return _RANK_FN + _APPLY_FN + live_lua + _APPLY_THEN
 
 
-# KEYS: z, m, s, d. ARGV: mode (offset / after), offset or cursor zscore, cursor member, count.
-# Returns {built, total, last_updated, start, better, better_distinct, member1, zscore1, meta1, ...}.
+# KEYS: z, m, s, d. ARGV: mode (offset / after), offset or cursor zscore, cursor member, count, the
+# version the caller holds a copy of ('' for none). Returns {version} alone when the index still has
+# that version (and is built), else {built, total, last_updated, start, better, better_distinct,
+# version, member1, zscore1, meta1, ...}.
 _PAGE = """
+local version = redis.call('HGET', KEYS[3], 'v') or ''
+if ARGV[5] ~= '' and version == ARGV[5] and redis.call('HEXISTS', KEYS[3], 'built') == 1 then
+  return {version}
+end
 local start
 if ARGV[1] == 'offset' then
   start = tonumber(ARGV[2])
@@ -263,7 +283,7 @@ if #items > 0 then
   better_distinct = redis.call('ZCOUNT', KEYS[4], '(' .. items[2], '+inf')
 end
 local out = {redis.call('HEXISTS', KEYS[3], 'built'), redis.call('ZCARD', KEYS[1]),
-             redis.call('HGET', KEYS[3], 'last_updated') or '', start, better, better_distinct}
+             redis.call('HGET', KEYS[3], 'last_updated') or '', start, better, better_distinct, version}
 for i = 1, #items, 2 do
   out[#out + 1] = items[i]
   out[#out + 1] = items[i + 1]
@@ -271,6 +291,8 @@ for i = 1, #items, 2 do
 end
 return out
 """
+
+_COUNTED_PAGE = with_counters(_PAGE)
 
 # KEYS: z, m, s, d. ARGV: tie, inverted id 1, inverted id 2, ... Returns {built, total, then per id:
 # rank, position, meta} with rank -1 for players not on the board.
@@ -298,13 +320,14 @@ return out
 )
 
 
-# KEYS: z, m, d, c. ARGV: inverted id, tie. Takes a player off the index entirely (no tombstone):
+# KEYS: z, m, d, c, s. ARGV: inverted id, tie. Takes a player off the index entirely (no tombstone):
 # an entry that no longer exists in PostgreSQL.
 _FORGET = (
     _RANK_FN
     + """
 local cur = redis.call('HGET', KEYS[2], ARGV[1])
 if not cur then return 0 end
+bump(KEYS[5])
 local _, member, _, hidden, zs = parse(cur)
 if member and member ~= '' and hidden == '0' then
   redis.call('ZREM', KEYS[1], member)
@@ -402,11 +425,23 @@ class RedisIndex:
         """Take the player off the board (banned, reversed to nothing), guarded by version like ``apply``."""
         return self.change_from(self._run_apply(entry, "remove"))
 
-    def _page(self, args: list[str | int]) -> IndexPage:
-        raw = registered_script(self.client, _PAGE)(keys=self.keys[:4], args=args)
+    def _page(self, args: list[str | int], counters: Any = None) -> IndexPage | None:
+        chain = counters.counters() if counters is not None else None
+        if chain is None:
+            raw = registered_script(self.client, _PAGE)(keys=self.keys[:4], args=args)
+        else:  # the request's rate-limit counters first, in the same call (with_counters)
+            counter_keys, limits, expiry = chain
+            counted = registered_script(self.client, _COUNTED_PAGE)(
+                keys=[*counter_keys, *self.keys[:4]], args=[len(counter_keys), expiry, *limits, *args]
+            )
+            counters.settle(counted[0])  # 429 when over (the page was not read)
+            raw = counted[1]
+        if len(raw) == 1:
+            return None  # still the version the caller holds
         built, total, last_updated = bool(raw[0]), int(raw[1]), _text(raw[2])
         start = RankStart(position=int(raw[3]), better=int(raw[4]), better_distinct=int(raw[5]))
-        items = raw[6:]
+        version = _text(raw[6])
+        items = raw[7:]
         scored: list[tuple[str, int, _Meta | None]] = []
         for i in range(0, len(items), 3):
             scored.append((_text(items[i]), int(float(items[i + 1])), _parse_meta(items[i + 2])))
@@ -425,15 +460,31 @@ class RedisIndex:
             for (member, zs, meta), score, rank in zip(scored, scores, ranks, strict=True)
         ]
         return IndexPage(
-            rows=rows, total_players=total, last_updated=last_updated or None, built=built, start=start.position
+            rows=rows,
+            total_players=total,
+            last_updated=last_updated or None,
+            built=built,
+            start=start.position,
+            version=version,
         )
 
     def page(self, *, offset: int = 0, limit: int) -> IndexPage:
-        return self._page(["offset", offset, "", limit])
+        page = self._page(["offset", offset, "", limit, ""])
+        assert page is not None
+        return page
+
+    def page_unless(self, *, version: str, offset: int = 0, limit: int, counters: Any = None) -> IndexPage | None:
+        """``page``, or None when the index is still at ``version`` (the caller's copy is current).
+
+        ``counters`` (``scoreboard.ratelimit.PendingLimits``): the request's rate-limit hits, counted
+        first in the same round trip; over a limit their 429 is raised and nothing is read."""
+        return self._page(["offset", offset, "", limit, version], counters)
 
     def page_after(self, *, zscore: int, member: str, limit: int) -> IndexPage:
         """The ``limit`` rows that come after the point (zscore, member) in the board's order."""
-        return self._page(["after", zscore, member, limit])
+        page = self._page(["after", zscore, member, limit, ""])
+        assert page is not None
+        return page
 
     def standings(self, user_ids: Sequence[str]) -> tuple[bool, int, dict[str, IndexStanding]]:
         """(built, visible players, {user id: standing}) for these players; absent ids are not ranked."""
@@ -468,7 +519,7 @@ class RedisIndex:
         """Remove a player whose entry no longer exists in PostgreSQL; True if they were indexed."""
         z, m, _s, d, c = self.keys
         script = registered_script(self.client, _FORGET)
-        return bool(script(keys=[z, m, d, c], args=[inverted_id(user_id), _tie_flag(self.spec)]))
+        return bool(script(keys=[z, m, d, c, _s], args=[inverted_id(user_id), _tie_flag(self.spec)]))
 
     def is_built(self) -> bool:
         return bool(self.client.hexists(self.keys[2], "built"))
@@ -513,6 +564,7 @@ class RedisIndex:
             pipe.hset(tc, str(zs), n)
         if last_updated:
             pipe.hset(ts, "last_updated", last_updated)
+        pipe.hset(ts, "v", str(time.time_ns() // 1000))  # a version no copy of the old index holds
         pipe.hset(ts, "built", "1")
         pipe.execute()
         exists = self.client.pipeline(transaction=False)

@@ -13,8 +13,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from django.core import signing
@@ -139,7 +141,9 @@ def _period_frozen(spec: BoardSpec, period: Period) -> bool:
 
 
 def period_payload(*, spec: BoardSpec, period: Period) -> dict[str, object]:
-    status = period_status(spec=spec, period=period)
+    # A period that has not ended is never closed or corrected (see _period_frozen): no query.
+    ended = period.ends_at is not None and period.ends_at <= timezone.now()
+    status = period_status(spec=spec, period=period) if ended else None
     return {
         "key": period.key,
         "starts_at": _iso(period.starts_at),
@@ -332,25 +336,80 @@ def _live_index(spec: BoardSpec, period: Period) -> RedisIndex | None:
     return redis_index(spec, period.key)
 
 
-def board_page(*, spec: BoardSpec, period: Period, limit: int, cursor: str | None = None, offset: int = 0) -> BoardPage:
+class _PageCache:
+    """Pages read from an index, kept with the index version they were read at (``ranking``'s "v").
+
+    A page (first pages and offsets; cursor pages are each client's own) is served again while
+    the index still has that version: the one round trip to Redis then only compares versions, and
+    nothing is decoded or ranked again. Every change of the index bumps its version (in every
+    process's Redis, so every process's copy is dropped at the next read after a change).
+    """
+
+    MAX_PAGES = 512
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pages: OrderedDict[tuple[Any, ...], tuple[str, BoardPage]] = OrderedDict()
+
+    def get(self, key: tuple[Any, ...]) -> tuple[str, BoardPage] | None:
+        with self._lock:
+            found = self._pages.get(key)
+            if found is not None:
+                self._pages.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[Any, ...], version: str, page: BoardPage) -> None:
+        with self._lock:
+            self._pages[key] = (version, page)
+            self._pages.move_to_end(key)
+            while len(self._pages) > self.MAX_PAGES:
+                self._pages.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._pages.clear()
+
+
+_page_cache = _PageCache()
+
+
+def board_page(
+    *,
+    spec: BoardSpec,
+    period: Period,
+    limit: int,
+    cursor: str | None = None,
+    offset: int = 0,
+    counters: Any = None,
+) -> BoardPage:
     """One page of a board's period in the ordering rule, with the cursor of the next page.
 
     Consecutive pages never show one player twice, even while scores change underneath: the
     cursor is a position in the order (zscore, member) plus the ids of the page it ends.
+    ``counters``: the request's rate-limit hits (``scoreboard.ratelimit.PendingLimits``), counted in
+    the index read's round trip (429 when over), or before the database is read.
     """
     after = cursor_read(cursor, spec=spec, period=period) if cursor else None
     want = limit + (len(after.seen) if after else 0)
     index = _live_index(spec, period)
     if index is not None:
+        cache_key = (index, offset, want)
+        cached = None if after else _page_cache.get(cache_key)
         try:
             page = (
                 index.page_after(zscore=after.zscore, member=after.member, limit=want)
                 if after
-                else index.page(offset=offset, limit=want)
+                else index.page_unless(
+                    version=cached[0] if cached else "", offset=offset, limit=want, counters=counters
+                )
             )
         except REDIS_ERRORS:
             logger.warning("redis unavailable; serving %s/%s from the database", spec.id, period.key)
         else:
+            if page is None:
+                assert cached is not None
+                # The index has not changed since this copy was read (a list of its own per caller).
+                return replace(cached[1], rows=list(cached[1].rows))
             if page.built:
                 kept = [r for r in page.rows if not (after and _short(r.user_id) in after.seen)][:limit]
                 rows = [BoardRow(r.rank, r.user_id, r.username, r.score, r.last_updated) for r in kept]
@@ -366,7 +425,12 @@ def board_page(*, spec: BoardSpec, period: Period, limit: int, cursor: str | Non
                     if len(rows) == limit and page.start + page.rows.index(kept[-1]) + 1 < page.total_players
                     else None
                 )
-                return BoardPage(rows, page.total_players, page.last_updated, "redis", next_cursor)
+                result = BoardPage(rows, page.total_players, page.last_updated, "redis", next_cursor)
+                if after is None and page.version:
+                    _page_cache.put(cache_key, page.version, result)
+                return result
+    if counters is not None:
+        counters.flush()  # not counted in Redis: counted now, before the database is read
     frozen = _period_frozen(spec, period)
     rows, entries = _db_page(
         spec, period.key, limit=want, offset=offset, after=after.db_key(spec) if after else None, frozen=frozen
@@ -395,11 +459,13 @@ def board_page(*, spec: BoardSpec, period: Period, limit: int, cursor: str | Non
     return BoardPage([r for r, _ in pairs], total, last_updated, "database", next_cursor)
 
 
-def leaderboard_top(*, limit: int, board: BoardSpec | None = None, period: Period | None = None) -> BoardPage:
+def leaderboard_top(
+    *, limit: int, board: BoardSpec | None = None, period: Period | None = None, counters: Any = None
+) -> BoardPage:
     """The top ``limit`` players of ``board`` (``global`` by default), current period by default."""
     spec = board or registry.board_get(GLOBAL_ID)
     assert spec is not None
-    return board_page(spec=spec, period=period or spec.period_at(timezone.now()), limit=limit)
+    return board_page(spec=spec, period=period or spec.period_at(timezone.now()), limit=limit, counters=counters)
 
 
 def standings_of(
