@@ -426,7 +426,9 @@ class RedisIndex:
         return self.change_from(self._run_apply(entry, "remove"))
 
     def _page(self, args: list[str | int], counters: Any = None) -> IndexPage | None:
-        chain = counters.counters() if counters is not None else None
+        # On Redis Cluster the counters and the board live in different slots: counted on their own.
+        merge = counters is not None and not isinstance(self.client, redis.cluster.RedisCluster)
+        chain = counters.counters() if merge else None
         if chain is None:
             raw = registered_script(self.client, _PAGE)(keys=self.keys[:4], args=args)
         else:  # the request's rate-limit counters first, in the same call (with_counters)
