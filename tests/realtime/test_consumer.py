@@ -247,7 +247,9 @@ def _short_lived_token(user: User, seconds: int) -> str:
 async def test_private_board_closes_the_socket_when_its_token_expires(settings, player):
     settings.LEADERBOARD_REQUIRE_AUTH = True
     ws = await connected()
-    await ws.send_json_to({"type": "auth", "token": await sync_to_async(_short_lived_token)(player, 1)})
+    # 3 s: long enough for the snapshot to go out first on a loaded box (1 s lost that race under
+    # a full suite at load 4.5), well within RECEIVE_TIMEOUT for the expiry itself.
+    await ws.send_json_to({"type": "auth", "token": await sync_to_async(_short_lived_token)(player, 3)})
     assert (await receive(ws))["type"] == "auth_ok"
     assert (await receive(ws))["type"] == "leaderboard_update"
     assert (await receive(ws))["code"] == "token_expired"
