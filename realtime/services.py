@@ -134,7 +134,8 @@ return {seq, 0}
 # unknown) and is not hidden, reads the top from the index and publishes the leaderboard_update if its
 # fingerprint changed (the frame rendered here is the one _snapshot_read + Snapshot.tail render).
 # Marks the board dirty, so a publisher holding the lock (_RedisPublisher) re-reads. Returns the seq
-# published, 0 for none, -1 when the index is not built (the caller publishes the usual way).
+# published, 0 for none, -1 when the index is not built: nothing is published, the caller publishes
+# the usual way (after its rebuild).
 _LIVE = r"""
 local UNINVERT = {}
 do
@@ -156,13 +157,13 @@ local function score_of(zs, low)
   return '-' .. zs
 end
 local function live(IK, LK, LA, old_rank, new_rank, built)
+  if built == 0 then return -1 end  -- the index is being rebuilt: the usual publisher sends all of it
   local board, period = cjson.encode(LA[1]), cjson.encode(LA[2])
   redis.call('PUBLISH', LA[12], LA[3] .. '\n{"type":"rank_update","board":' .. board .. ',"period":' .. period ..
     ',"user_id":"' .. LA[3] .. '","rank":' .. rank_json(new_rank) .. ',"old_rank":' .. rank_json(old_rank) ..
     ',"score":' .. LA[4] .. ',"published_at":' .. LA[10] .. '}')
   local n = tonumber(LA[6])
   if LA[5] == '1' or (old_rank > n and new_rank > n) then return 0 end
-  if built == 0 then return -1 end
   redis.call('INCR', LK[3])
   local items = redis.call('ZREVRANGE', IK[1], 0, n - 1, 'WITHSCORES')
   local rows, lines = {}, {}
