@@ -52,6 +52,30 @@ def recent_points_by_player(*, since: dt.datetime) -> list[PlayerPoints]:
     return [PlayerPoints(user_id=str(r["user_id"]), points=int(r["points"]), actions=int(r["actions"])) for r in rows]
 
 
+def players_over_budget(*, since: dt.datetime, budgets: dict[str, int]) -> dict[str, tuple[str, int]]:
+    """Active players whose points of one action type since ``since`` reach that type's budget:
+    user id -> (action type, points), the type furthest over its budget."""
+    rows = (
+        ScoreHistory.objects.filter(
+            created_at__gte=since, kind=ScoreHistory.Kind.ACTION, user__is_active=True, action_type__in=list(budgets)
+        )
+        .values("user_id", "action_type")
+        .annotate(points=Sum("score_increment"))
+        .order_by()
+    )
+    over: dict[str, tuple[str, int]] = {}
+    for r in rows:
+        action_type, points = str(r["action_type"]), int(r["points"])
+        budget = budgets[action_type]
+        if points < budget:
+            continue
+        user_id = str(r["user_id"])
+        seen = over.get(user_id)
+        if seen is None or points / budget > seen[1] / budgets[seen[0]]:
+            over[user_id] = (action_type, points)
+    return over
+
+
 def shared_ip_clusters(*, since: dt.datetime, min_accounts: int) -> dict[str, list[str]]:
     """Addresses from which at least ``min_accounts`` active players scored since ``since``."""
     ips = [

@@ -69,12 +69,18 @@ def rule_config() -> rules.RuleConfig:
     return config
 
 
-def _decision(risk_score: float, blocking_score: float | None = None) -> str:
-    """``blocking_score``: the risk without the quarantine-only rules (``rules.QUARANTINE_ONLY``)."""
+def _decision(risk_score: float, blocking_score: float | None = None, statistical: bool = True) -> str:
+    """``blocking_score``: the risk without the quarantine-only rules (``rules.QUARANTINE_ONLY``);
+    ``statistical``: whether one of those rules fired.
+
+    Statistical evidence can hide a player but never refuse an update; the fixed-threshold rules
+    alone flag or block but never quarantine: two of them together (8 updates in a minute and one
+    perfect level) are what a keen human does, worth a moderator's look, not a shadow ban.
+    """
     if (risk_score if blocking_score is None else blocking_score) >= settings.FRAUD_BLOCK_THRESHOLD:
         return BLOCK
     # Quarantine never starts below the flag threshold: switching flagging off switches it off too.
-    if risk_score >= max(settings.FRAUD_QUARANTINE_THRESHOLD, settings.FRAUD_FLAG_THRESHOLD):
+    if statistical and risk_score >= max(settings.FRAUD_QUARANTINE_THRESHOLD, settings.FRAUD_FLAG_THRESHOLD):
         return QUARANTINE
     if risk_score >= settings.FRAUD_FLAG_THRESHOLD:
         return FLAG
@@ -176,7 +182,7 @@ def score_attempt_assess(
     assessment = Assessment(
         risk_score=verdict.risk_score,
         reasons=[f.as_dict() for f in verdict.fired],
-        decision=_decision(verdict.risk_score, verdict.blocking_score),
+        decision=_decision(verdict.risk_score, verdict.blocking_score, verdict.statistical),
         primary_rule=verdict.primary_rule,
         window_source=source,
     )
@@ -541,6 +547,24 @@ def _velocity_cutoff(points: list[int]) -> float | None:
     return median + settings.FRAUD_SCAN_MAD_FACTOR * spread
 
 
+def scan_budgets() -> dict[str, int]:
+    """Points per action type in the scan window at or above which the scan quarantines a player:
+    the type's velocity budget for that window, what a keen human can do in it (fraud/README.md).
+
+    (A fixed 100,000 points per hour over all types, as before, sat below what keen players with
+    large increments score at the default action types — the full simulation quarantined two of
+    them after ~150 levels — and added lap times in milliseconds to points.)
+    """
+    config = rule_config()
+    window = settings.FRAUD_SCAN_WINDOW_SECONDS
+    budgets = {}
+    for name in config.action_types:
+        budget = rules.budget_for(config, window=window, scope=name)
+        if budget is not None:
+            budgets[name] = budget[0]
+    return budgets
+
+
 def fraud_batch_scan(*, now: dt.datetime | None = None) -> ScanReport:
     """Look back ``FRAUD_SCAN_WINDOW_SECONDS`` for velocity outliers and accounts sharing an address.
 
@@ -554,19 +578,27 @@ def fraud_batch_scan(*, now: dt.datetime | None = None) -> ScanReport:
     population.population_refresh(since=since)
     players = selectors.recent_points_by_player(since=since)
     cutoff = _velocity_cutoff([p.points for p in players])
+    fixed = settings.FRAUD_SCAN_POINTS_PER_WINDOW  # 0: each type's velocity budget (scan_budgets)
+    over = {} if fixed > 0 else selectors.players_over_budget(since=since, budgets=scan_budgets())
     written = outliers = 0
     for player in players:
-        absolute = player.points >= settings.FRAUD_SCAN_POINTS_PER_WINDOW
+        absolute = player.points >= fixed if fixed > 0 else player.user_id in over
         relative = cutoff is not None and player.points > cutoff and player.points >= settings.FRAUD_SCAN_MIN_POINTS
         if not (absolute or relative):
             continue
         outliers += 1
         if selectors.batch_log_exists(user_id=player.user_id, event_type=VELOCITY_OUTLIER, since=since):
             continue
-        if absolute:
+        if absolute and fixed > 0:
             reason = (
                 f"{player.points} points from {player.actions} actions in {minutes} min "
                 f"(at or above {settings.FRAUD_SCAN_POINTS_PER_WINDOW})"
+            )
+        elif absolute:
+            action_type, points = over[player.user_id]
+            reason = (
+                f"{points} points of {action_type} in {minutes} min, at or above what a keen human can do "
+                f"in that time ({scan_budgets()[action_type]}); {player.points} points from {player.actions} actions"
             )
         else:
             reason = (

@@ -456,7 +456,7 @@ DEFAULT_FRAUD_RULE_WEIGHTS = {
     "shared_ip": 0.1,
     "token_abuse": 0.3,
     "velocity_budget": 0.35,
-    "increment_persistence": 0.35,
+    "increment_persistence": 0.65,
     "account_cluster": 0.35,
 }
 FRAUD_RULE_WEIGHTS: dict[str, float] = {
@@ -467,7 +467,9 @@ FRAUD_RULE_PARAMS: dict[str, int | float] = json.loads(env.str("FRAUD_RULE_PARAM
 FRAUD_BLOCK_RETRY_AFTER_SECONDS = env.int("FRAUD_BLOCK_RETRY_AFTER_SECONDS", default=60)
 # Batch scan (Celery): velocity outliers and accounts sharing an address over the last window.
 FRAUD_SCAN_WINDOW_SECONDS = env.int("FRAUD_SCAN_WINDOW_SECONDS", default=3600)
-FRAUD_SCAN_POINTS_PER_WINDOW = env.int("FRAUD_SCAN_POINTS_PER_WINDOW", default=100_000)
+# Points in the scan window at or above which the scan quarantines; 0 (default): the all-types
+# velocity budget for that window (what a keen human can do in it, fraud/README.md "Velocity budgets").
+FRAUD_SCAN_POINTS_PER_WINDOW = env.int("FRAUD_SCAN_POINTS_PER_WINDOW", default=0)
 FRAUD_SCAN_MIN_POINTS = env.int("FRAUD_SCAN_MIN_POINTS", default=10_000)
 FRAUD_SCAN_MIN_PLAYERS = env.int("FRAUD_SCAN_MIN_PLAYERS", default=5)
 FRAUD_SCAN_MAD_FACTOR = env.float("FRAUD_SCAN_MAD_FACTOR", default=6.0)

@@ -124,9 +124,11 @@ def test_regularity_needs_enough_intervals():
 
 
 def test_moderate_variation_gives_a_partial_contribution():
-    # intervals 10, 12, 8, 11, 9: coefficient of variation ~14%, between the bot and human marks
-    contribution = rules.timing_regularity(signals(recent=history(10, 12, 8, 11, 9)), CONFIG).contribution
+    # intervals 10, 11, 9, 10.5, 9.5: coefficient of variation ~7%, between the bot and human marks
+    contribution = rules.timing_regularity(signals(recent=history(10, 11, 9, 10.5, 9.5)), CONFIG).contribution
     assert 0 < contribution < 1
+    # 10, 12, 8, 11, 9 (~14%): a person can sample that regular over 8 intervals; nothing.
+    assert rules.timing_regularity(signals(recent=history(10, 12, 8, 11, 9)), CONFIG).contribution == 0
 
 
 # --- minimum play time -------------------------------------------------------------------------
@@ -249,10 +251,15 @@ def test_a_zero_weight_turns_a_rule_off():
 
 
 def test_with_the_default_weights_no_single_rule_flags_and_no_pair_blocks():
-    """Two independent signals to flag, three to block (default thresholds 0.5 and 0.8)."""
+    """Two independent signals to flag, three to block (default thresholds 0.5 and 0.8) — except
+    the statistical, quarantine-only rules: overwhelming evidence alone (increment_persistence at
+    full) hides a player, reversibly, and never blocks."""
     assert set(WEIGHTS) == set(rules.RULES)
-    assert max(WEIGHTS.values()) < 0.5
-    assert sum(sorted(WEIGHTS.values())[-2:]) < 0.8
+    blocking = [w for name, w in WEIGHTS.items() if name not in rules.QUARANTINE_ONLY]
+    assert max(blocking) < 0.5
+    assert sum(sorted(blocking)[-2:]) < 0.8
+    assert max(WEIGHTS.values()) < settings.FRAUD_BLOCK_THRESHOLD
+    assert WEIGHTS["increment_persistence"] >= settings.FRAUD_QUARANTINE_THRESHOLD
 
 
 # --- velocity budgets --------------------------------------------------------------------------
@@ -270,10 +277,10 @@ def test_budgets_come_from_the_action_types_range_and_play_time():
 def test_velocity_budget_quiet_within_the_budget_and_grows_beyond_it():
     within = {(600, "LEVEL_COMPLETION"): (50_000, 40), (600, rules.TOTAL): (50_000, 40)}
     assert rules.velocity_budget(signals(velocity=within), CONFIG).contribution == 0
-    over = {(600, "LEVEL_COMPLETION"): (72_000, 50)}  # budget 55,017 -> 1.3x
+    over = {(600, "LEVEL_COMPLETION"): (66_000, 50)}  # budget 55,017 -> 1.2x
     finding = rules.velocity_budget(signals(velocity=over), CONFIG)
     assert 0.2 < finding.contribution < 0.5
-    assert "72,000 points in 10 min for LEVEL_COMPLETION" in finding.reason
+    assert "66,000 points in 10 min for LEVEL_COMPLETION" in finding.reason
     assert "budget is 55,017" in finding.reason
     double = {(3600, "LEVEL_COMPLETION"): (620_000, 300)}  # budget 305,100
     assert rules.velocity_budget(signals(velocity=double), CONFIG).contribution == 1.0
@@ -322,27 +329,39 @@ def test_one_high_increment_among_ordinary_ones_is_not_persistent():
     assert low.contribution == 0
 
 
-def test_just_under_the_fixed_ceiling_is_caught_by_persistence_within_five():
+def test_just_under_the_fixed_ceiling_is_caught_by_persistence_within_a_few():
     """A bot that learned suspicious_increment (900) and scores 899, where players' increments put
-    899 in their top 3%: a little at the 3rd, most of the rule by the 5th."""
+    899 in their top 3% (6% for a player with a large-increment style): nothing at the 3rd, the
+    whole rule at the 4th (1 in 77,000 runs)."""
     population = tails(i899=0.03)
+
+    def run(n: int, tails_: dict[tuple[str, int], float]) -> float:
+        s = signals(score_increment=899, recent=history(*[15] * (n - 1), increment=899), increment_tails=tails_)
+        return rules.increment_persistence(s, CONFIG).contribution
+
+    assert run(3, population) == 0  # 0.06^3: a large-increment human does that once in ~4,600 runs
+    assert run(4, population) == 1.0
+    # Where the population spreads evenly over the range (899 = top 10%, 20% for a style), five in
+    # a row (1 in 3,100) are nothing, six (1 in 15,600) part of the rule, seven (1 in 78,000) all.
+    assert run(5, AT_THE_TOP) == 0
+    assert 0 < run(6, AT_THE_TOP) < run(7, AT_THE_TOP) == 1.0
+
+
+def test_the_ceiling_is_judged_as_it_is_below_it_the_style_factor_applies():
+    """Three perfect levels in a row where 3% of players' levels are perfect: 1 in 37,000 runs
+    (quarantine); three levels at 990 where 3% of levels are that high: a high-scoring style does
+    that 8 times as often (1 in 4,600): nothing."""
+    at_ceiling = tails(i1000=0.03)
     three = rules.increment_persistence(
-        signals(score_increment=899, recent=history(15, 15, increment=899), increment_tails=population), CONFIG
+        signals(score_increment=1000, recent=history(15, 20, increment=1000), increment_tails=at_ceiling), CONFIG
     )
-    five = rules.increment_persistence(
-        signals(score_increment=899, recent=history(15, 15, 15, 15, increment=899), increment_tails=population),
-        CONFIG,
+    assert three.contribution == 1.0
+    assert "once in 37,037 runs" in three.reason
+    near = tails(i990=0.03)
+    below = rules.increment_persistence(
+        signals(score_increment=990, recent=history(15, 20, increment=990), increment_tails=near), CONFIG
     )
-    assert 0 < three.contribution < five.contribution == 1.0
-    # Where the population spreads evenly over the range (899 = top 10%), three in a row happen to
-    # one human run in 1,000: nothing. Five in a row (1 in 100,000) are enough.
-    even = [
-        rules.increment_persistence(
-            signals(score_increment=899, recent=history(*[15] * n, increment=899), increment_tails=AT_THE_TOP), CONFIG
-        ).contribution
-        for n in (2, 4)
-    ]
-    assert even == [0, 1.0]
+    assert below.contribution == 0
 
 
 def test_retries_of_the_current_action_are_not_counted():
@@ -420,7 +439,20 @@ def test_statistical_rules_can_quarantine_but_never_block_alone():
     verdict = rules.assess(s, CONFIG, WEIGHTS)
     assert verdict.risk_score >= settings.FRAUD_BLOCK_THRESHOLD  # jump + persistence + cluster: 1.0
     assert verdict.blocking_score < settings.FRAUD_QUARANTINE_THRESHOLD  # the jump alone: 0.3
-    assert fraud_services._decision(verdict.risk_score, verdict.blocking_score) == fraud_services.QUARANTINE
+    assert verdict.statistical
+    assert fraud_services._decision(verdict.risk_score, verdict.blocking_score, True) == fraud_services.QUARANTINE
+
+
+def test_the_fixed_threshold_rules_alone_flag_or_block_but_never_quarantine():
+    """Eight updates in a minute and a perfect level (0.35 + 0.3): what a keen human does; a flag."""
+    from fraud import services as fraud_services
+
+    s = signals(score_increment=1000, recent=history(7, 6, 9, 5, 8, 10, 9, increment=300))
+    verdict = rules.assess(s, CONFIG, WEIGHTS)
+    assert {f.rule for f in verdict.fired} == {"rapid_succession", "impossible_score_jump"}
+    assert settings.FRAUD_QUARANTINE_THRESHOLD <= verdict.risk_score < settings.FRAUD_BLOCK_THRESHOLD
+    assert not verdict.statistical
+    assert fraud_services._decision(verdict.risk_score, verdict.blocking_score, False) == fraud_services.FLAG
 
 
 def test_run_probability_takes_the_rarest_run():

@@ -106,6 +106,27 @@ def test_an_absolute_ceiling_applies_even_with_few_players(make_player, settings
 
 
 @pytest.mark.embedded
+def test_by_default_the_scan_quarantines_beyond_what_a_keen_human_can_do_in_the_hour(make_player):
+    """The ceiling is the action type's 1-hour velocity budget (305,100 points of LEVEL_COMPLETION),
+    not a fixed 100,000: a keen human with large increments scores ~165,000 in an hour."""
+    assert fraud_services.scan_budgets()["LEVEL_COMPLETION"] == 305_100
+    keen, farmer = make_player(), make_player()
+    history(keen, points=[700] * 240)  # a level every 15 s for an hour, 700 each: 168,000
+    history(farmer, points=[1000] * 320)  # 320,000
+    fraud_services.fraud_batch_scan()
+    keen.refresh_from_db()
+    farmer.refresh_from_db()
+    assert not keen.is_quarantined
+    assert farmer.is_quarantined
+    log = FraudLog.objects.get(user=farmer)
+    assert float(log.risk_score) == 0.9
+    assert (
+        "320000 points of LEVEL_COMPLETION in 60 min, at or above what a keen human"
+        in log.metadata["rules"][0]["reason"]
+    )
+
+
+@pytest.mark.embedded
 def test_accounts_sharing_an_address_are_logged_one_by_one(make_player):
     farm = [make_player() for _ in range(5)]
     for account in farm:
