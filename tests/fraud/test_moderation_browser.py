@@ -10,12 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from django.contrib.auth.models import Group
-from django.db import connection
 
 from fraud.groups import MODERATORS_GROUP
 from fraud.models import FraudLog, ModerationAction
@@ -38,15 +36,10 @@ PASSWORD = "night-shift-correct-horse"
 
 
 @pytest.fixture(scope="module")
-def server(django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One uvicorn process on this session's test database and Redis (its connections end with it)."""
     with asgi_servers(1, tmp_path_factory.mktemp("moderation")) as running:
         yield running[0]
-    # The server's connections must end before the test database is dropped.
-    with django_db_blocker.unblock(), connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
 
 
 def _board(server: Server) -> list[tuple[str, int]]:
