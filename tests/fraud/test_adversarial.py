@@ -27,7 +27,7 @@ def test_adversarial_simulation_quick(make_player, mint, clock, capsys):
     persistence tells them apart (fraud/README.md, "What an attacker can still do"). The classes
     added to check generalisation are held to what they reach: the shy farmer (850-899, under the
     jump threshold) by its 12th, the mimic (a human's increments at twice a keen human's pace) by
-    its 60th — it earns a keen human's points until its pace is beyond any human's sustained pace.
+    its 100th — it earns a keen human's points until its pace is beyond any human's sustained pace.
     """
     mode = adversarial.FULL if os.environ.get("FRAUD_SIM") == "full" else adversarial.QUICK
     seed = int(os.environ.get("FRAUD_SIM_SEED", SIM_SEED))
