@@ -13,9 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from django.contrib.auth.models import Group
 
-from fraud.groups import MODERATORS_GROUP
+from fraud.groups import moderators_group_ensure
 from fraud.models import FraudLog, ModerationAction
 from tests.fraud.test_moderation import PRE_ISSUE_14_WEIGHTS
 from tests.realtime.servers import Server, asgi_servers
@@ -77,7 +76,7 @@ def test_a_moderator_confirms_an_incident_in_the_browser_and_the_board_is_correc
     logs = FraudLog.objects.filter(user=cheater)
     assert logs.count() >= 2
     moderator = make_player(username="mod_night", is_staff=True)
-    moderator.groups.add(Group.objects.get(name=MODERATORS_GROUP))
+    moderator.groups.add(moderators_group_ensure())  # a transactional test's flush drops the migration's group
     moderator.set_password(PASSWORD)
     moderator.save()
     cheater.refresh_from_db()
