@@ -137,11 +137,11 @@ def score_write_rate(database_url: str, *, seconds: float, clients: int, boards:
             now = dt.datetime.now(dt.UTC)
             with cur.copy(
                 "COPY users (id, password, is_superuser, username, first_name, last_name, is_staff, is_active,"
-                " date_joined, email, current_score, score_version, updated_at) FROM STDIN"
+                " date_joined, email, current_score, score_version, updated_at, token_epoch) FROM STDIN"
             ) as copy:
                 for i, pk in enumerate(players):
                     copy.write_row(
-                        (pk, "!", False, f"dbw{i}", "", "", False, True, now, f"dbw{i}@bench.invalid", 0, 0, now)
+                        (pk, "!", False, f"dbw{i}", "", "", False, True, now, f"dbw{i}@bench.invalid", 0, 0, now, 0)
                     )
             for board_id, _ in BOARDS[:boards]:
                 cur.execute(
