@@ -108,6 +108,9 @@ class ConnectionCap:
         except REDIS_ERRORS as exc:
             logger.warning("realtime: the shared connection count is unavailable (%s)", type(exc).__name__)
             return None
+        except Exception:  # anything else is a bug, logged with its traceback; the handshake never fails for it
+            logger.exception("realtime: the shared connection count failed")
+            return None
 
     def _release_shared(self, address: str) -> None:
         client = get_redis()
@@ -115,7 +118,7 @@ class ConnectionCap:
             return
         try:
             registered_script(client, _RELEASE)(keys=[KEY.format(address=address)], args=[self.token])
-        except REDIS_ERRORS:
+        except Exception:  # Redis unusable (or a bug): the heartbeat rewrites this address's count
             self.dirty.add(address)
 
     def _ttl(self) -> int:
