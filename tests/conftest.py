@@ -227,3 +227,22 @@ def on_cluster(redis_cluster: Any, settings: Any, standalone_url: str) -> Iterat
         yield redis_cluster
     finally:
         use_redis(settings, standalone_url)
+
+
+@pytest.fixture
+def redis_commands(monkeypatch: pytest.MonkeyPatch) -> Callable[[], list[bytes]]:
+    """``record()`` starts recording every command this process sends to Redis (the first 40 bytes
+    of each packed command, a pipeline counting once) and returns the list it fills."""
+
+    def record() -> list[bytes]:
+        sent: list[bytes] = []
+        send = redis_lib.connection.AbstractConnection.send_packed_command
+
+        def counted(conn: Any, command: Any, check_health: bool = True) -> Any:
+            sent.append(bytes(command[0] if isinstance(command, list) else command)[:40])
+            return send(conn, command, check_health)
+
+        monkeypatch.setattr(redis_lib.connection.AbstractConnection, "send_packed_command", counted)
+        return sent
+
+    return record

@@ -18,6 +18,7 @@ from fraud.groups import moderators_group_ensure
 from fraud.models import FraudLog, ModerationAction
 from tests.fraud.test_moderation import PRE_ISSUE_14_WEIGHTS
 from tests.realtime.servers import Server, asgi_servers
+from tests.realtime.test_browser import CHROMIUM, CHROMIUM_ARGS, WAIT_MS
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -27,10 +28,7 @@ pytestmark = [
     pytest.mark.slow,
 ]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-WAIT_MS = 10_000
 PASSWORD = "night-shift-correct-horse"
 
 

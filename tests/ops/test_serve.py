@@ -200,6 +200,16 @@ def _metric(text: str, name: str, *, absent_is_zero: bool = False) -> float:
     return total
 
 
+async def _submit(client: httpx.AsyncClient, topology: Topology, user_id: str, access: str, increment: int) -> Any:
+    """A score update through the topology's front door, with an action token it accepts."""
+    token = action_tokens.mint(
+        user_id=user_id, action_type="LEVEL_COMPLETION", score_increment=increment, secret=topology.action_secret
+    ).action_token
+    return await client.post(
+        f"{topology.url}/v1/scores/update", json={"action_token": token}, headers={"Authorization": f"Bearer {access}"}
+    )
+
+
 async def _next_board_with(ws: Any, user_id: str, score: int) -> dict[str, Any]:
     deadline = time.monotonic() + WAIT_SECONDS
     while True:
@@ -239,14 +249,7 @@ def test_a_score_through_nginx_reaches_websockets_on_both_asgi_processes(
                 assert snapshot["type"] == "leaderboard_update"
             async with httpx.AsyncClient() as client:
                 open_metrics = (await client.get(f"http://127.0.0.1:{METRICS_PORT}/metrics")).text
-                token = action_tokens.mint(
-                    user_id=user_id, action_type="LEVEL_COMPLETION", score_increment=250, secret=topology.action_secret
-                ).action_token
-                response = await client.post(
-                    f"{topology.url}/v1/scores/update",
-                    json={"action_token": token},
-                    headers={"Authorization": f"Bearer {access}"},
-                )
+                response = await _submit(client, topology, user_id, access, 250)
             assert response.status_code == 200, response.text
             assert response.json()["data"]["new_score"] == 250
             frames = [await _next_board_with(ws, user_id, 250) for ws in (first, second)]
@@ -297,14 +300,7 @@ def test_the_page_sends_browsers_to_the_kernel_balanced_port_which_caps_real_add
                 ):
                     pass
             async with httpx.AsyncClient() as client:
-                token = action_tokens.mint(
-                    user_id=user_id, action_type="LEVEL_COMPLETION", score_increment=5, secret=topology.action_secret
-                ).action_token
-                response = await client.post(
-                    f"{topology.url}/v1/scores/update",
-                    json={"action_token": token},
-                    headers={"Authorization": f"Bearer {access}"},
-                )
+                response = await _submit(client, topology, user_id, access, 5)
             assert response.status_code == 200, response.text
             score = response.json()["data"]["new_score"]
             frames = [await _next_board_with(ws, user_id, score) for ws in sockets]

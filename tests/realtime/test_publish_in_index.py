@@ -162,7 +162,7 @@ def test_a_hidden_player_gets_their_rank_but_cannot_change_the_public_board(
 
 @override_settings(RATE_LIMIT_ENABLED=False, **NO_FRAUD_BLOCKING)
 def test_an_update_costs_two_redis_round_trips_with_three_boards(
-    make_player: Callable[..., User], client_for: Any, mint: Any, monkeypatch: pytest.MonkeyPatch
+    make_player: Callable[..., User], client_for: Any, mint: Any, redis_commands: Callable[[], list[bytes]]
 ) -> None:
     """Before the write: limits, replay pre-filter and fraud window in one call; after it: every
     board's index, ranks and live publish in one pipeline."""
@@ -173,14 +173,7 @@ def test_an_update_costs_two_redis_round_trips_with_three_boards(
     client = client_for(player)
     with override_settings(RATE_LIMIT_ENABLED=True):
         assert submit(client, mint(player, increment=5)).status_code == 200  # warm: periods, scripts
-        sent: list[bytes] = []
-        send = redis_lib.connection.AbstractConnection.send_packed_command
-
-        def counted(conn: Any, command: Any, check_health: bool = True) -> Any:
-            sent.append(bytes(command[0] if isinstance(command, list) else command)[:40])
-            return send(conn, command, check_health)
-
-        monkeypatch.setattr(redis_lib.connection.AbstractConnection, "send_packed_command", counted)
+        sent = redis_commands()
         response = submit(client, mint(player, increment=7))
     assert response.status_code == 200, response.content
     assert [b["board"] for b in response.json()["data"]["boards"]] == ["global", "day", "week"]

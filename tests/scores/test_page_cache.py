@@ -135,21 +135,14 @@ def test_a_rebuild_and_a_lost_index_are_never_answered_from_an_old_copy(
 
 
 def test_a_leaderboard_read_is_one_redis_round_trip_with_its_ip_limit_in_it(
-    make_player: Callable[..., User], scored: Any, monkeypatch: pytest.MonkeyPatch
+    make_player: Callable[..., User], scored: Any, redis_commands: Callable[[], list[bytes]]
 ) -> None:
     ann = make_player(username="ann")
     scored(ann, 30)
     client = APIClient()
     with override_settings(RATE_LIMIT_ENABLED=True, RATE_LIMIT_IP_PER_MINUTE=3):
         assert top(client) == [("ann", 30)]  # warm: scripts loaded
-        sent: list[bytes] = []
-        send = redis_lib.connection.AbstractConnection.send_packed_command
-
-        def counted(conn: Any, command: Any, check_health: bool = True) -> Any:
-            sent.append(bytes(command[0] if isinstance(command, list) else command)[:40])
-            return send(conn, command, check_health)
-
-        monkeypatch.setattr(redis_lib.connection.AbstractConnection, "send_packed_command", counted)
+        sent = redis_commands()
         assert top(client) == [("ann", 30)]
         assert len(sent) == 1, sent
         assert top(client) == [("ann", 30)]
