@@ -3,11 +3,35 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any, ClassVar
 
-from django.contrib.auth.models import AbstractUser
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser, UserManager
 from django.db import models
 from django.db.models.functions import Lower
+from django.dispatch import Signal
 from django.utils import timezone
+
+# Sent with ``ids`` after a queryset update of players' rows (which sends no ``post_save``): their
+# cards in Redis are dropped (accounts.cards; connected in accounts.apps).
+players_updated = Signal()
+
+
+class PlayerQuerySet(models.QuerySet["User"]):
+    """``update()`` also sends ``players_updated``: a ban, a quarantine or "sign out everywhere" done
+    as a queryset update drops the players' cards too."""
+
+    def update(self, **kwargs: Any) -> int:
+        if not settings.REDIS_URL:  # no Redis, no cards (the embedded default)
+            return super().update(**kwargs)
+        ids = list(self.values_list("pk", flat=True))
+        count = super().update(**kwargs)
+        players_updated.send(sender=User, ids=ids)
+        return count
+
+
+class PlayerManager(UserManager.from_queryset(PlayerQuerySet)):  # type: ignore[misc]
+    pass
 
 
 class User(AbstractUser):
@@ -35,6 +59,8 @@ class User(AbstractUser):
     # Quarantined (shadow-banned): scores are applied, but the player is left out of every public
     # read of every board until a moderator releases or confirms; their own reads still show them.
     is_quarantined = models.BooleanField(default=False, db_default=False)
+
+    objects: ClassVar[PlayerManager] = PlayerManager()
 
     class Meta:
         db_table = "users"

@@ -136,6 +136,7 @@ def _signals(
         user_agent=context.user_agent,
         increment_tail=population.increment_tail(claims.action_type, claims.score_increment),
         counters=getattr(context, "limits", None),
+        card=getattr(context, "card", None),
     )
     pairs = {(claims.action_type, claims.score_increment), *((a.action_type, a.score_increment) for a in window.recent)}
     return rules.Signals(

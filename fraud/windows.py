@@ -36,6 +36,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.db.models import Count, Q, Sum
 
+from accounts.cards import with_card
 from fraud.models import FraudLog
 from fraud.rules import TOTAL, Attempt, ClusterView
 from scoreboard.ratelimit_cache import with_counters
@@ -127,6 +128,7 @@ def attempt_record_and_load(
     user_agent: str = "",
     increment_tail: float = 0.5,
     counters: Any = None,
+    card: Any = None,
 ) -> WindowView:
     """Append ``attempt`` to the player's window and return what was there before, plus the IP's count,
     the player's velocity in each budget window and the clusters (address, subnet, fingerprint).
@@ -140,6 +142,8 @@ def attempt_record_and_load(
     ``counters`` (``scoreboard.ratelimit.PendingLimits``): the request's rate-limit hits, counted
     first in the same script call (``with_counters``); over a limit, nothing is recorded and the
     refusal (429) is raised. Without Redis they are counted the separate way before the window.
+    ``card`` (``accounts.cards.CardCheck``): the player's card, checked (or filled) first in the same
+    call; no usable card raises ``accounts.cards.CardMiss`` before anything is counted or recorded.
     """
     client = get_redis()
     if client is not None:
@@ -154,6 +158,7 @@ def attempt_record_and_load(
                 user_agent=user_agent,
                 increment_tail=increment_tail,
                 counters=counters,
+                card=card,
             )
         except REDIS_ERRORS:
             logger.warning("redis unavailable; fraud windows read from the database")
@@ -271,6 +276,8 @@ return {rejections, recent, accounts, 1, sums, clusters, 1 - record}
 # The same script behind the request's rate-limit counters (one round trip for both; see
 # scoreboard.ratelimit_cache.with_counters): KEYS/ARGV/reply of _RECORD_AND_LOAD are unchanged.
 _COUNTED_RECORD_AND_LOAD = with_counters(_RECORD_AND_LOAD)
+# Both behind the player's card (accounts.cards.with_card): KEYS/ARGV/reply again unchanged.
+_CARDED = {_RECORD_AND_LOAD: with_card(_RECORD_AND_LOAD), _COUNTED_RECORD_AND_LOAD: with_card(_COUNTED_RECORD_AND_LOAD)}
 
 VELOCITY_WINDOWS = ((60, 10), (600, 60), (3600, 300))  # (window, bucket) seconds: rolling to a bucket
 CLUSTER_BUCKET_SECONDS = 300
@@ -288,6 +295,7 @@ def _from_redis(
     user_agent: str = "",
     increment_tail: float = 0.5,
     counters: Any = None,
+    card: Any = None,
 ) -> WindowView:
     player_rejections = _rejection_keys("u", user_id, attempt.submitted_at)
     ip_rejections = _rejection_keys("ip", ip, attempt.submitted_at) if ip else []
@@ -335,15 +343,20 @@ def _from_redis(
         *velocity_args,
     ]
     chain = counters.counters() if counters is not None else None
-    if chain is None:
-        reply = registered_script(client, _RECORD_AND_LOAD)(keys=keys, args=args)
-    else:
+    script = _RECORD_AND_LOAD
+    if chain is not None:
         counter_keys, limits, expiry = chain
-        counted = registered_script(client, _COUNTED_RECORD_AND_LOAD)(
-            keys=[*counter_keys, *keys], args=[len(counter_keys), expiry, *limits, *args]
-        )
-        counters.settle(counted[0])  # 429 when one is over (then the window script did not run)
-        reply = counted[1]
+        script = _COUNTED_RECORD_AND_LOAD
+        keys, args = [*counter_keys, *keys], [len(counter_keys), expiry, *limits, *args]
+    guard = card.guard() if card is not None else None
+    if guard is None:
+        reply = registered_script(client, script)(keys=keys, args=args)
+    else:  # the card first: a miss raises CardMiss, nothing done
+        carded = registered_script(client, _CARDED[script])
+        reply = card.settle(carded(keys=[*guard[0], *keys], args=[*guard[1], *args]))
+    if chain is not None:
+        counters.settle(reply[0])  # 429 when one is over (then the window script did not run)
+        reply = reply[1]
     rejections, raw_recent, accounts, fresh, sums, raw_clusters, retry = reply
     if not fresh:
         return WindowView(recent=[], accounts_on_ip=1, source="redis", repeat=True)

@@ -354,6 +354,12 @@ class PendingLimits:
             (SCOPE_GLOBAL, "all", settings.RATE_LIMIT_GLOBAL_PER_MINUTE),
         ]
 
+    def player_drop(self) -> None:
+        """Authentication refused the player after all (``accounts.cards``): their attempt counts
+        against the per-IP limit only, as a request refused by authentication always did."""
+        if not self.consumed:
+            del self.hits[1:]
+
     def counters(self) -> tuple[list[str], list[int], int] | None:
         """(Redis keys, limits, expiry seconds) for a script to count (``with_counters``), or None when
         they cannot be counted there (already counted, or the store changed): then ``flush``."""

@@ -15,13 +15,22 @@ from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.exceptions import APIException
 from rest_framework.permissions import AllowAny, BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts import cards
 from accounts import services as account_services
-from accounts.authentication import CanReadScores, CanUpdateScores
+from accounts.authentication import (
+    CanReadScores,
+    CanUpdateScores,
+    CardJWTAuthentication,
+    SessionCheck,
+    player_checked,
+    token_epoch,
+)
 from accounts.models import User
 from scoreboard.api import StrictSerializer, envelope, errors, ok
 from scoreboard.errors import ApiError, NotFound, Unauthorized
@@ -106,6 +115,8 @@ def submit_input_fast(data: object) -> tuple[str, dict[str, str] | None] | None:
 
 
 class ScoreSubmitApi(APIView):
+    # With Redis, the player's card vouches for them in the update's pre-write call (accounts.cards).
+    authentication_classes = [CardJWTAuthentication]
     permission_classes = [CanUpdateScores]
     throttle_classes = [ScoreUpdateRateLimit]  # per-player and global limits, after auth, before the body
 
@@ -133,23 +144,30 @@ class ScoreSubmitApi(APIView):
         "token answers 409 with the original result under error.details.",
     )
     def post(self, request: Request) -> Response:
-        fast = submit_input_fast(request.data)
-        if fast is None:  # anything unusual, and every error, is the serializer's to answer
-            data = self.InputSerializer(data=request.data)
-            data.is_valid(raise_exception=True)
-            fast = data.validated_data["action_token"], data.validated_data.get("metadata")
-        action_token, metadata = fast
-        assert isinstance(request.user, User)  # guaranteed by CanUpdateScores
-        result = services.score_submit(
-            user=request.user,
-            action_token=action_token,
-            metadata=metadata,
-            context=services.RequestContext(
-                ip_address=client_ip(request.META),
-                user_agent=request.META.get("HTTP_USER_AGENT", "")[:USER_AGENT_MAX_LENGTH],
-                limits=pending_limits(request._request),
+        user = request.user
+        assert isinstance(user, User)  # guaranteed by CanUpdateScores
+        context = services.RequestContext(
+            ip_address=client_ip(request.META),
+            user_agent=request.META.get("HTTP_USER_AGENT", "")[:USER_AGENT_MAX_LENGTH],
+            limits=pending_limits(request._request),
+            card=(
+                cards.CardCheck(user, epoch=token_epoch(request.auth), lookup=player_checked)
+                if cards.is_pending(user)
+                else None
             ),
+            session=SessionCheck.of(request.auth),
         )
+        try:
+            fast = submit_input_fast(request.data)
+            if fast is None:  # anything unusual, and every error, is the serializer's to answer
+                data = self.InputSerializer(data=request.data)
+                data.is_valid(raise_exception=True)
+                fast = data.validated_data["action_token"], data.validated_data.get("metadata")
+        except APIException:
+            services.vouch(context)  # a player no card vouched for yet: 401 / 403 come first
+            raise
+        action_token, metadata = fast
+        result = services.score_submit(user=user, action_token=action_token, metadata=metadata, context=context)
         return ok(result.as_dict())
 
 

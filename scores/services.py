@@ -23,8 +23,12 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from rest_framework.exceptions import APIException
 
+from accounts import cards
+from accounts.authentication import external_session_valid, player_refusal
 from accounts.models import User
+from accounts.selectors import user_by_id
 from scoreboard import db, metrics
 from scoreboard.errors import ApiError, Conflict, Forbidden, ServiceUnavailable
 from scoreboard.progress import Bar, counted
@@ -105,6 +109,11 @@ class RequestContext:
     # The request's rate-limit hits not counted yet (``scoreboard.ratelimit.PendingLimits``): the
     # fraud engine's pre-write script counts them; whatever is left is counted before any write.
     limits: Any = None
+    # The player's card (``accounts.cards.CardCheck``) when authentication did not look the player up:
+    # the pre-write script checks it; without a usable card the lookup runs there (``_vouch``).
+    card: Any = None
+    # The token's session (``accounts.authentication.SessionCheck``): the write checks it on the row.
+    session: Any = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +142,9 @@ class _Applied:
     new_score: int
     username: str
     entries: list[_EntryWritten]
+    # The player's row as the write left it (it was locked): hidden or not, and its score version.
+    quarantined: bool = False
+    score_version: int = 0
 
 
 def action_token_mint(*, user_id: str, action_type: str, score_increment: int) -> MintedActionToken:
@@ -140,11 +152,6 @@ def action_token_mint(*, user_id: str, action_type: str, score_increment: int) -
     if not User.objects.filter(pk=user_id, is_active=True).exists():
         raise ApiError("No active player with that user_id.", code="unknown_player", status_code=404)
     return action_tokens.mint(user_id=user_id, action_type=action_type, score_increment=score_increment)
-
-
-def player_hidden(user: User) -> bool:
-    """A quarantined (shadow-banned) player is left out of every public read."""
-    return bool(getattr(user, "is_quarantined", False))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -295,8 +302,10 @@ def _period_row_ensure(write: BoardWrite) -> bool:
 # ---------------------------------------------------------------------------------------------
 # PostgreSQL: the whole submission is ONE statement (one round trip, one commit in autocommit mode)
 # for every board it feeds. Lock order: the player row (FOR UPDATE), then the nonce/action-id unique
-# entries, then the player's board entries. A disabled player matches no row, so nothing is claimed
-# or written and the statement returns no row.
+# entries, then the player's board entries. A disabled player, or a token of a revoked session (its
+# epoch is not the row's; an external issuer's token issued at or before sessions_revoked_at),
+# matches no row, so nothing is claimed or written and the statement returns no row: authentication
+# may have vouched for the player from their card in Redis (accounts.cards), the row decides.
 #
 # Each board entry is an upsert whose ON CONFLICT branch works on the latest committed row (also
 # when this statement waited for the player lock), computes the new score with the board's
@@ -307,6 +316,9 @@ SUBMIT_SQL = """
 WITH player AS (
     SELECT id, current_score, username FROM users
      WHERE id = %(user_id)s AND is_active
+       AND (%(epoch)s::bigint IS NULL OR token_epoch = %(epoch)s::bigint)
+       AND (NOT %(external)s::boolean OR sessions_revoked_at IS NULL
+            OR floor(extract(epoch FROM sessions_revoked_at)) < %(iat)s::double precision)
        FOR UPDATE
 ), claim AS (
     INSERT INTO used_nonces (nonce, action_id, user_id, created_at)
@@ -344,7 +356,8 @@ WITH player AS (
            score_version = u.score_version + 1, updated_at = %(now)s
       FROM player, claim
      WHERE u.id = player.id
-    RETURNING u.id, player.current_score AS old_score, u.current_score AS new_score, u.username
+    RETURNING u.id, player.current_score AS old_score, u.current_score AS new_score, u.username,
+              u.score_version, u.is_quarantined
 ), history AS (
     INSERT INTO score_history (id, user_id, kind, score_increment, old_score, new_score, action_type,
                                action_id, nonce, action_token_hash, action_timestamp, ip_address,
@@ -362,7 +375,7 @@ WITH player AS (
 )
 SELECT updated.old_score, updated.new_score, updated.username, history.id,
        entries.board_id, entries.period_key, entries.prev_score, entries.prev_reached_at, entries.score,
-       entries.reached_at, entries.version, entries.inserted
+       entries.reached_at, entries.version, entries.inserted, updated.score_version, updated.is_quarantined
   FROM updated, history, entries
 """
 
@@ -378,8 +391,12 @@ def _submit_params(
     now: dt.datetime,
 ) -> dict[str, Any]:
     feeds_global = any(w.spec.id == GLOBAL_ID for w in writes)
+    session = context.session
     return {
         "user_id": user.pk,
+        "epoch": None if session is None or session.external else session.epoch,
+        "external": session is not None and session.external,
+        "iat": None if session is None else session.issued_at,
         "nonce": claims.nonce,
         "action_id": claims.action_id,
         "now": now,
@@ -426,6 +443,8 @@ def _apply_postgres(*, params: dict[str, Any], writes: Sequence[BoardWrite]) -> 
         new_score=new_score,
         username=username,
         entries=[by_board[w.spec.id] for w in writes],
+        score_version=rows[0][12],
+        quarantined=bool(rows[0][13]),
     )
 
 
@@ -435,7 +454,7 @@ def _apply_orm(*, params: dict[str, Any], writes: Sequence[BoardWrite]) -> _Appl
     value: int = params["value"]
     with transaction.atomic():
         player = User.objects.select_for_update().filter(pk=params["user_id"], is_active=True).first()
-        if player is None:
+        if player is None or not _session_valid(player, params):
             return None
         UsedNonce.objects.create(
             nonce=params["nonce"], action_id=params["action_id"], user_id=player.pk, created_at=now
@@ -506,7 +525,16 @@ def _apply_orm(*, params: dict[str, Any], writes: Sequence[BoardWrite]) -> _Appl
         new_score=old_global + global_inc,
         username=player.username,
         entries=written,
+        score_version=player.score_version + 1,
+        quarantined=player.is_quarantined,
     )
+
+
+def _session_valid(player: User, params: dict[str, Any]) -> bool:
+    """SUBMIT_SQL's session condition on the locked row (the ORM path)."""
+    if params["external"]:
+        return external_session_valid(params["iat"], player)
+    return params["epoch"] is None or params["epoch"] == player.token_epoch
 
 
 def _apply(
@@ -530,8 +558,26 @@ def _apply(
     apply = _apply_postgres if connection.vendor == "postgresql" else _apply_orm
     applied = apply(params=params, writes=writes)
     if applied is None:
-        raise Forbidden("This account is disabled.", code="account_disabled")
+        raise _write_refusal(user=user, context=context)
     return applied
+
+
+def _write_refusal(*, user: User, context: RequestContext) -> Exception:
+    """The write matched no row: the player is gone, disabled, or the session was revoked (maybe
+    after their card vouched for them). The card goes; the lookup says which, as authentication
+    would (401 / 403)."""
+    cards.cards_drop([user.pk])
+    session = context.session
+    if session is not None:
+        refusal = player_refusal(
+            user_by_id(user_id=str(user.pk)),
+            epoch=session.epoch,
+            issued_at=session.issued_at,
+            external=session.external,
+        )
+        if refusal is not None:
+            return refusal
+    return Forbidden("This account is disabled.", code="account_disabled")
 
 
 def _index_entry(*, user_id: str, username: str, written: _EntryWritten, hidden: bool) -> IndexEntry:
@@ -588,7 +634,17 @@ def _index_after_commit(
                         then=then,
                     )
                 )
-            changes = [RedisIndex.change_from(raw) for raw in scripts_run(client, calls)]
+            # The player's card (accounts.cards) takes the score just written, in the same round trip.
+            calls.append(
+                cards.refresh_call(
+                    client,
+                    user_id=user_id,
+                    score=applied.new_score,
+                    version=applied.score_version,
+                    quarantined=applied.quarantined,
+                )
+            )
+            changes = [RedisIndex.change_from(raw) for raw in scripts_run(client, calls)[:-1]]
         except REDIS_ERRORS:
             logger.warning("redis unavailable after commit; the drift check will repair the index")
         else:
@@ -642,9 +698,25 @@ def score_submit(
     try:
         return _score_submit(user=user, action_token=action_token, metadata=metadata or {}, context=context)
     except ApiError as exc:
+        vouch(context)  # not vouched for yet: authentication's 401 / 403 come first (DESIGN's order)
         _limits_count(context)  # not counted yet (refused before the pre-write call): 429 when over
         if exc.code in REJECTED_TOKEN_CODES:  # refused tokens feed the fraud engine's token-abuse rule
             events.emit_token_rejected(user=user, context=context, code=exc.code)
+        raise
+
+
+def vouch(context: RequestContext) -> None:
+    """The lookup, for a player no card vouched for yet (``accounts.cards``): 401 / 403 as
+    authentication answers them, and then the player's attempt counts only against the per-IP
+    limit, as a request refused by authentication always did."""
+    card = context.card
+    if card is None or not card.pending:
+        return
+    try:
+        card.confirm()
+    except APIException:
+        if context.limits is not None:
+            context.limits.player_drop()
         raise
 
 
@@ -666,9 +738,16 @@ def _score_submit(*, user: User, action_token: str, metadata: dict[str, Any], co
     # window in one round trip: a token seen before is neither recorded nor assessed. It is only a
     # filter — PostgreSQL's unique constraints decide — and with Redis down nothing is "seen".
     assess = events.bus.assessor
-    assessment = assess(
-        user=user, claims=claims, context=context, once_keys=_prefilter_keys(claims), once_ttl=_prefilter_ttl()
-    )
+    try:
+        assessment = assess(
+            user=user, claims=claims, context=context, once_keys=_prefilter_keys(claims), once_ttl=_prefilter_ttl()
+        )
+    except cards.CardMiss:  # nothing was done: the lookup, then the same call fills the card first
+        vouch(context)
+        assessment = assess(
+            user=user, claims=claims, context=context, once_keys=_prefilter_keys(claims), once_ttl=_prefilter_ttl()
+        )
+    vouch(context)  # no pre-write script read the card (no fraud engine, Redis unavailable): the lookup
     if assessment.repeat:
         original = original_result(claims)
         if original is not None:
@@ -715,7 +794,7 @@ def _score_submit(*, user: User, action_token: str, metadata: dict[str, Any], co
 
     metrics.SCORE_UPDATES.inc()
     user_id = str(user.pk)
-    hidden = player_hidden(user)
+    hidden = applied.quarantined  # the row the write locked, not what was read before it
     changes = _index_after_commit(user_id=user_id, applied=applied, writes=writes, hidden=hidden)
     boards = [
         BoardResult(
