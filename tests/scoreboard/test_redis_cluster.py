@@ -23,6 +23,7 @@ import pytest
 import redis as redis_lib
 from rest_framework.test import APIClient
 
+from accounts import cards
 from accounts.models import User
 from realtime import hub
 from scoreboard import redis as sb_redis
@@ -128,7 +129,12 @@ def test_the_cluster_has_three_primaries_and_the_keys_spread_as_designed(on_clus
     # Every key of a board is in its slot; every before-write key in the gate's.
     keys = [*ranking.index_keys("global", ALL_TIME_KEY), f"{ranking.board_tag('global')}:rt:seq"]
     assert len({on_cluster.owner_of(k) for k in keys}) == 1
-    gate = [sb_redis.gate_key("fraud", "p", "u1"), sb_redis.gate_key("nonce", "n"), f"{sb_redis.GATE_TAG}:1:rl:x"]
+    gate = [
+        sb_redis.gate_key("fraud", "p", "u1"),
+        sb_redis.gate_key("nonce", "n"),
+        f"{sb_redis.GATE_TAG}:1:rl:x",
+        cards.card_key("u1"),  # the player card, read by the pre-write script
+    ]
     assert len({on_cluster.owner_of(k) for k in gate}) == 1
 
 
@@ -147,6 +153,14 @@ def test_updates_and_reads_on_the_cluster_equal_one_redis(
         z = ranking.index_keys(board_id, ALL_TIME_KEY)[0]
         with contextlib.closing(on_cluster.node(on_cluster.owner_of(z))) as node:
             assert node.zcard(z) == PLAYERS
+    # Every player's card is on the gate's node, with the score the last write left (players who
+    # submitted twice had a warm card the second time: the pre-write script read it there).
+    gate_node = on_cluster.owner_of(cards.card_key(str(players[0].pk)))
+    with contextlib.closing(on_cluster.node(gate_node)) as node:
+        for i, player in enumerate(players):
+            player.refresh_from_db()
+            card = node.hgetall(cards.card_key(str(player.pk)))
+            assert card[b"s"] == str(player.current_score).encode(), (i, card)
     # A replayed token is refused by the pre-filter (in the gate's slot) like on one server.
     token = mint(players[0], 10)
     own = APIClient()
