@@ -11,8 +11,9 @@ class AccountsConfig(AppConfig):
         from accounts import cards
         from accounts.models import User, players_updated
 
-        def card_drop(sender: type, instance: User, **kwargs: object) -> None:
-            cards.cards_drop([instance.pk])
+        def card_drop(sender: type, instance: User, created: bool = False, **kwargs: object) -> None:
+            if not created:  # a new player has no card yet
+                cards.cards_drop([instance.pk])
 
         def cards_drop(sender: type, ids: list[object], **kwargs: object) -> None:
             cards.cards_drop(ids)

@@ -29,7 +29,16 @@ class ScopedJWTAuthentication(JWTAuthentication):
 
     Tokens of a configured external issuer (``OIDC_ISSUERS``, accounts/oidc.py) are verified
     against that issuer's keys instead, and name the player by (issuer, subject).
+
+    ``cards=True`` (``POST /v1/scores/update`` only): with PostgreSQL and Redis, one of our own
+    tokens names a :func:`pending_player` instead of looking the player up; the update's pre-write
+    Redis call checks the player's card, and the write checks the row (``accounts.cards``). An
+    external issuer's token, or no Redis (the embedded default): the lookup, as everywhere else.
     """
+
+    def __init__(self, *, cards: bool = False) -> None:
+        super().__init__()
+        self.cards = cards
 
     def get_validated_token(self, raw_token: bytes) -> Token | oidc.ExternalAccessToken:  # type: ignore[override]
         external = oidc.verify_external_token(raw_token, known_scopes=PLAYER_SCOPES)
@@ -38,26 +47,15 @@ class ScopedJWTAuthentication(JWTAuthentication):
     def get_user(self, validated_token: Token | oidc.ExternalAccessToken) -> User:  # type: ignore[override]
         if isinstance(validated_token, oidc.ExternalAccessToken):
             return external_player(validated_token)
+        if self.cards and cards.cards_usable():
+            try:
+                return pending_player(uuid.UUID(token_subject(validated_token)))
+            except ValueError:
+                pass  # not a UUID: "does not exist", as the lookup answers
         return player_checked(user_id=token_subject(validated_token), epoch=token_epoch(validated_token))
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="scoreboard"'
-
-
-class CardJWTAuthentication(ScopedJWTAuthentication):
-    """For ``POST /v1/scores/update``: with PostgreSQL and Redis, one of our own tokens names a
-    :func:`accounts.cards.pending_player` instead of looking the player up; the update's pre-write
-    Redis call checks the player's card, and the write checks the row (``accounts.cards``). An
-    external issuer's token, or no Redis (the embedded default): the lookup, as everywhere else."""
-
-    def get_user(self, validated_token: Token | oidc.ExternalAccessToken) -> User:  # type: ignore[override]
-        if isinstance(validated_token, oidc.ExternalAccessToken) or not cards.cards_usable():
-            return super().get_user(validated_token)
-        try:
-            pk = uuid.UUID(token_subject(validated_token))
-        except ValueError:
-            return super().get_user(validated_token)  # "does not exist", as the lookup answers
-        return pending_player(pk)
 
 
 def pending_player(user_id: uuid.UUID) -> User:

@@ -7,7 +7,7 @@ seconds), ``s`` current score, ``v`` score version, ``q`` quarantined ("1"/"0");
 (``fraud.windows``: limits, replay pre-filter, fraud windows) reads it in the same call and the same
 slot of a Redis Cluster.
 
-How it is used (``scores.apis.ScoreSubmitApi`` with ``CardJWTAuthentication``):
+How it is used (``scores.apis.ScoreSubmitApi`` with ``ScopedJWTAuthentication(cards=True)``):
 
 1. Authentication verifies the JWT and returns ``accounts.authentication.pending_player``, a
    ``User`` with only its id loaded (every other field deferred: reading one would load it from

@@ -26,7 +26,7 @@ from accounts import services as account_services
 from accounts.authentication import (
     CanReadScores,
     CanUpdateScores,
-    CardJWTAuthentication,
+    ScopedJWTAuthentication,
     SessionCheck,
     player_checked,
     token_epoch,
@@ -115,8 +115,6 @@ def submit_input_fast(data: object) -> tuple[str, dict[str, str] | None] | None:
 
 
 class ScoreSubmitApi(APIView):
-    # With Redis, the player's card vouches for them in the update's pre-write call (accounts.cards).
-    authentication_classes = [CardJWTAuthentication]
     permission_classes = [CanUpdateScores]
     throttle_classes = [ScoreUpdateRateLimit]  # per-player and global limits, after auth, before the body
 
@@ -132,6 +130,10 @@ class ScoreSubmitApi(APIView):
         new_rank = serializers.IntegerField(allow_null=True)
         old_rank = serializers.IntegerField(allow_null=True, help_text="null on the player's first score.")
         boards = BoardResultSerializer(many=True, help_text="One per board the action fed (global included).")
+
+    def get_authenticators(self) -> list[Any]:
+        # With Redis, the player's card vouches for them in the update's pre-write call (accounts.cards).
+        return [ScopedJWTAuthentication(cards=True)]
 
     @extend_schema(
         operation_id="scores_update",
