@@ -41,7 +41,15 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 
-from scoreboard.redis import REDIS_ERRORS, ScriptCall, gate_key, get_redis, registered_script
+from scoreboard.redis import (
+    REDIS_ERRORS,
+    ScriptCall,
+    breaker_for,
+    gate_key,
+    get_redis,
+    registered_script,
+    servers_of,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +63,12 @@ def card_key(user_id: str) -> str:
 
 
 def cards_usable() -> bool:
-    """Cards are used with PostgreSQL and Redis (not the embedded SQLite default)."""
-    return bool(settings.REDIS_URL) and connection.vendor == "postgresql"
+    """Cards are used with PostgreSQL and Redis (not the embedded SQLite default), unless Redis is
+    known to be down (a circuit open): then the lookup runs at once, as before cards."""
+    if not settings.REDIS_URL or connection.vendor != "postgresql":
+        return False
+    client = get_redis()
+    return client is not None and not any(breaker_for(server).is_open for server, _db in servers_of(client))
 
 
 class CardMiss(Exception):

@@ -20,7 +20,7 @@ from django.db import connection, connections
 from django.test import override_settings
 from django.utils import timezone
 
-from accounts import cards, oidc
+from accounts import cards, oidc, selectors
 from accounts import services as account_services
 from accounts.models import User
 from fraud import services as fraud_services
@@ -359,3 +359,34 @@ def test_an_external_session_revoked_before_the_write_is_refused(
         assert response.json()["error"]["code"] == "session_revoked"
         nothing_written(player, 0)
         monkeypatch.setattr(score_services, "_periods_ensure", ensure)
+
+
+def test_with_redis_down_the_player_is_looked_up_as_before(
+    make_player: Callable[..., User], client_for: Any, mint: Any, statements: Callable[[], list[str]]
+) -> None:
+    """No card without Redis: once the circuit is open, authentication looks the player up at once
+    (a disabled player is 403 there), and the update commits on PostgreSQL."""
+    from scoreboard import redis as scoreboard_redis
+    from scores import ranking
+    from tests.conftest import caches_on
+    from tests.scores.test_redis_outage import DEAD_REDIS_URL
+
+    player, banned = make_player(), make_player()
+    clients = client_for(player), client_for(banned)
+    User.objects.filter(pk=banned.pk).update(is_active=False)
+    scoreboard_redis._client.cache_clear()
+    ranking._index.cache_clear()
+    try:
+        with override_settings(REDIS_URL=DEAD_REDIS_URL, CACHES=caches_on(DEAD_REDIS_URL)):
+            assert submit(clients[0], mint(player, increment=5)).status_code == 200  # opens the circuit
+            sql = statements()
+            response = submit(clients[0], mint(player, increment=7))
+            refused = submit(clients[1], mint(banned, increment=7))
+    finally:
+        scoreboard_redis._client.cache_clear()
+        ranking._index.cache_clear()
+        scoreboard_redis.reset_breakers()
+    assert response.status_code == 200, response.content
+    assert response.json()["data"]["new_score"] == 12
+    assert sql[0] == selectors._BY_ID_SQL[:80], sql  # the lookup, first (authentication's)
+    assert (refused.status_code, refused.json()["error"]["code"]) == (403, "account_disabled")
