@@ -122,6 +122,9 @@ def update(request: HttpRequest) -> HttpResponse:
     writes = services.board_writes(action_type=claims.action_type, at=now)
     params = {
         "user_id": user_id,
+        "epoch": int(access.get("epoch", 0)),  # the write checks the session on the row, as ours does
+        "external": False,
+        "iat": None,
         "nonce": claims.nonce,
         "action_id": claims.action_id,
         "now": now,
