@@ -220,22 +220,7 @@ def main() -> int:
 
     def update(user: Any, jwt: str) -> int:
         token = action_tokens.mint(user_id=str(user.pk), action_type="LEVEL_COMPLETION", score_increment=100)
-        body = json.dumps({"action_token": token.action_token}).encode()
-        environ = {
-            "REQUEST_METHOD": "POST",
-            "PATH_INFO": "/v1/scores/update",
-            "SERVER_NAME": "127.0.0.1",
-            "SERVER_PORT": "8000",
-            "HTTP_HOST": "127.0.0.1",
-            "REMOTE_ADDR": "127.0.0.1",
-            "CONTENT_TYPE": "application/json",
-            "CONTENT_LENGTH": str(len(body)),
-            "HTTP_AUTHORIZATION": f"Bearer {jwt}",
-            "wsgi.input": io.BytesIO(body),
-            "wsgi.url_scheme": "http",
-            "wsgi.errors": sys.stderr,
-        }
-        return call(environ)
+        return call(update_environ(token.action_token, jwt))
 
     request = read if args.read else update
     client = get_redis()
@@ -325,6 +310,26 @@ def main() -> int:
         stats.sort_stats("cumulative").print_stats(args.top)
         print(out.getvalue())
     return 0
+
+
+def update_environ(action_token: str, jwt: str) -> dict[str, Any]:
+    """The WSGI environ of one ``POST /v1/scores/update`` from 127.0.0.1 (the harness's and the lean
+    floor test's request)."""
+    body = json.dumps({"action_token": action_token}).encode()
+    return {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/v1/scores/update",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "HTTP_HOST": "127.0.0.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(body)),
+        "HTTP_AUTHORIZATION": f"Bearer {jwt}",
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": sys.stderr,
+    }
 
 
 @dataclass

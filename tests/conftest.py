@@ -16,7 +16,7 @@ from rest_framework.test import APIClient
 
 from accounts import services as account_services
 from accounts.models import User
-from scores import action_tokens, registry
+from scores import action_tokens, board_services, registry
 from scores import services as score_services
 from tests.factories import PlayerFactory
 
@@ -246,3 +246,11 @@ def redis_commands(monkeypatch: pytest.MonkeyPatch) -> Callable[[], list[bytes]]
         return sent
 
     return record
+
+
+@pytest.fixture
+def three_boards(db: None) -> None:
+    """A daily and a weekly board beside the global one: an update feeds three boards."""
+    for board_id, period in (("day", "daily"), ("week", "weekly")):
+        board_services.board_create(board_id=board_id, title=board_id, period=period)
+    registry.boards_cache_clear()

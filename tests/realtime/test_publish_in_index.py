@@ -162,13 +162,14 @@ def test_a_hidden_player_gets_their_rank_but_cannot_change_the_public_board(
 
 @override_settings(RATE_LIMIT_ENABLED=False, **NO_FRAUD_BLOCKING)
 def test_an_update_costs_two_redis_round_trips_with_three_boards(
-    make_player: Callable[..., User], client_for: Any, mint: Any, redis_commands: Callable[[], list[bytes]]
+    make_player: Callable[..., User],
+    client_for: Any,
+    mint: Any,
+    redis_commands: Callable[[], list[bytes]],
+    three_boards: None,
 ) -> None:
     """Before the write: limits, replay pre-filter and fraud window in one call; after it: every
     board's index, ranks and live publish in one pipeline."""
-    for board_id, period in (("day", "daily"), ("week", "weekly")):
-        board_services.board_create(board_id=board_id, title=board_id, period=period)
-    registry.boards_cache_clear()
     player = make_player()
     client = client_for(player)
     with override_settings(RATE_LIMIT_ENABLED=True):

@@ -24,7 +24,7 @@ from accounts import cards, oidc, selectors
 from accounts import services as account_services
 from accounts.models import User
 from fraud import services as fraud_services
-from scores import action_tokens, board_services, registry
+from scores import action_tokens
 from scores import services as score_services
 from scores.models import ScoreHistory, UsedNonce
 from tests.conftest import access_token_for, submit
@@ -89,10 +89,8 @@ def test_a_warm_update_makes_one_postgresql_and_two_redis_round_trips(
     statements: Callable[[], list[str]],
     redis_commands: Callable[[], list[bytes]],
     redis_client: redis_lib.Redis,
+    three_boards: None,
 ) -> None:
-    for board_id, period in (("day", "daily"), ("week", "weekly")):
-        board_services.board_create(board_id=board_id, title=board_id, period=period)
-    registry.boards_cache_clear()
     player = make_player()
     client = client_for(player)
     with override_settings(RATE_LIMIT_ENABLED=True):
