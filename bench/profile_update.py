@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.topology import cpu_seconds
+from bench.wsgi_request import update_environ
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "scoreboard.settings")
 os.environ.setdefault("DJANGO_DEBUG", "false")
@@ -310,26 +311,6 @@ def main() -> int:
         stats.sort_stats("cumulative").print_stats(args.top)
         print(out.getvalue())
     return 0
-
-
-def update_environ(action_token: str, jwt: str) -> dict[str, Any]:
-    """The WSGI environ of one ``POST /v1/scores/update`` from 127.0.0.1 (the harness's and the lean
-    floor test's request)."""
-    body = json.dumps({"action_token": action_token}).encode()
-    return {
-        "REQUEST_METHOD": "POST",
-        "PATH_INFO": "/v1/scores/update",
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "8000",
-        "HTTP_HOST": "127.0.0.1",
-        "REMOTE_ADDR": "127.0.0.1",
-        "CONTENT_TYPE": "application/json",
-        "CONTENT_LENGTH": str(len(body)),
-        "HTTP_AUTHORIZATION": f"Bearer {jwt}",
-        "wsgi.input": io.BytesIO(body),
-        "wsgi.url_scheme": "http",
-        "wsgi.errors": sys.stderr,
-    }
 
 
 @dataclass

@@ -10,7 +10,7 @@ import pytest
 
 from accounts.models import User
 from bench import lean_floor
-from bench.profile_update import update_environ
+from bench.wsgi_request import update_environ
 from scores.models import ScoreHistory
 from tests.conftest import access_token_for
 
