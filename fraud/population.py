@@ -12,7 +12,14 @@ rebuilt from PostgreSQL; each process keeps a copy for ``MEMO_SECONDS``, so the 
 nothing extra.
 
 Until a type has ``MIN_SAMPLES`` increments the prior stands in: increments spread evenly over
-the type's range (all that configuration says about how humans score).
+the type's range, the maximum as common as each fortieth of it (all that configuration says about
+how humans score, and that games have perfect levels).
+
+Beside the increments, a second bounded histogram per action type holds the *spacing* of players'
+actions: the seconds between one player's consecutive applied actions of the type (under an hour),
+in ``GAP_BUCKETS`` buckets half a power of two wide from ``GAP_LOW_SECONDS``. ``gap_tail`` is its lower
+tail — the share of players' spacings at or below a gap (how quickly humans follow one level with the
+next). Until a type has ``MIN_SAMPLES`` spacings there is no prior: every gap counts as typical (1.0).
 """
 
 from __future__ import annotations
@@ -46,6 +53,9 @@ PER_PLAYER_SAMPLES = 50
 TAIL_FLOOR = 0.005
 OUTLIER_MEAN_SURPRISE = 2.5  # mean -ln(tail) above which a player is left out (humans ~1, a farm ~5)
 MEMO_SECONDS = 60.0
+GAP_BUCKETS = 26  # [0.5 s, 4,096 s): half a power of two each
+GAP_LOW_SECONDS = 0.5
+GAP_MAX_SECONDS = 3600.0  # a longer pause is a new session, not a spacing
 
 
 @dataclass(frozen=True)
@@ -88,11 +98,50 @@ class Sketch:
         return min(1.0, (above + self.counts[index] * max(0.0, inside)) / total)
 
 
+def _gap_bucket(seconds: float) -> int:
+    if seconds <= GAP_LOW_SECONDS:
+        return 0
+    return min(GAP_BUCKETS - 1, int(2 * math.log2(seconds / GAP_LOW_SECONDS)))
+
+
+@dataclass(frozen=True)
+class GapSketch:
+    """Counts of spacings between a player's consecutive actions, bucket i = [0.5 x 2^(i/2), 0.5 x 2^((i+1)/2))."""
+
+    counts: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        prefix = [0.0]
+        for count in self.counts:
+            prefix.append(prefix[-1] + count)
+        object.__setattr__(self, "_prefix", tuple(prefix))
+
+    @property
+    def samples(self) -> float:
+        return float(self._prefix[-1])  # type: ignore[attr-defined]
+
+    def tail(self, seconds: float) -> float:
+        """Share of spacings at or below ``seconds`` (log-linear within a bucket), at least TAIL_FLOOR."""
+        total = self.samples
+        if total < MIN_SAMPLES:
+            return 1.0
+        index = _gap_bucket(seconds)
+        lower = GAP_LOW_SECONDS * 2 ** (index / 2)
+        inside = min(1.0, max(0.0, 2 * math.log2(max(seconds, GAP_LOW_SECONDS) / lower)))
+        below = self._prefix[index] + self.counts[index] * inside  # type: ignore[attr-defined]
+        return max(TAIL_FLOOR, min(1.0, below / total))
+
+
+NO_GAPS = GapSketch(counts=(0.0,) * GAP_BUCKETS)
+
+
 def _prior(low: int, high: int) -> Sketch:
-    """Increments spread evenly over [low, high]: one unit of mass per integer value."""
-    span = high - low + 1
-    per_bucket = (span - 1) / BUCKETS
-    return Sketch(low=low, high=high, counts=tuple([per_bucket] * BUCKETS + [1.0]))
+    """Increments spread evenly over [low, high), and the maximum itself as common as each fortieth
+    of the range: games have perfect levels (the simulation's humans 3% of the time), and a prior
+    that gave the maximum one integer's worth (0.1%) made two perfect levels in a row look like a
+    bot's to the opening rule (the full simulation quarantined a skilled human so in its first minute)."""
+    per_bucket = max(1.0, (high - low) / BUCKETS)
+    return Sketch(low=low, high=high, counts=tuple([per_bucket] * (BUCKETS + 1)))
 
 
 class _Memo:
@@ -100,17 +149,22 @@ class _Memo:
         self.lock = threading.Lock()
         self.loaded_at = -1e18
         self.sketches: dict[str, Sketch] = {}
+        self.gaps: dict[str, GapSketch] = {}
         self.tails: dict[tuple[str, int], float] = {}  # at most one entry per increment value and type
 
 
 _memo = _Memo()
 
 
-def _stored() -> dict[str, Any]:
+RETRY_SECONDS = 5.0  # after a failed read, the copy in hand is kept this long before the next try
+
+
+def _stored() -> dict[str, Any] | None:
+    """The stored sketches; None when the cache could not be read (not the same as "none stored")."""
     try:
         value = cache.get(CACHE_KEY)
     except REDIS_ERRORS:
-        return {}
+        return None
     return value if isinstance(value, dict) else {}
 
 
@@ -122,7 +176,15 @@ def _sketches() -> dict[str, Sketch]:
         if now - _memo.loaded_at < MEMO_SECONDS:
             return _memo.sketches
         stored = _stored()
+        if stored is None and _memo.sketches:
+            # A failed read (a timeout on a loaded Redis) must not swap the learned sketch for the
+            # prior for a minute: the prior puts a perfect level in the top 0.1% (the full simulation
+            # quarantined keen humans for two perfect levels so). Keep the copy, retry soon.
+            _memo.loaded_at = now - MEMO_SECONDS + RETRY_SECONDS
+            return _memo.sketches
+        stored = stored or {}
         sketches = {}
+        gaps = {}
         for name, rule in settings.ACTION_TYPES.items():
             low, high = int(rule["min_increment"]), int(rule["max_increment"])
             raw = stored.get(name)
@@ -136,6 +198,10 @@ def _sketches() -> dict[str, Sketch]:
                 sketches[name] = Sketch(low=low, high=high, counts=tuple(float(c) for c in raw["counts"]))
             else:
                 sketches[name] = _prior(low, high)
+            raw_gaps = raw.get("gaps") if isinstance(raw, dict) else None
+            if isinstance(raw_gaps, list) and len(raw_gaps) == GAP_BUCKETS:
+                gaps[name] = GapSketch(counts=tuple(float(c) for c in raw_gaps))
+        _memo.gaps = gaps
         _memo.sketches = sketches
         _memo.tails = {}
         _memo.loaded_at = now
@@ -166,11 +232,18 @@ def tails_for(pairs: Iterable[tuple[str, int]]) -> dict[tuple[str, int], float]:
     return out
 
 
+def gap_tail(action_type: str, seconds: float) -> float:
+    """Share of players' spacings between consecutive actions of the type at or below ``seconds``
+    (1.0 while the type has too few samples: no evidence)."""
+    _sketches()
+    return _memo.gaps.get(action_type, NO_GAPS).tail(seconds)
+
+
 def describe() -> dict[str, dict[str, int]]:
     """Per action type: samples and a few quantiles (for the README, admin and the simulation)."""
     out = {}
     for name, sketch in _sketches().items():
-        out[name] = {"samples": round(sketch.samples)}
+        out[name] = {"samples": round(sketch.samples), "gaps": round(_memo.gaps.get(name, NO_GAPS).samples)}
     return out
 
 
@@ -194,11 +267,15 @@ def population_refresh(*, since: dt.datetime) -> dict[str, int]:
             user__is_quarantined=False,
         )
         .exclude(Exists(flagged))
-        .values_list("user_id", "action_type", "score_increment")
-        .order_by()
+        .values_list("user_id", "action_type", "score_increment", "created_at")
+        .order_by("created_at")
     )
     stored = _stored()
+    if stored is None:
+        logger.warning("redis unavailable; the population sketch was not refreshed")
+        return {}
     counts: dict[str, list[float]] = {}
+    gap_counts: dict[str, list[float]] = {}
     bounds: dict[str, tuple[int, int]] = {}
     for name, rule in settings.ACTION_TYPES.items():
         low, high = int(rule["min_increment"]), int(rule["max_increment"])
@@ -208,17 +285,29 @@ def population_refresh(*, since: dt.datetime) -> dict[str, int]:
             counts[name] = [float(c) * DECAY for c in raw.get("counts", [0.0] * (BUCKETS + 1))]
         if name not in counts or len(counts[name]) != BUCKETS + 1:
             counts[name] = [0.0] * (BUCKETS + 1)
+        raw_gaps = raw.get("gaps") if isinstance(raw, dict) else None
+        if isinstance(raw_gaps, list) and len(raw_gaps) == GAP_BUCKETS:
+            gap_counts[name] = [float(c) * DECAY for c in raw_gaps]
+        else:
+            gap_counts[name] = [0.0] * GAP_BUCKETS
     # Each player's increments (at most PER_PLAYER_SAMPLES), then only the players who score like
     # the population as it stands: a farm at the ceiling must not teach the sketch that the ceiling
     # is normal. Under the current sketch a human's -ln(tail) averages about 1; a farmer's is ~5.
     current = _sketches()
     per_player: dict[str, list[tuple[str, int]]] = defaultdict(list)
-    for user_id, action_type, increment in rows.iterator(chunk_size=2000):
+    player_gaps: dict[str, list[tuple[str, float]]] = defaultdict(list)
+    last_at: dict[tuple[str, str], float] = {}
+    for user_id, action_type, increment, created_at in rows.iterator(chunk_size=2000):
         samples = per_player[str(user_id)]
         if action_type in bounds and len(samples) < PER_PLAYER_SAMPLES:
             samples.append((action_type, int(increment)))
+            at = created_at.timestamp()
+            before = last_at.get((str(user_id), action_type))
+            last_at[(str(user_id), action_type)] = at
+            if before is not None and at - before < GAP_MAX_SECONDS:
+                player_gaps[str(user_id)].append((action_type, at - before))
     added: dict[str, int] = defaultdict(int)
-    for samples in per_player.values():
+    for player, samples in per_player.items():
         surprise = [-math.log(max(TAIL_FLOOR, current[t].tail(i) if t in current else 0.5)) for t, i in samples]
         if surprise and sum(surprise) / len(surprise) > OUTLIER_MEAN_SURPRISE:
             continue
@@ -226,8 +315,15 @@ def population_refresh(*, since: dt.datetime) -> dict[str, int]:
             low, high = bounds[action_type]
             counts[action_type][Sketch(low=low, high=high, counts=()).bucket(increment)] += 1
             added[action_type] += 1
+        for action_type, gap in player_gaps.get(player, []):
+            gap_counts[action_type][_gap_bucket(gap)] += 1
     value = {
-        name: {"low": bounds[name][0], "high": bounds[name][1], "counts": [round(c, 3) for c in counts[name]]}
+        name: {
+            "low": bounds[name][0],
+            "high": bounds[name][1],
+            "counts": [round(c, 3) for c in counts[name]],
+            "gaps": [round(c, 3) for c in gap_counts[name]],
+        }
         for name in bounds
     }
     try:

@@ -28,9 +28,13 @@ SHARED_IP = "shared_ip"
 TOKEN_ABUSE = "token_abuse"
 VELOCITY_BUDGET = "velocity_budget"
 INCREMENT_PERSISTENCE = "increment_persistence"
+OPENING_RUN = "opening_run"
 ACCOUNT_CLUSTER = "account_cluster"
 
 TOTAL = "*"  # the velocity scope of every action type together
+# The all-types velocity counts each increment in thousandths of its type's maximum ("shares"): the
+# types' units differ (points, a lap time in ms), so raw increments cannot be added up.
+SHARE_UNIT = 1000
 
 SECONDS_PER_MINUTE = 60
 
@@ -63,12 +67,16 @@ class Signals:
     rejected_tokens_player: int = 0  # invalid/replayed tokens in the last TOKEN_ABUSE_WINDOW_SECONDS
     rejected_tokens_ip: int = 0
     # (window seconds, action type or TOTAL) -> (points, submissions) in that rolling window, this
-    # attempt included; empty when the window store could not say (the rule then sits out).
+    # attempt included; for TOTAL the points are in SHARE_UNIT-ths of each type's maximum increment.
+    # Empty when the window store could not say (the rule then sits out).
     velocity: Mapping[tuple[int, str], tuple[int, int]] = field(default_factory=dict)
     # The population's upper-tail share of each increment, keyed by (action type, increment), for
     # this attempt and the ``recent`` ones (``fraud.population``); missing pairs count as typical.
     increment_tails: Mapping[tuple[str, int], float] = field(default_factory=dict)
     clusters: Sequence[ClusterView] = ()
+    # (action type, seconds) -> share of players' spacings between consecutive actions of the type at
+    # or below that many seconds (``fraud.population.gap_tail``); None: no spacing evidence (1.0).
+    gap_tail: Callable[[str, float], float] | None = None
 
 
 @dataclass(frozen=True)
@@ -127,8 +135,15 @@ class RuleConfig:
     # the mix of styles the sketch holds (players who score large increments); the ceiling's own
     # bucket (a perfect level) is counted as it is.
     persistence_style_factor: float = 2.0
-    persistence_log10_start: float = 4.0  # a human's run is this rare (10^-4): the rule starts
-    persistence_log10_full: float = 4.5  # ... 10^-4.5: full contribution (alone: quarantine)
+    # Mid-session a player has a new run at every level, so a human's long session has many chances to
+    # be rare once: judged at 1 in 10^5 (the opening, one chance per session, at 1 in ~10^3).
+    persistence_log10_start: float = 4.5  # a human's run is this rare (10^-4.5): the rule starts
+    persistence_log10_full: float = 5.0  # ... 10^-5: full contribution (alone: quarantine)
+    # The opening run: a session's first ``opening_actions`` actions of a type, judged together.
+    opening_actions: int = 3
+    opening_tail: float = 0.2  # every increment of the opening in the population's top 20%
+    opening_log10_start: float = 2.75  # the opening (increments and spacing) is this rare: the rule starts
+    opening_log10_full: float = 3.25  # ... full contribution (alone: quarantine; with the jump rule from 10^-3)
     tail_floor: float = 0.005  # the smallest tail a sketch can tell (its top bucket)
     # Account clusters: judged by how their members score, not by how many they are.
     cluster_min_accounts: int = 3
@@ -355,12 +370,19 @@ def velocity_budget(s: Signals, c: RuleConfig) -> Finding:
         for used, allowed, unit in ((points, budget[0], "points"), (count, budget[1], "submissions")):
             ratio = used / allowed if allowed > 0 else 0.0
             if ratio > 1 and ratio > worst[0]:
-                label = "all action types" if scope == TOTAL else scope
-                worst = (
-                    ratio,
-                    f"{used:,} {unit} in {window // 60} min for {label}; a keen human's budget is {allowed:,} "
-                    f"({ratio:.1f}x)",
-                )
+                if scope != TOTAL:
+                    said = f"{used:,} {unit} in {window // 60} min for {scope}; a keen human's budget is {allowed:,}"
+                elif unit == "points":
+                    said = (
+                        f"points worth {used / SHARE_UNIT:,.1f} maximum increments in {window // 60} min over all "
+                        f"action types; a keen human's budget is {allowed / SHARE_UNIT:,.1f}"
+                    )
+                else:
+                    said = (
+                        f"{used:,} submissions in {window // 60} min over all action types; "
+                        f"a keen human's budget is {allowed:,}"
+                    )
+                worst = (ratio, f"{said} ({ratio:.1f}x)")
     if worst[0] <= 1:
         return NOTHING
     return Finding(_ramp(worst[0], 1.0, c.velocity_full_ratio), worst[1])
@@ -381,17 +403,19 @@ def _budget(c: RuleConfig, *, window: int, scope: str) -> tuple[int, int] | None
     From the action type alone: a burst of ``velocity_burst_actions`` quick levels at the maximum
     increment, then one action per ``velocity_sustained_play_factor`` x min play time at
     ``velocity_sustained_increment`` (3/4) of the increment range. The all-types budget is
-    ``velocity_total_factor`` x the largest one.
+    ``velocity_total_factor`` x the largest one, its points in ``SHARE_UNIT``-ths of each type's maximum
+    increment (the types' units differ: a lap time in ms is not worth its millions of points).
     """
     if scope == TOTAL:
-        budgets = [budget_for(c, window=window, scope=name) for name in c.action_types]
-        known = [b for b in budgets if b is not None]
-        if not known:
+        shares, counts = [], []
+        for name, each in c.action_types.items():
+            budget = budget_for(c, window=window, scope=name)
+            if budget is not None and each.max_increment > 0:
+                shares.append(budget[0] * SHARE_UNIT / each.max_increment)
+                counts.append(budget[1])
+        if not shares:
             return None
-        return (
-            round(max(b[0] for b in known) * c.velocity_total_factor),
-            round(max(b[1] for b in known) * c.velocity_total_factor),
-        )
+        return round(max(shares) * c.velocity_total_factor), round(max(counts) * c.velocity_total_factor)
     rule = c.action_types.get(scope)
     if rule is None:
         return None
@@ -453,6 +477,51 @@ def increment_persistence(s: Signals, c: RuleConfig) -> Finding:
     )
 
 
+def opening_run(s: Signals, c: RuleConfig) -> Finding:
+    """The first 2-3 actions of a type in the player's window (a session's opening), judged together.
+
+    A bot's first submission looks like a keen human's; its second and third are where it can be
+    told apart, before any mid-session statistic has a run to read. Only when every increment of the
+    opening sits in the population's top ``opening_tail``: the chance that a human scoring like the
+    others opens as high is (largest tail)^n, and as quickly (the spacing sketch: the share of
+    players' spacings at or below each gap) (largest gap tail)^(n-1); their product is judged at
+    about 1 in 1,000 — one chance per session, where mid-session runs (``increment_persistence``)
+    get one per level and are judged at 1 in 100,000. Two perfect levels 30 s apart where 3% of
+    levels are perfect: 1 in ~1,600 (partial); three at the ceiling 15 s apart: quarantine.
+    """
+    same = [a for a in _dedup(s) if a.action_type == s.action_type]
+    if not same or len(same) >= c.opening_actions:
+        return NOTHING
+    current = _tail(s, c, s.action_type, s.score_increment)
+    if current > c.opening_tail:
+        return NOTHING
+    tails = [current, *(_tail(s, c, s.action_type, a.score_increment) for a in same)]
+    if max(tails) > c.opening_tail:
+        return NOTHING
+    times = [s.now, *(a.submitted_at for a in same)]
+    gaps = [abs(newer - older) for newer, older in itertools.pairwise(times)]
+    gap_tails = [s.gap_tail(s.action_type, gap) if s.gap_tail is not None else 1.0 for gap in gaps]
+    n = len(tails)
+    p_increments = max(tails) ** n
+    p_spacing = max(gap_tails) ** (n - 1)
+    p = p_increments * p_spacing
+    contribution = _ramp(-math.log10(max(p, 1e-300)), c.opening_log10_start, c.opening_log10_full)
+    if contribution == 0:
+        return NOTHING
+    increments = [s.score_increment, *(a.score_increment for a in same)]
+    shown = ", ".join(
+        f"{inc} (top {t * 100:.1f}%)" for inc, t in zip(reversed(increments), reversed(tails), strict=True)
+    )
+    spacing = ", ".join(
+        f"{g:.0f}s (quickest {t * 100:.0f}%)" for g, t in zip(reversed(gaps), reversed(gap_tails), strict=True)
+    )
+    return Finding(
+        contribution,
+        f"the player's first {n} {s.action_type} actions of the hour: {shown} of players' increments, "
+        f"{spacing} apart; a human scoring and pacing like the others opens like this once in {_one_in(p)} sessions",
+    )
+
+
 def _one_in(p: float) -> str:
     return f"{1 / p:,.0f}" if p > 1e-12 else "more than 10^12"
 
@@ -507,6 +576,7 @@ RULES: dict[str, Rule] = {
     TOKEN_ABUSE: token_abuse,
     VELOCITY_BUDGET: velocity_budget,
     INCREMENT_PERSISTENCE: increment_persistence,
+    OPENING_RUN: opening_run,
     ACCOUNT_CLUSTER: account_cluster,
 }
 
@@ -538,7 +608,7 @@ class Fired:
 # Statistical evidence (how rare the player's behaviour is among players) can hide a player — the
 # quarantine is applied, invisible to the player and reversible — but never refuse an update: an
 # attempt is blocked only when the other rules alone reach the block threshold.
-QUARANTINE_ONLY = frozenset({INCREMENT_PERSISTENCE, ACCOUNT_CLUSTER})
+QUARANTINE_ONLY = frozenset({INCREMENT_PERSISTENCE, OPENING_RUN, ACCOUNT_CLUSTER})
 # A quarantine needs evidence about how the player has been scoring over time — the statistical rules
 # or a velocity budget exceeded (beyond what a keen human can do in minutes or an hour) — not only
 # the per-request thresholds: 8 updates in a minute and one perfect level are what keen humans do.

@@ -155,6 +155,7 @@ def _signals(
         velocity=window.velocity,
         increment_tails=population.tails_for(pairs),
         clusters=window.clusters,
+        gap_tail=population.gap_tail,
     ), window
 
 

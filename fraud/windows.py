@@ -32,13 +32,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.db.models import Count, Q, Sum
 
 from accounts.cards import with_card
 from fraud.models import FraudLog
-from fraud.rules import TOTAL, Attempt, ClusterView
+from fraud.rules import SHARE_UNIT, TOTAL, Attempt, ClusterView
 from scoreboard.ratelimit_cache import with_counters
 from scoreboard.redis import REDIS_ERRORS, gate_key, get_redis, registered_script
 from scores.models import ScoreHistory
@@ -63,7 +64,8 @@ class WindowView:
     rejected_tokens_ip: int = 0
     # True when one of the caller's "once" keys was already there: a repeat, nothing was recorded.
     repeat: bool = False
-    # (window seconds, action type or rules.TOTAL) -> (points, submissions), this attempt included.
+    # (window seconds, action type or rules.TOTAL) -> (points, submissions), this attempt included;
+    # for TOTAL the "points" are thousandths of each type's maximum increment (``max_shares``).
     velocity: dict[tuple[int, str], tuple[int, int]] = field(default_factory=dict)
     clusters: list[ClusterView] = field(default_factory=list)
     # The attempt's action id was already in the window (a retry after a 503 or a timeout): it was
@@ -173,7 +175,8 @@ def attempt_record_and_load(
 # ARGV: 1 encoded attempt, 2 window size, 3 window TTL, 4 user id, 5 submitted at, 6 address cutoff,
 # 7 accounts kept, 8 address TTL, 9 "1" when there is an address, 10 number of once keys, 11 their
 # TTL, 12 action type, 13 increment, 14 action id prefix, 15 -ln(increment tail), 16 cluster bucket
-# seconds, 17 cluster buckets, 18 number of velocity windows, then per window its length and bucket.
+# seconds, 17 cluster buckets, 18 number of velocity windows, then per window its length and bucket,
+# then the increment in thousandths of the type's maximum (what the all-types budget counts: "+").
 # With once keys, each is SET NX first; if any already existed the attempt is a repeat and nothing
 # is recorded or read. An action id already in the player's list is a retry: read, not recorded.
 # One script call (atomic, one round trip) instead of a MULTI.
@@ -203,17 +206,19 @@ if record == 1 then
   redis.call('LTRIM', KEYS[1], 0, size - 1)
 end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
--- velocity: fields "<window>|<bucket>|<type or *>|<p or n>"
+-- velocity: fields "<window>|<bucket>|<type or +>|<p or n>"; for "+" (all types) p counts thousandths
+-- of each type's maximum increment, not points: a lap time in ms and a level's points do not add up.
 local nwin = tonumber(ARGV[18])
+local share = tonumber(ARGV[19 + 2 * nwin])
 local lens, sizes, current = {}, {}, {}
 for w = 1, nwin do
   lens[w] = tonumber(ARGV[17 + 2 * w])
   sizes[w] = tonumber(ARGV[18 + 2 * w])
   current[w] = math.floor(now / sizes[w])
   if record == 1 then
-    for _, t in ipairs({atype, '*'}) do
+    for _, t in ipairs({atype, '+'}) do
       local f = w .. '|' .. current[w] .. '|' .. t .. '|'
-      redis.call('HINCRBY', KEYS[3], f .. 'p', inc)
+      redis.call('HINCRBY', KEYS[3], f .. 'p', t == '+' and share or inc)
       redis.call('HINCRBY', KEYS[3], f .. 'n', 1)
     end
   end
@@ -228,8 +233,8 @@ for i = 1, #all, 2 do
   if w == nil or lens[w] == nil or b <= current[w] - lens[w] / sizes[w] then
     redis.call('HDEL', KEYS[3], all[i])
   else
-    local slot = 4 * (w - 1) + (t == '*' and 2 or 0) + (k == 'p' and 1 or 2)
-    if t == atype or t == '*' then sums[slot] = sums[slot] + tonumber(all[i + 1]) end
+    local slot = 4 * (w - 1) + (t == '+' and 2 or 0) + (k == 'p' and 1 or 2)
+    if t == atype or t == '+' then sums[slot] = sums[slot] + tonumber(all[i + 1]) end
   end
 end
 redis.call('EXPIRE', KEYS[3], ARGV[3])
@@ -282,6 +287,17 @@ _CARDED = {_RECORD_AND_LOAD: with_card(_RECORD_AND_LOAD), _COUNTED_RECORD_AND_LO
 VELOCITY_WINDOWS = ((60, 10), (600, 60), (3600, 300))  # (window, bucket) seconds: rolling to a bucket
 CLUSTER_BUCKET_SECONDS = 300
 CLUSTER_BUCKETS = IP_WINDOW_SECONDS // CLUSTER_BUCKET_SECONDS
+
+
+def max_shares(action_type: str, increment: int) -> int:
+    """``increment`` in thousandths of the action type's maximum (``rules.SHARE_UNIT``): what the
+    all-types velocity counts, so that types measured in different units (points, lap times in ms)
+    add up. An unknown type counts as its own maximum."""
+    rule = settings.ACTION_TYPES.get(action_type)
+    high = int(rule["max_increment"]) if rule else 0
+    if high <= 0:
+        return SHARE_UNIT
+    return round(SHARE_UNIT * max(0, increment) / high)
 
 
 def _from_redis(
@@ -341,6 +357,7 @@ def _from_redis(
         CLUSTER_BUCKETS,
         len(VELOCITY_WINDOWS),
         *velocity_args,
+        max_shares(attempt.action_type, attempt.score_increment),
     ]
     chain = counters.counters() if counters is not None else None
     script = _RECORD_AND_LOAD
@@ -412,14 +429,17 @@ def _velocity_from_database(*, user_id: str, attempt: Attempt) -> dict[tuple[int
     velocity: dict[tuple[int, str], tuple[int, int]] = {}
     for length, _bucket in VELOCITY_WINDOWS:
         velocity[(length, attempt.action_type)] = (attempt.score_increment, 1)
-        velocity[(length, TOTAL)] = (attempt.score_increment, 1)
+        velocity[(length, TOTAL)] = (max_shares(attempt.action_type, attempt.score_increment), 1)
     for row in rows:
         values: dict[str, Any] = dict(row)
         for length, _bucket in VELOCITY_WINDOWS:
             points, count = int(values[f"p{length}"] or 0), int(values[f"n{length}"] or 0)
-            for scope in {values["action_type"], TOTAL} & {attempt.action_type, TOTAL}:
-                old_points, old_count = velocity[(length, scope)]
-                velocity[(length, scope)] = (old_points + points, old_count + count)
+            if values["action_type"] == attempt.action_type:
+                old_points, old_count = velocity[(length, attempt.action_type)]
+                velocity[(length, attempt.action_type)] = (old_points + points, old_count + count)
+            old_shares, old_count = velocity[(length, TOTAL)]
+            shares = max_shares(values["action_type"], points)
+            velocity[(length, TOTAL)] = (old_shares + shares, old_count + count)
     return velocity
 
 

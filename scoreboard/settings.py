@@ -457,6 +457,7 @@ DEFAULT_FRAUD_RULE_WEIGHTS = {
     "token_abuse": 0.3,
     "velocity_budget": 0.35,
     "increment_persistence": 0.65,
+    "opening_run": 0.65,
     "account_cluster": 0.35,
 }
 FRAUD_RULE_WEIGHTS: dict[str, float] = {

@@ -102,9 +102,10 @@ def test_a_retry_after_a_503_adds_no_risk_and_is_counted_once(player, client_for
 # --- the population sketch ---------------------------------------------------------------------
 @pytest.mark.embedded
 def test_population_sketch_is_the_prior_until_the_batch_job_feeds_it(make_player, clock):
-    # The prior: increments spread evenly over 1..1000.
-    assert abs(population.increment_tail("LEVEL_COMPLETION", 900) - 0.1) < 0.01
-    assert population.increment_tail("LEVEL_COMPLETION", 1000) < 0.005
+    # The prior: increments spread evenly over 1..1000, the maximum as common as each fortieth of
+    # the range (2.4%: games have perfect levels; one integer's worth, 0.1%, made two of them a bot).
+    assert abs(population.increment_tail("LEVEL_COMPLETION", 900) - 0.12) < 0.01
+    assert abs(population.increment_tail("LEVEL_COMPLETION", 1000) - 1 / 41) < 0.001
     # Humans who mostly score 20-300: after a refresh 900 is rare.
     now = timezone.now()
     for n in range(12):
@@ -119,6 +120,31 @@ def test_population_sketch_is_the_prior_until_the_batch_job_feeds_it(make_player
     assert added == {"LEVEL_COMPLETION": 300}
     assert population.increment_tail("LEVEL_COMPLETION", 900) < 0.005
     assert 0.3 < population.increment_tail("LEVEL_COMPLETION", 150) < 0.7
+
+
+@pytest.mark.embedded
+def test_spacing_sketch_learns_how_quickly_players_follow_one_action_with_the_next(make_player):
+    """No spacing evidence (1.0) until the batch job has seen enough gaps; then the share of players'
+    gaps at or below a gap. 12 players, one action every 20 s (11 of them) or 60 s (one): 4 s is
+    quicker than any of them, 20 s is where most are, a pause of over an hour is not a spacing."""
+    assert population.gap_tail("LEVEL_COMPLETION", 2.0) == 1.0
+    now = timezone.now()
+    for n in range(12):
+        player = make_player()
+        gap = 60 if n == 0 else 20
+        for i in range(25):
+            row = ScoreHistory.objects.create(
+                user=player, score_increment=100, old_score=0, new_score=0, action_type="LEVEL_COMPLETION",
+                action_id=f"gap-{n}-{i}", action_token_hash="x",
+            )  # fmt: skip
+            at = now - dt.timedelta(seconds=30 * 60 - i * gap)  # created_at is auto_now_add
+            ScoreHistory.objects.filter(pk=row.pk).update(created_at=at)
+    population.population_refresh(since=now - dt.timedelta(hours=1))
+    assert population.describe()["LEVEL_COMPLETION"]["gaps"] == 12 * 24
+    assert population.gap_tail("LEVEL_COMPLETION", 4.0) == population.TAIL_FLOOR
+    assert 0.5 < population.gap_tail("LEVEL_COMPLETION", 25.0) <= 1.0
+    assert population.gap_tail("LEVEL_COMPLETION", 25.0) < population.gap_tail("LEVEL_COMPLETION", 70.0) == 1.0
+    assert population.gap_tail("ACHIEVEMENT_UNLOCK", 4.0) == 1.0  # no samples of that type
 
 
 @pytest.mark.embedded

@@ -7,8 +7,8 @@ import json
 import pytest
 from django.test import override_settings
 
+from fraud import rules, windows
 from fraud import services as fraud_services
-from fraud import windows
 from fraud.models import FraudLog
 from scoreboard import redis as scoreboard_redis
 from scores import ranking
@@ -86,17 +86,18 @@ def test_flagged_updates_are_applied_and_logged_against_their_history_row(player
     clock.advance(1)
     assert submit(client, mint(player, increment=1000)).status_code == 200  # jump alone: 0.3, not flagged
     clock.advance(1)
-    # + two levels 1 s apart (0.23) + two increments at the ceiling in a row, where the prior puts
-    # the ceiling in the top 0.5% (persistence, 0.65): quarantined; the blocking rules sum to 0.53.
+    # + two levels 1 s apart (0.23) + an opening of two increments at the ceiling, where the prior
+    # puts the ceiling in the top 2.4% (opening_run: 1 in 1,700 sessions, 0.63): quarantined; the
+    # blocking rules sum to 0.53.
     second = submit(client, mint(player, increment=1000))
 
     assert second.status_code == 200
     log = FraudLog.objects.get(user=player)
     assert log.decision == FraudLog.Decision.QUARANTINED
     assert float(log.risk_score) >= 0.65
-    blocking = sum(r["weighted"] for r in log.metadata["rules"] if r["rule"] != "increment_persistence")
+    blocking = sum(r["weighted"] for r in log.metadata["rules"] if r["rule"] not in rules.QUARANTINE_ONLY)
     assert blocking < 0.8
-    assert set(log.rule_names) == {"impossible_score_jump", "min_play_time", "increment_persistence"}
+    assert set(log.rule_names) == {"impossible_score_jump", "min_play_time", "opening_run"}
     player.refresh_from_db()
     assert player.is_quarantined
     assert log.score_history is not None
@@ -220,7 +221,7 @@ def test_engine_reads_postgres_when_redis_is_down(player, mint):
     assert {r["rule"] for r in assessment.reasons} == {
         "impossible_score_jump",
         "min_play_time",
-        "increment_persistence",
+        "opening_run",
     }
-    velocity = next(r for r in assessment.reasons if r["rule"] == "increment_persistence")
-    assert "1000 (top 0.5%), 1000 (top 0.5%)" in str(velocity["reason"])
+    opening = next(r for r in assessment.reasons if r["rule"] == "opening_run")
+    assert "1000 (top 2.4%), 1000 (top 2.4%)" in str(opening["reason"])

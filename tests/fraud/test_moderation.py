@@ -47,6 +47,7 @@ PRE_ISSUE_14_WEIGHTS = {
     **settings.DEFAULT_FRAUD_RULE_WEIGHTS,
     "velocity_budget": 0,
     "increment_persistence": 0,
+    "opening_run": 0,
     "account_cluster": 0,
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -269,8 +270,9 @@ def test_budgets_come_from_the_action_types_range_and_play_time():
     assert rules.budget_for(CONFIG, window=600, scope="LEVEL_COMPLETION") == (round(5000 + 750.25 * 600 / 9), 72)
     # ACHIEVEMENT_UNLOCK has no play time: one a second at most (375.25 typical, 500 at most).
     assert rules.budget_for(CONFIG, window=600, scope="ACHIEVEMENT_UNLOCK") == (2500 + round(375.25 * 600), 605)
-    # All types together: 1.5 x the largest type's budget.
-    assert rules.budget_for(CONFIG, window=600, scope=rules.TOTAL) == (round(1.5 * (2500 + 375.25 * 600)), 908)
+    # All types together: 1.5 x the largest type's budget, its points in thousandths of each type's
+    # maximum: ACHIEVEMENT_UNLOCK's 227,650 points are 455.3 maximum increments (of 500).
+    assert rules.budget_for(CONFIG, window=600, scope=rules.TOTAL) == (round(1.5 * 455_300), 908)
     assert rules.budget_for(CONFIG, window=600, scope="UNKNOWN") is None
 
 
@@ -284,6 +286,34 @@ def test_velocity_budget_quiet_within_the_budget_and_grows_beyond_it():
     assert "budget is 55,017" in finding.reason
     double = {(3600, "LEVEL_COMPLETION"): (620_000, 300)}  # budget 305,100
     assert rules.velocity_budget(signals(velocity=double), CONFIG).contribution == 1.0
+
+
+LAPS = RuleConfig(
+    action_types=rules.action_rules_from_settings(
+        {
+            "LEVEL_COMPLETION": {"min_increment": 1, "max_increment": 1000, "min_play_seconds": 3},
+            "LAP_TIME": {"min_increment": 1000, "max_increment": 3_600_000, "min_play_seconds": 20},
+        }
+    )
+)
+
+
+def test_the_all_types_budget_counts_shares_of_each_types_maximum_not_raw_units():
+    """A lap time in ms is not worth millions of points: all types together are counted in shares of
+    each type's maximum increment, so the budget is that of the type a human can max out fastest
+    (LEVEL_COMPLETION, 305.1 maximum increments an hour), not LAP_TIME's millions of ms, and laps of
+    a few minutes each add little to it."""
+    assert rules.budget_for(LAPS, window=3600, scope=rules.TOTAL) == (round(1.5 * 305_100), round(1.5 * 405))
+    # 2.5x the level budget in an hour (two bots' worth on one account, say): caught on the total
+    # too, which the old raw sum measured against 1.5x LAP_TIME's budget never was.
+    farming = {(3600, rules.TOTAL): (2 * 457_650, 600)}
+    finding = rules.velocity_budget(signals(velocity=farming), LAPS)
+    assert finding.contribution == 1.0
+    assert "points worth 915.3 maximum increments in 60 min over all action types" in finding.reason
+    assert "budget is 457.6" in finding.reason
+    # A keen human's hour of levels and twenty 3-minute laps (20 x 0.05 of LAP_TIME's maximum).
+    human = {(3600, rules.TOTAL): (200_000 + 20 * 50, 320)}
+    assert rules.velocity_budget(signals(velocity=human), LAPS).contribution == 0
 
 
 def test_velocity_budget_counts_submissions_too():
@@ -331,8 +361,9 @@ def test_one_high_increment_among_ordinary_ones_is_not_persistent():
 
 def test_just_under_the_fixed_ceiling_is_caught_by_persistence_within_a_few():
     """A bot that learned suspicious_increment (900) and scores 899, where players' increments put
-    899 in their top 3% (6% for a player with a large-increment style): nothing at the 3rd, the
-    whole rule at the 4th (1 in 77,000 runs)."""
+    899 in their top 3% (6% for a player with a large-increment style): nothing at the 3rd, part of
+    the rule at the 4th (1 in 77,000 runs), the whole rule at the 5th (1 in 1.3 million): mid-session
+    a run is judged at 1 in 100,000 (a long session offers a new run at every level)."""
     population = tails(i899=0.03)
 
     def run(n: int, tails_: dict[tuple[str, int], float]) -> float:
@@ -340,23 +371,27 @@ def test_just_under_the_fixed_ceiling_is_caught_by_persistence_within_a_few():
         return rules.increment_persistence(s, CONFIG).contribution
 
     assert run(3, population) == 0  # 0.06^3: a large-increment human does that once in ~4,600 runs
-    assert run(4, population) == 1.0
-    # Where the population spreads evenly over the range (899 = top 10%, 20% for a style), five in
-    # a row (1 in 3,100) are nothing, six (1 in 15,600) part of the rule, seven (1 in 78,000) all.
-    assert run(5, AT_THE_TOP) == 0
-    assert 0 < run(6, AT_THE_TOP) < run(7, AT_THE_TOP) == 1.0
+    assert 0 < run(4, population) < run(5, population) == 1.0
+    # Where the population spreads evenly over the range (899 = top 10%, 20% for a style), six in
+    # a row (1 in 15,600) are nothing, seven (1 in 78,000) part of the rule, eight (1 in 390,000) all.
+    assert run(6, AT_THE_TOP) == 0
+    assert 0 < run(7, AT_THE_TOP) < run(8, AT_THE_TOP) == 1.0
 
 
 def test_the_ceiling_is_judged_as_it_is_below_it_the_style_factor_applies():
-    """Three perfect levels in a row where 3% of players' levels are perfect: 1 in 37,000 runs
-    (quarantine); three levels at 990 where 3% of levels are that high: a high-scoring style does
-    that 8 times as often (1 in 4,600): nothing."""
+    """Three perfect levels in a row mid-session where 3% of players' levels are perfect: 1 in 37,000
+    runs (a little of the rule), four: 1 in 1.2 million (all of it); three levels at 990 where 3% of
+    levels are that high: a high-scoring style does that 8 times as often (1 in 4,600): nothing."""
     at_ceiling = tails(i1000=0.03)
     three = rules.increment_persistence(
         signals(score_increment=1000, recent=history(15, 20, increment=1000), increment_tails=at_ceiling), CONFIG
     )
-    assert three.contribution == 1.0
+    assert 0 < three.contribution < 0.3
     assert "once in 37,037 runs" in three.reason
+    four = rules.increment_persistence(
+        signals(score_increment=1000, recent=history(15, 20, 15, increment=1000), increment_tails=at_ceiling), CONFIG
+    )
+    assert four.contribution == 1.0
     near = tails(i990=0.03)
     below = rules.increment_persistence(
         signals(score_increment=990, recent=history(15, 20, increment=990), increment_tails=near), CONFIG
@@ -378,6 +413,103 @@ def test_retries_of_the_current_action_are_not_counted():
     assert (
         rules.assess(s, CONFIG, WEIGHTS).risk_score == rules.assess(replace(s, recent=[]), CONFIG, WEIGHTS).risk_score
     )
+
+
+# --- the opening run ---------------------------------------------------------------------------
+def spacing(**by_seconds: float) -> Callable[[str, float], float]:
+    """A spacing sketch as a step function: the share of players' gaps at or below each gap."""
+    steps = sorted((float(k[1:]), v) for k, v in by_seconds.items())
+
+    def gap_tail(action_type: str, seconds: float) -> float:
+        return next((v for limit, v in steps if seconds <= limit), 1.0)
+
+    return gap_tail
+
+
+# Players' increments as the full simulation's sketch has them (3% perfect levels), and spacing:
+# 5% of players' gaps are under 4 s, 25% under 8 s, 45% under 15 s, 70% under 40 s.
+HUMAN_TOP = tails(i1000=0.031, i990=0.035, i960=0.05, i950=0.058, i930=0.07, i910=0.085, i700=0.3, i300=0.7)
+HUMAN_SPACING = spacing(s4=0.05, s8=0.25, s15=0.45, s40=0.7)
+
+
+def opening(*increments_and_gaps: tuple[int, float], now_increment: int, **overrides: object) -> Signals:
+    """The current attempt (``now_increment``) after earlier ones, newest first, each given as
+    (increment, seconds before the next)."""
+    recent, t = [], NOW
+    for i, (increment, gap) in enumerate(increments_and_gaps):
+        t -= gap
+        recent.append(
+            Attempt(
+                submitted_at=t,
+                action_timestamp=int(t),
+                action_type="LEVEL_COMPLETION",
+                score_increment=increment,
+                action_id=f"o{i:011d}",
+            )
+        )
+    base = {"score_increment": now_increment, "recent": recent, "increment_tails": HUMAN_TOP, "gap_tail": HUMAN_SPACING}
+    return signals(**{**base, **overrides})
+
+
+def test_an_opening_of_three_high_levels_at_a_steady_pace_is_a_bot_by_its_third():
+    """A jittered bot (900-1,000 every 5-9 s): its third valid submission. 930, 960, 910 at 7 s:
+    (top 8.5%)^3 x (quickest 25%)^2 = 1 in 26,000 sessions -> the whole rule (quarantine alone)."""
+    s = opening((960, 7), (930, 7), now_increment=910)
+    finding = rules.opening_run(s, CONFIG)
+    assert finding.contribution == 1.0
+    shown = "first 3 LEVEL_COMPLETION actions of the hour: 930 (top 7.0%), 960 (top 5.0%), 910 (top 8.5%)"
+    assert shown in finding.reason
+    assert "7s (quickest 25%), 7s (quickest 25%) apart" in finding.reason
+    verdict = rules.assess(s, CONFIG, WEIGHTS)
+    assert verdict.risk_score >= settings.FRAUD_QUARANTINE_THRESHOLD
+    assert verdict.blocking_score < settings.FRAUD_BLOCK_THRESHOLD  # hidden, never refused on statistics
+
+
+def test_two_perfect_levels_quickly_are_an_opening_a_bot_makes():
+    """Two levels at the ceiling 6 s apart (a naive or adaptive bot's 2nd): 0.031^2 x 0.25 = 1 in 4,200."""
+    finding = rules.opening_run(opening((1000, 6), now_increment=1000), CONFIG)
+    assert finding.contribution == 1.0
+
+
+def test_a_keen_humans_two_lucky_first_levels_are_not_enough():
+    """A perfect level then a 950 twelve seconds later: (top 5.8%)^2 x 45% = 1 in 660 sessions: a
+    little of the rule — with the jump rule beside it not even a flag (nor with the spacing unknown).
+    Two perfect levels in a row, though, where 3% of levels are perfect, are 1 in 1,100 sessions
+    before the spacing: at 30 s apart (1 in 1,500) the player is quarantined — the price of stopping
+    bots at their 2nd submission (fraud/README.md: about 1 in 1,000 human sessions)."""
+    lucky = opening((1000, 12), now_increment=950)
+    assert rules.opening_run(lucky, CONFIG).contribution < 0.3
+    assert rules.assess(lucky, CONFIG, WEIGHTS).risk_score < settings.FRAUD_FLAG_THRESHOLD
+    assert rules.opening_run(opening((1000, 12), now_increment=950, gap_tail=None), CONFIG).contribution == 0
+    perfect = opening((1000, 30), now_increment=1000)
+    assert rules.assess(perfect, CONFIG, WEIGHTS).risk_score >= settings.FRAUD_QUARANTINE_THRESHOLD
+
+
+def test_an_opening_with_one_ordinary_level_or_a_fourth_level_is_not_judged():
+    """Every level of the opening must be in the top 20%; from the 4th action of the type on, the
+    mid-session rule (increment_persistence) judges runs instead."""
+    assert rules.opening_run(opening((700, 6), (1000, 6), now_increment=1000), CONFIG).contribution == 0
+    assert rules.opening_run(opening((1000, 6), (1000, 6), (1000, 6), now_increment=1000), CONFIG).contribution == 0
+    assert rules.opening_run(opening(now_increment=1000), CONFIG).contribution == 0  # one action is no run
+
+
+def test_spacing_makes_the_difference_between_a_keen_human_and_a_bot():
+    """The same two levels (960, 930: top 7%): 40 s apart 1 in 290 sessions (nothing), 3 s apart
+    1 in 4,100 (all of the rule)."""
+    slow = rules.opening_run(opening((960, 40), now_increment=930), CONFIG).contribution
+    fast = rules.opening_run(opening((960, 3), now_increment=930), CONFIG).contribution
+    assert slow == 0
+    assert fast == 1.0
+
+
+def test_the_opening_ignores_retries_and_other_action_types():
+    retry = Attempt(
+        submitted_at=NOW - 2, action_timestamp=int(NOW), action_type="LEVEL_COMPLETION", score_increment=1000,
+        action_id="current00000",
+    )  # fmt: skip
+    assert rules.opening_run(opening(now_increment=1000, recent=[retry] * 2), CONFIG).contribution == 0
+    other = [replace(a, action_type="ACHIEVEMENT_UNLOCK") for a in opening((1000, 5), now_increment=1000).recent]
+    assert rules.opening_run(opening(now_increment=1000, recent=other), CONFIG).contribution == 0
 
 
 # --- account clusters --------------------------------------------------------------------------
