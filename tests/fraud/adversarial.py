@@ -23,6 +23,10 @@ Populations (seeded, reproducible):
 - mimic bots: score like a human (20-1,000, a perfect level 3% of the time) every 5-7 s, about
   twice a keen human's pace.
 Humans also come as "intense" players: sessions of 8-20 quick levels ~5.5 s apart, then a break.
+And, added after the rules were tuned and never tuned on (the targets are checked with populations
+the rules have not seen): casual players (a level every ~90 s, widely spread), skilled players
+(increments around 700, a perfect level 1-6% of the time, a level every ~10 s) and streaky players
+(hot runs of 3-6 large increments, then cold ones), each with a perfect-level rate of their own.
 
 The batch job runs every 5 simulated minutes, as beat would (population sketch, scan).
 """
@@ -67,14 +71,21 @@ class Mode:
     humans: int
     nat_humans: int
     bots: dict[str, int]
+    untuned_humans: int = 0  # casual, skilled and streaky players (never tuned on)
+
+
+UNTUNED_KINDS = ("human casual", "human skilled", "human streaky")
 
 
 QUICK = Mode(
     name="quick",
-    warmup_seconds=240,
+    # The bots arrive after the first batch job (at 300 s) has learned the humans' sketch, as in a
+    # game with a history; before it the prior stands in (a new action type's first minutes).
+    warmup_seconds=330,
     play_seconds=480,
     humans=24,
     nat_humans=8,
+    untuned_humans=9,
     bots={
         "naive bot": 2,
         "jittered bot": 2,
@@ -92,6 +103,7 @@ FULL = Mode(
     play_seconds=1800,
     humans=90,
     nat_humans=20,
+    untuned_humans=36,
     bots={
         "naive bot": 4,
         "jittered bot": 6,
@@ -127,6 +139,8 @@ class Actor:
     visible_points: int = 0  # applied while not quarantined: what the public boards showed
     hidden_points: int = 0  # applied while quarantined
     caught_why: str = ""  # the rules of the log that first blocked or quarantined the player (diagnosis)
+    # FRAUD_SIM_DETAIL=1: per valid submission (simulated second, increment, outcome, risk, rules).
+    trace: list[str] = field(default_factory=list)
 
     @property
     def is_bot(self) -> bool:
@@ -136,8 +150,17 @@ class Actor:
 # --- behaviour ---------------------------------------------------------------------------------
 def _human_increment(actor: Actor) -> int:
     rng = actor.rng
-    if rng.random() < 0.03:
+    if rng.random() < actor.state.get("perfect", 0.03):
         return MAX_INCREMENT  # a perfect level now and then
+    if actor.style == "skilled":
+        return max(1, min(MAX_INCREMENT - 1, round(rng.gauss(700, 150))))
+    if actor.style == "streaky":
+        left = actor.state.get("streak", 0)
+        if left <= 0:
+            actor.state["hot"] = not actor.state.get("hot", False)
+            actor.state["streak"] = left = rng.randint(3, 6)
+        actor.state["streak"] = left - 1
+        return round(rng.triangular(500, MAX_INCREMENT, 800)) if actor.state["hot"] else rng.randint(10, 400)
     if actor.style == "small":
         return max(1, min(MAX_INCREMENT, round(rng.lognormvariate(math.log(120), 0.6))))
     if actor.style == "large":
@@ -147,6 +170,10 @@ def _human_increment(actor: Actor) -> int:
 
 def _human_gap(actor: Actor) -> float:
     rng = actor.rng
+    if actor.kind == "human casual":
+        return max(5.0, rng.lognormvariate(math.log(90), 0.8))
+    if actor.kind == "human skilled":
+        return max(4.0, rng.lognormvariate(math.log(10), 0.5))
     if actor.kind.endswith("intense"):
         # Short intense sessions: 8-20 quick levels ~5.5 s apart (log-normal, as times per level
         # are; at least 3.5 s), then a break of 3-15 minutes.
@@ -265,7 +292,7 @@ class Report:
     def humans_quarantined(self) -> int:
         return sum(1 for h in self.humans if h.quarantined_at is not None)
 
-    def table(self) -> str:
+    def table(self, detail: int = 0) -> str:
         header = (
             "| population | players | submissions | valid | applied | blocked | quarantined players | "
             "caught (of players) | caught by #3 | first caught, median (max) | points on public boards |"
@@ -286,6 +313,11 @@ class Report:
         for a in self.humans:
             if a.caught_at is not None:
                 lines.append(f"- {a.kind} {a.style} {a.user.username}: caught at #{a.caught_at}: {a.caught_why}")
+        if detail:
+            for a in self.actors:
+                if a.is_bot or a.caught_at is not None or (a.trace and detail > 1):
+                    lines.append(f"* {a.kind} {a.style} {a.user.username} caught at #{a.caught_at}: {a.caught_why}")
+                    lines.extend(f"    {t}" for t in a.trace[: max(6, (a.caught_at or 0) + 1)])
         issue = ISSUE_BOT_KINDS
         lines.append(
             f"issue #14's bot classes: recall@3 {self.recall(3, issue):.0%}, share {self.share(issue):.2%} "
@@ -356,6 +388,17 @@ def run(
         )
         if nat:
             actors[-1].state["pace"] = pace
+    for i in range(mode.untuned_humans):
+        kind = UNTUNED_KINDS[i % len(UNTUNED_KINDS)]
+        style = {"human skilled": "skilled", "human streaky": "streaky"}.get(kind, rng.choice(("small", "mixed")))
+        add(
+            kind,
+            ip=_address(len(actors)),
+            user_agent=rng.choice(("Mozilla/5.0 (iPhone)", "Mozilla/5.0 (Macintosh)", "Mozilla/5.0 (Android 13)")),
+            at=start + rng.uniform(0, 90),
+            style=style,
+        )
+        actors[-1].state["perfect"] = rng.uniform(0.01, 0.06)
     bots_at = start + mode.warmup_seconds
     burst_ip = "198.19.255.9"
     for kind, count in mode.bots.items():
@@ -380,6 +423,12 @@ def run(
         a.user.refresh_from_db()
 
     end = bots_at + mode.play_seconds
+    with _Tracer() as tracer:
+        _loop(actors, start=start, end=end, clock=clock, mint=mint, tracer=tracer)
+    return Report(mode=mode.name, seed=seed, actors=actors, simulated_seconds=end - start)
+
+
+def _loop(actors: list[Actor], *, start: float, end: float, clock: Any, mint: Callable[..., str], tracer: Any) -> None:
     queue = [(a.next_at, i) for i, a in enumerate(actors)]
     heapq.heapify(queue)
     next_batch = start + BATCH_EVERY_SECONDS
@@ -394,8 +443,11 @@ def run(
             next_batch += BATCH_EVERY_SECONDS
         clock.now = at
         actor = actors[i]
+        valid_before = actor.valid
         status, code = _play_once(actor, mint=mint, clock=clock, last=last.get(i, (None, "")))
         last[i] = (status, code)
+        if actor.valid > valid_before:
+            actor.trace.append(_trace_line(actor, at - start, status, tracer.last.get(str(actor.user.pk))))
         if actor.is_bot:
             gap, actor.state["next_increment"] = _bot_step(actor, status, code)
         else:
@@ -408,7 +460,45 @@ def run(
             else:
                 gap = _human_gap(actor)
         heapq.heappush(queue, (at + gap, i))
-    return Report(mode=mode.name, seed=seed, actors=actors, simulated_seconds=end - start)
+
+
+def _trace_line(actor: Actor, second: float, status: int, assessment: Any) -> str:
+    increment = actor.state.get("last_increment", 0)
+    if assessment is None:  # blocked: the verdict is in the fraud log the 429 points to
+        from fraud.models import FraudLog
+
+        log = FraudLog.objects.filter(user=actor.user).order_by("-created_at").first()
+        risk, outcome, fired = (log.risk_score, "block", log.metadata.get("rules", [])) if log else (0, "?", [])
+    else:
+        risk, outcome, fired = assessment.risk_score, assessment.decision, assessment.reasons
+    rules = ", ".join(f"{r['rule']} {r['weighted']}" for r in fired)
+    return f"#{actor.valid} t={second:.0f}s +{increment} {status} {outcome} risk {risk} [{rules}]"
+
+
+class _Tracer:
+    """Wraps the score path's fraud assessor (``scores.events.bus.assessor``) to keep the last verdict
+    of each player: the per-player trace of FRAUD_SIM_DETAIL=1 (in-process mode only)."""
+
+    def __init__(self) -> None:
+        from scores import events
+
+        self.events = events
+        self.inner = events.bus.assessor
+        self.last: dict[str, Any] = {}
+
+    def __enter__(self) -> _Tracer:
+        self.events.bus.assessor = self
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.events.bus.assessor = self.inner
+
+    def __call__(self, **kwargs: Any) -> Any:
+        user_id = str(kwargs["user"].pk)
+        self.last.pop(user_id, None)
+        assessment = self.inner(**kwargs)
+        self.last[user_id] = assessment
+        return assessment
 
 
 def _datetime(ts: float) -> Any:
@@ -445,6 +535,7 @@ def _play_once(actor: Actor, *, mint: Callable[..., str], clock: Any, last: tupl
         actor.state.get("next_increment") or (_human_increment(actor) if not actor.is_bot else MAX_INCREMENT)
     )
     token = mint(actor.user, increment=increment)
+    actor.state["last_increment"] = increment
     status, code = _post(actor, token)
     if status == 429 and code != "fraud_blocked":
         actor.rate_limited += 1
