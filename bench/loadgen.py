@@ -105,6 +105,14 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool, bytes]
     return status, keep_alive, body
 
 
+def update_answer(body: bytes, board: str = "global") -> tuple[str, int]:
+    """A score update's answer -> (user id, the player's new score on ``board``, else overall)."""
+    data = json.loads(body)
+    data = data.get("data", data)  # the API's success envelope
+    score = next((b["new_score"] for b in data.get("boards") or () if b.get("board") == board), data["new_score"])
+    return str(data["user_id"]), int(score)
+
+
 class _Connection:
     """One keep-alive HTTP/1.1 connection: opened on first use, reopened after a close or an error."""
 
@@ -125,8 +133,7 @@ class _Connection:
             writer.write(request)
             status, keep_alive, body = await read_response(reader)
             if result.record_sent and 200 <= status < 300:
-                answer = json.loads(body)
-                result.sent.append((sent_ms, str(answer["user_id"]), int(answer["new_score"])))
+                result.sent.append((sent_ms, *update_answer(body)))
             if status >= 300 and str(status) not in result.samples:
                 result.samples[str(status)] = body[:300].decode(errors="replace")
             done = time.perf_counter()

@@ -765,7 +765,10 @@ class Bench:
             **matched,
             "not_reflected": not_reflected,
             # No missing deliveries: every socket's last snapshot is the newest (the final board).
-            "sockets_behind_final": sum(n for seq, n in last_seqs.items() if seq < newest) + without_frames,
+            # (Only with updates that stop: the bare server broadcasts until it is stopped.)
+            "sockets_behind_final": (
+                sum(n for seq, n in last_seqs.items() if seq < newest) + without_frames if load is not None else None
+            ),
         }
         log(
             f"ws {tag} {k}: connected {connected} alive {alive} frames {frames} p50 {step['p50']} p95 {step['p95']}"

@@ -182,3 +182,23 @@ def test_the_client_process_measures_a_bare_broadcast_with_kernel_stamps(tmp_pat
     assert result["user_clock_reads"] == 0  # every read had its kernel stamp
     assert len(result["latencies_ms"]) == result["frames"]
     assert all(latency >= 0 for latency in result["latencies_ms"])
+
+
+def test_the_load_generator_reads_the_players_new_score_from_the_update_answer() -> None:
+    from bench.loadgen import update_answer
+
+    answer = {
+        "success": True,
+        "data": {
+            "user_id": "u1",
+            "old_score": 5,
+            "new_score": 12,
+            "boards": [
+                {"board": "weekly", "period": "2026-W49", "new_score": 7},
+                {"board": "global", "period": "all", "new_score": 12},
+            ],
+        },
+    }
+    assert update_answer(orjson.dumps(answer)) == ("u1", 12)
+    assert update_answer(orjson.dumps(answer), board="weekly") == ("u1", 7)
+    assert update_answer(orjson.dumps({"data": {"user_id": "u2", "new_score": 3}})) == ("u2", 3)
