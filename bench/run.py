@@ -634,6 +634,8 @@ class Bench:
                         "--out",
                         str(out),
                         *(["--wait-first-frame"] if wait_first_frame else []),
+                        # BENCH_CLIENT_NICE=19: the client processes yield the shared cores to the servers.
+                        *(["--nice", os.environ["BENCH_CLIENT_NICE"]] if os.environ.get("BENCH_CLIENT_NICE") else []),
                         *(arg for address in connect or () for arg in ("--connect", address)),
                     ],
                     cwd=ROOT,

@@ -9,6 +9,8 @@ load generator's own scheduling delay would otherwise count against the server (
 whichever server makes the box busiest). On loopback the stamp is taken when the sender's write
 reaches the receive queue. The app and the bare ``websockets`` baseline are measured the same way;
 ``client_lag_ms`` reports how far behind the kernel this process read (the delay kept out).
+The stamp cannot keep out the CPU the client processes take from the servers on a shared box;
+``--nice`` (``BENCH_CLIENT_NICE`` in bench/run.py, app and bare alike) lets the servers go first.
 
 **Latency from what.** Two references, reported side by side:
 
@@ -383,7 +385,15 @@ def main() -> None:
     parser.add_argument("--duration", type=float, required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--wait-first-frame", action="store_true", help="ready only once each socket had a frame")
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="lower this process's CPU priority: the servers measured get the shared cores first",
+    )
     args = parser.parse_args()
+    if args.nice:
+        os.nice(args.nice)
     import uvloop
 
     result = uvloop.run(run(args))
