@@ -37,9 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.run import MODES, RESULTS, Bench, ensure_database, log
-from bench.topology import NGINX_PORT, WS_BASELINE_PORT, Topology, raise_nofile
+from bench.topology import NGINX_PORT, PORT_BASE, WS_BASELINE_PORT, Topology, raise_nofile
 
-ALT_PORTS = (8510, 8511, 8512, 8513)
+ALT_PORTS = tuple(PORT_BASE + n for n in (10, 11, 12, 13))
 
 
 def main() -> None:
@@ -149,16 +149,18 @@ def pick(socks: list[str], spec: str) -> list[str]:
 def print_table(results: list[dict[str, Any]]) -> None:
     bare = {(r["round"], r["clients"]): r for r in results if r["variant"] == "bare"}
     print(
-        "| round | clients | variant | alive | frames/client/s | p50 | p95 | p99 | KB/socket (server RSS)"
-        " | p95 / bare p95 (same round) |"
+        "| round | clients | variant | from | alive | behind final | frames/client/s | p50 | p95 | p99"
+        " | fan-out p95 | client lag p95 | KB/socket (server RSS) | p95 / bare p95 (same round) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---" * 14 + "|")
     for r in sorted(results, key=lambda r: (r["clients"], r["round"], r["variant"])):
         b = bare.get((r["round"], r["clients"]))
         ratio = f"{r['p95'] / b['p95']:.2f}x" if b and r["p95"] and b["p95"] else "—"
         print(
-            f"| {r['round']} | {r['clients']} | {r['variant']} | {r['alive_at_end']} | {r['frames_per_client_per_s']}"
-            f" | {r['p50']} | {r['p95']} | {r['p99']} | {r.get('kb_per_connection')} | {ratio} |"
+            f"| {r['round']} | {r['clients']} | {r['variant']} | {r.get('measured_from')} | {r['alive_at_end']}"
+            f" | {r.get('sockets_behind_final')} | {r['frames_per_client_per_s']} | {r['p50']} | {r['p95']}"
+            f" | {r['p99']} | {(r.get('fanout') or {}).get('p95')} | {(r.get('client_lag') or {}).get('p95')}"
+            f" | {r.get('kb_per_connection')} | {ratio} |"
         )
 
 

@@ -10,6 +10,9 @@ Input: a JSON spec on argv[1]:
      "streams": [{"name": "update", "rate": 1000, "connections": 256, "requests_file": "...bin"},
                  {"name": "read", "rate": 100, "connections": 16, "request": "GET / HTTP/1.1\\r\\n..."}]}
 ``requests_file`` holds length-prefixed (4 bytes, big endian) requests, used in order, once each.
+A stream with ``"record_sent": true`` (score updates) also records, for every 2xx answer, the
+epoch time in ms at which its bytes were written and the answer's ``user_id`` and ``new_score``
+(``sent``: what bench/wsclients.py matches the live frames against: POST sent -> frame received).
 Output (argv[2]): per stream, latencies in ms of answered requests, status counts, errors, the
 number sent and the rate that was actually achieved.
 """
@@ -62,6 +65,8 @@ class StreamResult:
     samples: dict[str, str] = field(default_factory=dict)  # first body seen per non-2xx status
     first_send: float = 0.0
     last_done: float = 0.0
+    record_sent: bool = False
+    sent: list[tuple[float, str, int]] = field(default_factory=list)
 
     def status(self, code: int) -> None:
         key = str(code)
@@ -100,6 +105,14 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool, bytes]
     return status, keep_alive, body
 
 
+def update_answer(body: bytes, board: str = "global") -> tuple[str, int]:
+    """A score update's answer -> (user id, the player's new score on ``board``, else overall)."""
+    data = json.loads(body)
+    data = data.get("data", data)  # the API's success envelope
+    score = next((b["new_score"] for b in data.get("boards") or () if b.get("board") == board), data["new_score"])
+    return str(data["user_id"]), int(score)
+
+
 class _Connection:
     """One keep-alive HTTP/1.1 connection: opened on first use, reopened after a close or an error."""
 
@@ -116,8 +129,11 @@ class _Connection:
                 self.reader, self.writer = reader, writer
             else:
                 reader, writer = self.reader, self.writer
+            sent_ms = time.time() * 1000.0
             writer.write(request)
             status, keep_alive, body = await read_response(reader)
+            if result.record_sent and 200 <= status < 300:
+                result.sent.append((sent_ms, *update_answer(body)))
             if status >= 300 and str(status) not in result.samples:
                 result.samples[str(status)] = body[:300].decode(errors="replace")
             done = time.perf_counter()
@@ -126,7 +142,14 @@ class _Connection:
             result.status(status)
             if not keep_alive:
                 self._drop()
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError) as exc:
+        except (
+            OSError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            TimeoutError,
+            ValueError,
+            KeyError,
+        ) as exc:
             result.error(type(exc).__name__)
             self._drop()
 
@@ -197,7 +220,13 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
             requests = read_requests(stream["requests_file"])[:count]
         else:
             requests = [stream["request"].encode()] * count
-        result = StreamResult(name=stream["name"], rate=rate, scheduled=len(requests), first_send=start)
+        result = StreamResult(
+            name=stream["name"],
+            rate=rate,
+            scheduled=len(requests),
+            first_send=start,
+            record_sent=bool(stream.get("record_sent")),
+        )
         results.append(result)
         queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
         conns = int(stream.get("connections", 64))
@@ -229,6 +258,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
                 "errors": result.errors,
                 "samples": result.samples,
                 "latencies_ms": result.latencies_ms,
+                **({"sent": result.sent} if result.record_sent else {}),
             }
         )
     return {"duration": duration, "streams": out}

@@ -9,6 +9,7 @@ bench/results/<timestamp>.json, bench/results/latest.md and bench/results/latest
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import datetime as dt
 import gzip
@@ -633,6 +634,8 @@ class Bench:
                         "--out",
                         str(out),
                         *(["--wait-first-frame"] if wait_first_frame else []),
+                        # BENCH_CLIENT_NICE=19: the client processes yield the shared cores to the servers.
+                        *(["--nice", os.environ["BENCH_CLIENT_NICE"]] if os.environ.get("BENCH_CLIENT_NICE") else []),
                         *(arg for address in connect or () for arg in ("--connect", address)),
                     ],
                     cwd=ROOT,
@@ -687,7 +690,13 @@ class Bench:
                 "duration": duration,
                 "streams": [
                     {"name": "update", "rate": bg_rate, "connections": 128, "requests_file": bg},
-                    {"name": "top", "rate": CONTENDER_RATE, "connections": 16, "requests_file": top},
+                    {
+                        "name": "top",
+                        "rate": CONTENDER_RATE,
+                        "connections": 16,
+                        "requests_file": top,
+                        "record_sent": True,
+                    },
                 ],
             }
             load = self.loadgen(f"ws-load-{tag}-{k}", spec, wait=False)
@@ -698,22 +707,44 @@ class Bench:
         for proc in procs:
             proc.stdin.write("go\n")  # type: ignore[union-attr]
             proc.stdin.flush()  # type: ignore[union-attr]
+        updates = None
+        command = "end\n"  # no score updates: each frame is measured from its published_at
+        if load is not None:
+            # The clients read on after their window: the updates' last frames, then the final board.
+            proc, out_path = load
+            proc.wait()
+            streams = json.loads(out_path.read_text())["streams"]
+            updates = [self.summarise(s) for s in streams]
+            posts = self.work / f"ws-posts-{tag}-{k}.json"
+            posts.write_text(json.dumps([p for s in streams for p in s.get("sent", ())]))
+            time.sleep(1.0)
+            command = f"match {posts}\n"  # POST sent -> the first frame showing it
+        for proc in procs:
+            proc.stdin.write(command)  # type: ignore[union-attr]
+            proc.stdin.flush()  # type: ignore[union-attr]
         for proc in procs:
             proc.wait(timeout=self.mode.ws_seconds + 120)
         latencies: list[float] = []
-        frames = alive = 0
+        published: list[float] = []
+        lag: list[float] = []
+        last_seqs: collections.Counter[int] = collections.Counter()
+        frames = alive = not_reflected = without_frames = 0
+        matched: dict[str, int] = {}
         for out in outs:
             data = json.loads(out.read_text())
             latencies += data["latencies_ms"]
+            published += data["published_ms"]
+            lag += data["client_lag_ms"]
             frames += data["frames"]
             alive += data["alive_at_end"]
-        updates = None
-        if load is not None:
-            proc, out_path = load
-            proc.wait()
-            updates = [self.summarise(s) for s in json.loads(out_path.read_text())["streams"]]
+            not_reflected += data.get("not_reflected", 0)
+            without_frames += data["sockets_without_frames"]
+            last_seqs.update({int(seq): n for seq, n in data["last_seqs"].items()})
+            for key in ("updates_in_window", "unseen_updates"):
+                matched[key] = data.get(key, 0)  # the same updates in every client process
+        newest = max(last_seqs, default=0)
         per_conn = (after - before) / connected if connected else None
-        step = {
+        step: dict[str, Any] = {
             "clients": k,
             "connected": connected,
             "alive_at_end": alive,
@@ -725,11 +756,27 @@ class Bench:
             "kb_per_connection": round(per_conn, 1) if per_conn is not None else None,
             "server_pids": server_pids,
             "updates_during": updates,
+            # POST sent -> frame received (kernel arrival) with updates running; else from published_at.
+            "measured_from": "post_sent" if load is not None else "published_at",
             **percentiles(latencies),
+            "samples": len(latencies),
+            # published_at (inside the server) -> arrival: the fan-out part alone.
+            "fanout": percentiles(published),
+            # How late the client processes read after the kernel's stamp (kept out of the figures).
+            "client_lag": percentiles(lag),
+            **matched,
+            "not_reflected": not_reflected,
+            # No missing deliveries: every socket's last snapshot is the newest (the final board).
+            # (Only with updates that stop: the bare server broadcasts until it is stopped.)
+            "sockets_behind_final": (
+                sum(n for seq, n in last_seqs.items() if seq < newest) + without_frames if load is not None else None
+            ),
         }
         log(
             f"ws {tag} {k}: connected {connected} alive {alive} frames {frames} p50 {step['p50']} p95 {step['p95']}"
-            f" p99 {step['p99']} ms; {step['kb_per_connection']} KB/conn"
+            f" p99 {step['p99']} ms ({step['measured_from']}; fan-out p95 {step['fanout']['p95']},"
+            f" client lag p95 {step['client_lag']['p95']}); behind final {step['sockets_behind_final']};"
+            f" {step['kb_per_connection']} KB/conn"
         )
         time.sleep(2.0)
         return step

@@ -1,5 +1,8 @@
 """Start and stop the server processes a benchmark run needs, all on ports 8500-8599 / unix sockets.
 
+``BENCH_PORTS=8350`` moves the whole range (base to base+23), so a developer sharing the machine
+keeps the benchmark in the ports given to them.
+
 The production topology on this machine: nginx in front, gunicorn (sync workers, WSGI) for REST,
 uvicorn processes (ASGI) for WebSocket/SSE, a Celery worker; plus the baselines (the bare DRF
 project under the same gunicorn configuration, and a bare ``websockets`` broadcast server).
@@ -26,16 +29,17 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
-NGINX_PORT = 8500  # the app, as clients see it
-WSGI_PORT = 8501  # gunicorn behind it
+PORT_BASE = int(os.environ.get("BENCH_PORTS", "8500"))
+NGINX_PORT = PORT_BASE  # the app, as clients see it (8500)
+WSGI_PORT = PORT_BASE + 1  # gunicorn behind it
 # deploy/serve.py with PORT=8500 also takes 8501 (gunicorn) and 8502-8503 (ASGI servers).
-NGINX_BASELINE_PORT = 8504  # the bare DRF project behind nginx
+NGINX_BASELINE_PORT = PORT_BASE + 4  # the bare DRF project behind nginx
 # The bench's own topology: its ASGI processes on TCP, as deploy/serve.py runs them (8502-8503; more
 # processes take 8506 and up).
-ASGI_PORTS = (8502, 8503, 8506, 8507, 8508, 8509)
-WS_BASELINE_PORT = 8505  # bare websockets broadcast server (direct)
+ASGI_PORTS = tuple(PORT_BASE + n for n in (2, 3, 6, 7, 8, 9))
+WS_BASELINE_PORT = PORT_BASE + 5  # bare websockets broadcast server (direct)
 # BENCH_ASGI_REUSEPORT groups: the uvicorn processes of a group share one SO_REUSEPORT port (kernel balancing).
-REUSEPORT_PORTS = (8520, 8521, 8522, 8523)
+REUSEPORT_PORTS = tuple(PORT_BASE + n for n in (20, 21, 22, 23))
 REUSEPORT_SCRIPT = ROOT / "deploy" / "reuseport.py"
 SERVE_SCRIPT = ROOT / "deploy" / "serve.py"
 GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"

@@ -1,13 +1,35 @@
 """One WebSocket client process of the delivery benchmark: N sockets, minimal per-frame work.
 
-A hand-rolled RFC 6455 client on raw asyncio protocols (no per-socket task), so 5,000 sockets cost
-the client little CPU. Each text frame's ``"published_at":<epoch ms>`` is compared with this
-process's clock (same machine, same clock) to get the delivery latency.
+A hand-rolled RFC 6455 client on raw non-blocking sockets (one reader callback per socket, no task),
+so 5,000 sockets cost the client little CPU.
+
+**When a frame arrived** is the kernel's receive timestamp (``SO_TIMESTAMPNS``, CLOCK_REALTIME, read
+with each ``recvmsg``), not the moment this process got round to reading it: on a small box the
+load generator's own scheduling delay would otherwise count against the server (and more against
+whichever server makes the box busiest). On loopback the stamp is taken when the sender's write
+reaches the receive queue. The app and the bare ``websockets`` baseline are measured the same way;
+``client_lag_ms`` reports how far behind the kernel this process read (the delay kept out).
+The stamp cannot keep out the CPU the client processes take from the servers on a shared box;
+``--nice`` (``BENCH_CLIENT_NICE`` in bench/run.py, app and bare alike) lets the servers go first.
+
+**Latency from what.** Two references, reported side by side:
+
+- ``latencies_ms`` (app, after ``match PATH``): from the moment the score update's POST was *sent*
+  (``bench/loadgen.py``'s ``record_sent``: the time its bytes were written) to the arrival of the
+  first frame, at this socket, whose top 10 shows that update (its player at its new score). A
+  POST whose update never shows in a recorded frame (its player stayed out of the top 10) gives no
+  sample (``unseen_updates``); a socket that missed every frame showing it gives none either
+  (``not_reflected``; the board moved on).
+- ``published_ms``: from the frame's ``published_at`` (the publisher's clock inside the server) to
+  its arrival: the fan-out part alone. The bare server has only this one (``end`` instead of
+  ``match``): its frames are made at ``published_at``.
 
 Protocol with the orchestrator: connects every socket (with ``--wait-first-frame``, also waits for
 its first text frame: the app's connect snapshot, so that no connect backlog is measured as
-delivery latency), prints ``ready <n_ready>``, waits for ``go`` on stdin, records for
-``--duration`` seconds, writes the JSON result and exits.
+delivery latency), prints ``ready <n_ready> <seconds>``, waits for ``go`` on stdin, records for
+``--duration`` seconds, keeps reading until the next line (``match PATH`` with the POST records, or
+``end``), writes the JSON result and exits. Every socket's last snapshot is compared with the newest
+any socket of this process saw (``last_seqs``: the orchestrator checks it across processes).
 """
 
 from __future__ import annotations
@@ -15,57 +37,127 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import os
+import socket
+import struct
 import sys
 import time
 from array import array
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from bench.topology import raise_nofile
 
+SEQ = b'"seq":'
 PUBLISHED = b'"published_at":'
 CONNECT_CONCURRENCY = 200
 OPEN_TIMEOUT = 30.0
+READ_SIZE = 1 << 18
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; SCM_TIMESTAMPNS has the same value
+TIMESPEC = struct.Struct("qq")
+ANCILLARY = socket.CMSG_SPACE(TIMESPEC.size)
 
 
 class Stats:
+    """What one process records: per socket, each frame's seq and kernel arrival (epoch ms)."""
+
     def __init__(self) -> None:
         self.recording = False
-        self.latencies = array("d")
-        self.frames = 0
         self.closed = 0
+        # seq -> the frame's JSON (the first copy seen): the same bytes reach every socket.
+        self.bodies: dict[int, bytes] = {}
+        self.lag = array("d")  # ms between the kernel's stamp and this process's read, per read
+        self.user_clock = 0  # reads without a kernel stamp (then the read's own time is used)
 
 
-class WsClient(asyncio.Protocol):
+def kernel_ms(ancillary: list[tuple[int, int, bytes]]) -> float | None:
+    """The ``SCM_TIMESTAMPNS`` of one ``recvmsg``'s ancillary data, in epoch ms (None when absent)."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= TIMESPEC.size:
+            sec, nsec = TIMESPEC.unpack_from(data)
+            return sec * 1000.0 + nsec / 1e6
+    return None
+
+
+def number_after(buf: bytes, key: bytes, start: int, stop: int) -> bytes | None:
+    found = buf.find(key, start, stop)
+    if found < 0:
+        return None
+    begin = end = found + len(key)
+    while end < stop and buf[end] not in b",}":
+        end += 1
+    return buf[begin:end]
+
+
+class WsSocket:
+    """One client socket: the handshake, then unmasked server frames parsed as they come."""
+
+    __slots__ = ("arrivals", "buf", "first", "loop", "opened", "request", "seqs", "sock", "stats", "upgraded")
+
     def __init__(
-        self, host: str, path: str, stats: Stats, opened: asyncio.Future[bool], first: asyncio.Future[bool]
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        host: str,
+        path: str,
+        stats: Stats,
     ) -> None:
+        self.loop = loop
+        self.sock = sock
         self.stats = stats
-        self.opened = opened
-        self.first = first
+        self.opened: asyncio.Future[bool] = loop.create_future()
+        self.first: asyncio.Future[bool] = loop.create_future()
         self.buf = b""
         self.upgraded = False
-        self.transport: Any = None  # uvloop's transports are not asyncio.Transport subclasses
+        self.seqs = array("q")
+        self.arrivals = array("d")
         key = base64.b64encode(os.urandom(16)).decode()
         self.request = (
             f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: http://{host}\r\n\r\n"
         ).encode()
 
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
-        transport.write(self.request)
+    def start(self) -> None:
+        self.sock.send(self.request)  # a few hundred bytes into an empty send buffer
+        self.loop.add_reader(self.sock.fileno(), self.readable)
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def close(self) -> None:
+        with contextlib.suppress(ValueError, OSError):
+            self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+
+    def lost(self) -> None:
         self.stats.closed += 1
+        self.close()
         for pending in (self.opened, self.first):
             if not pending.done():
                 pending.set_result(False)
 
-    def data_received(self, data: bytes) -> None:
-        now_ms = time.time() * 1000.0
+    def readable(self) -> None:
+        try:
+            data, ancillary, _flags, _address = self.sock.recvmsg(READ_SIZE, ANCILLARY)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.lost()
+            return
+        if not data:
+            self.lost()
+            return
+        now = time.time() * 1000.0
+        stamp = kernel_ms(ancillary)
+        if stamp is None:
+            self.stats.user_clock += 1
+            stamp = now
+        elif self.stats.recording:
+            self.stats.lag.append(now - stamp)
+        self.received(data, stamp)
+
+    def received(self, data: bytes, arrival_ms: float) -> None:
+        """Frames in ``data`` (after whatever was buffered), all stamped ``arrival_ms``."""
         buf = self.buf + data if self.buf else data
         if not self.upgraded:
             end = buf.find(b"\r\n\r\n")
@@ -75,46 +167,121 @@ class WsClient(asyncio.Protocol):
             ok = buf.startswith(b"HTTP/1.1 101")
             if not self.opened.done():
                 self.opened.set_result(ok)
-            if not ok and self.transport is not None:
-                self.transport.close()
+            if not ok:
+                self.lost()
                 return
             self.upgraded = True
             buf = buf[end + 4 :]
         pos = 0
         size = len(buf)
         while size - pos >= 2:
-            b0, b1 = buf[pos], buf[pos + 1] & 0x7F
+            b0, length = buf[pos], buf[pos + 1] & 0x7F
             head = 2
-            if b1 == 126:
+            if length == 126:
                 if size - pos < 4:
                     break
-                b1 = int.from_bytes(buf[pos + 2 : pos + 4], "big")
+                length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
                 head = 4
-            elif b1 == 127:
+            elif length == 127:
                 if size - pos < 10:
                     break
-                b1 = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
                 head = 10
-            if size - pos < head + b1:
+            if size - pos < head + length:
                 break
             opcode = b0 & 0x0F
-            payload_at = pos + head
-            if opcode == 0x1 and not self.first.done():
-                self.first.set_result(True)
-            if opcode == 0x1 and self.stats.recording:
-                found = buf.find(PUBLISHED, payload_at, payload_at + b1)
-                if found >= 0:
-                    start = found + len(PUBLISHED)
-                    stop = start
-                    while buf[stop] not in b",}":
-                        stop += 1
-                    self.stats.latencies.append(now_ms - float(buf[start:stop]))
-                    self.stats.frames += 1
-            elif opcode == 0x9 and self.transport is not None:  # ping -> masked pong (zero mask key)
-                payload = buf[payload_at : payload_at + b1]
-                self.transport.write(bytes([0x8A, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
-            pos = payload_at + b1
+            start, stop = pos + head, pos + head + length
+            if opcode == 0x1:
+                if not self.first.done():
+                    self.first.set_result(True)
+                seq = number_after(buf, SEQ, start, min(stop, start + 64))
+                if seq is not None:
+                    number = int(seq)
+                    self.seqs.append(number)
+                    self.arrivals.append(arrival_ms)
+                    if number not in self.stats.bodies:
+                        self.stats.bodies[number] = buf[start:stop]
+            elif opcode == 0x9:  # ping -> masked pong (zero mask key)
+                payload = buf[start:stop]
+                with contextlib.suppress(OSError):
+                    self.sock.send(bytes([0x8A, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
+            pos = stop
         self.buf = buf[pos:] if pos < size else b""
+
+
+def published_at(body: bytes) -> float | None:
+    value = number_after(body, PUBLISHED, 0, len(body))
+    return float(value) if value else None
+
+
+def shown(body: bytes) -> set[tuple[str, int]]:
+    """The (user id, score) pairs a board frame's top 10 shows."""
+    rows = json.loads(body).get("leaderboard") or []
+    return {(str(row["user_id"]), int(row["score"])) for row in rows}
+
+
+def match(
+    sockets: list[tuple[array[int], array[float]]],
+    bodies: dict[int, bytes],
+    posts: list[tuple[float, str, int]],
+    since_ms: float,
+    until_ms: float,
+) -> dict[str, Any]:
+    """POST sent -> first arrival, at each socket, of a frame showing that update.
+
+    ``sockets``: per socket its (seqs, arrival ms) in arrival order. ``posts``: (sent epoch ms,
+    user id, new score) of each answered update; those sent within ``[since_ms, until_ms)`` count.
+    """
+    showing: dict[tuple[str, int], list[int]] = {}
+    for seq in sorted(bodies):
+        for pair in shown(bodies[seq]):
+            showing.setdefault(pair, []).append(seq)
+    wanted = [(sent, showing.get((user, score), [])) for sent, user, score in posts if since_ms <= sent < until_ms]
+    counted = [(sent, seqs) for sent, seqs in wanted if seqs]
+    latencies = array("d")
+    not_reflected = 0
+    for seqs_got, arrivals in sockets:
+        got: dict[int, float] = {}
+        for seq, at in zip(seqs_got, arrivals, strict=True):
+            got.setdefault(seq, at)
+        for sent, seqs in counted:
+            for seq in seqs:
+                first = got.get(seq)
+                if first is not None:
+                    latencies.append(first - sent)
+                    break
+            else:
+                not_reflected += 1
+    return {
+        "latencies_ms": list(latencies),
+        "updates_in_window": len(wanted),
+        "unseen_updates": len(wanted) - len(counted),
+        "not_reflected": not_reflected,
+    }
+
+
+async def open_socket(
+    loop: asyncio.AbstractEventLoop, target: str, host: str, path: str, stats: Stats
+) -> WsSocket | None:
+    if target.startswith("unix:"):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        address: Any = target[5:]
+    else:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        name, _, port = target.rpartition(":")
+        address = (name, int(port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setblocking(False)
+    with contextlib.suppress(OSError):  # without kernel stamps the reads are counted in user_clock
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    try:
+        await loop.sock_connect(sock, address)
+    except OSError:
+        sock.close()
+        return None
+    client = WsSocket(loop, sock, host, path, stats)
+    client.start()
+    return client
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
@@ -122,37 +289,26 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     loop = asyncio.get_running_loop()
     stats = Stats()
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
-    transports: list[asyncio.BaseTransport] = []
+    clients: list[WsSocket] = []
 
     async def open_one(index: int) -> bool:
         async with gate:
-            opened: asyncio.Future[bool] = loop.create_future()
-            first: asyncio.Future[bool] = loop.create_future()
             # --connect: straight to the ASGI servers (round-robin), with the Host nginx would pass on.
             target = args.connect[index % len(args.connect)] if args.connect else f"{args.host}:{args.port}"
             host = args.host if args.connect else target
-            try:
-                if target.startswith("unix:"):
-                    transport, _ = await loop.create_unix_connection(
-                        lambda: WsClient(host, args.path, stats, opened, first), target[5:]
-                    )
-                else:
-                    address, _, port = target.rpartition(":")
-                    transport, _ = await loop.create_connection(
-                        lambda: WsClient(host, args.path, stats, opened, first), address, int(port)
-                    )
-            except OSError:
+            client = await open_socket(loop, target, host, args.path, stats)
+            if client is None:
                 return False
-            transports.append(transport)
+            clients.append(client)
             try:
-                if not await asyncio.wait_for(opened, OPEN_TIMEOUT):
+                if not await asyncio.wait_for(asyncio.shield(client.opened), OPEN_TIMEOUT):
                     return False
             except TimeoutError:
                 return False
         if not args.wait_first_frame:
             return True
         try:  # outside the connect gate: the snapshot read may queue behind other sockets' reads
-            return await asyncio.wait_for(first, OPEN_TIMEOUT)
+            return await asyncio.wait_for(asyncio.shield(client.first), OPEN_TIMEOUT)
         except TimeoutError:
             return False
 
@@ -161,18 +317,57 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     connected = sum(results)
     print(f"ready {connected} {time.perf_counter() - started:.2f}", flush=True)
     await loop.run_in_executor(None, sys.stdin.readline)
+    go_ms = time.time() * 1000.0
+    for client in clients:  # frames before "go" (connect snapshots) are not deliveries
+        del client.seqs[:]
+        del client.arrivals[:]
     stats.recording = True
     await asyncio.sleep(args.duration)
     stats.recording = False
+    until_ms = go_ms + args.duration * 1000.0
+    # Still reading (late frames of updates sent in the window, the final board) until told to stop.
+    command = (await loop.run_in_executor(None, sys.stdin.readline)).split()
     alive = connected - stats.closed
-    for transport in transports:
-        transport.close()
-    return {
+    for client in clients:
+        client.close()
+    in_window = [
+        (client.seqs, client.arrivals)
+        for client in clients
+        if client.upgraded  # (closed sockets keep what they had recorded)
+    ]
+    recorded = [
+        (
+            array("q", (s for s, a in zip(seqs, arr, strict=True) if a < until_ms)),
+            array("d", (a for a in arr if a < until_ms)),
+        )
+        for seqs, arr in in_window
+    ]
+    published: list[float] = []
+    frames = 0
+    for seqs, arrivals in recorded:
+        frames += len(seqs)
+        for seq, at in zip(seqs, arrivals, strict=True):
+            sent = published_at(stats.bodies[seq])
+            if sent is not None:
+                published.append(at - sent)
+    result: dict[str, object] = {
         "connected": connected,
         "alive_at_end": alive,
-        "frames": stats.frames,
-        "latencies_ms": list(stats.latencies),
+        "frames": frames,
+        "published_ms": published,
+        "client_lag_ms": list(stats.lag),
+        "user_clock_reads": stats.user_clock,
+        # Each socket's last snapshot (its seq), counted: all should be at the newest.
+        "last_seqs": dict(Counter(str(seqs[-1]) for seqs, _ in in_window if seqs)),
+        "sockets_without_frames": sum(1 for seqs, _ in in_window if not seqs),
     }
+    if command[:1] == ["match"]:
+        posts = [(float(sent), str(user), int(score)) for sent, user, score in json.loads(Path(command[1]).read_text())]
+        # Arrivals after the window count too (a POST sent at its end is delivered just after it).
+        result.update(match(in_window, stats.bodies, posts, go_ms, until_ms))
+    else:
+        result["latencies_ms"] = published
+    return result
 
 
 def main() -> None:
@@ -190,7 +385,15 @@ def main() -> None:
     parser.add_argument("--duration", type=float, required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--wait-first-frame", action="store_true", help="ready only once each socket had a frame")
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="lower this process's CPU priority: the servers measured get the shared cores first",
+    )
     args = parser.parse_args()
+    if args.nice:
+        os.nice(args.nice)
     import uvloop
 
     result = uvloop.run(run(args))

@@ -1,4 +1,4 @@
-"""Open WebSockets per client address, counted across every ASGI process, capped.
+"""Open WebSockets (and SSE streams) per client address, counted across every ASGI process, capped.
 
 nginx's ``limit_conn`` capped the sockets one address holds open while every socket went through
 nginx. On the kernel-balanced path (``SO_REUSEPORT``, or an L4 load balancer in front of the
@@ -211,13 +211,21 @@ def _error_body() -> bytes:
 
 
 class WebSocketConnectionCap:
-    """ASGI middleware: a socket over its address's open-connection cap is refused before routing."""
+    """ASGI middleware: a connection over its address's open-connection cap is refused before routing.
 
-    def __init__(self, app: Any) -> None:
+    WebSockets always count; on the ``http`` side only requests for ``stream_paths`` (the SSE
+    stream, which stays open like a socket) do, under the same cap and the same shared count: an
+    address cannot hold more open by mixing streams and sockets. A refused stream gets the same 429.
+    """
+
+    def __init__(self, app: Any, stream_paths: frozenset[str] = frozenset()) -> None:
         self.app = app
+        self.stream_paths = stream_paths
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "websocket" or settings.REALTIME_WS_PER_ADDRESS <= 0:
+        kind = scope["type"]
+        counted = kind == "websocket" or (kind == "http" and scope.get("path") in self.stream_paths)
+        if not counted or settings.REALTIME_WS_PER_ADDRESS <= 0:
             await self.app(scope, receive, send)
             return
         address = scope_address(scope)
@@ -228,7 +236,7 @@ class WebSocketConnectionCap:
         if not await cap.acquire(address):
             metrics.RATE_LIMIT_TRIGGERS.labels(scope=SCOPE).inc()
             security_log.info("rate limit %s exceeded (limit %d open)", SCOPE, settings.REALTIME_WS_PER_ADDRESS)
-            await _refuse(scope, receive, send)
+            await (_refuse(scope, receive, send) if kind == "websocket" else _refuse_stream(send))
             return
         try:
             await self.app(scope, receive, send)
@@ -237,13 +245,20 @@ class WebSocketConnectionCap:
                 await asyncio.shield(cap.release(address))
 
 
+REFUSED_HEADERS = [(b"content-type", b"application/json"), (b"retry-after", b"10")]
+
+
+async def _refuse_stream(send: Any) -> None:
+    await send({"type": "http.response.start", "status": 429, "headers": REFUSED_HEADERS})
+    await send({"type": "http.response.body", "body": _error_body()})
+
+
 async def _refuse(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
     message = await receive()
     if message.get("type") != "websocket.connect":
         return
     if "websocket.http.response" in (scope.get("extensions") or {}):
-        headers = [(b"content-type", b"application/json"), (b"retry-after", b"10")]
-        await send({"type": "websocket.http.response.start", "status": 429, "headers": headers})
+        await send({"type": "websocket.http.response.start", "status": 429, "headers": REFUSED_HEADERS})
         await send({"type": "websocket.http.response.body", "body": _error_body()})
     else:
         await send({"type": "websocket.close", "code": CLOSE_POLICY})

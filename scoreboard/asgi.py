@@ -16,10 +16,16 @@ from scoreboard.metrics import StreamMetricsMiddleware, WebSocketMetricsMiddlewa
 from scoreboard.ratelimit import WebSocketHandshakeRateLimit  # noqa: E402
 from scoreboard.request_id import RequestIdASGIMiddleware  # noqa: E402
 
+# The requests that stay open (realtime/urls.py's SSE stream).
+STREAM_PATHS = frozenset({"/v1/leaderboard/stream"})
+
 application = ProtocolTypeRouter(
     {
         # The request id is bound for the whole exchange (SSE streams log after the middleware returns).
-        "http": RequestIdASGIMiddleware(StreamMetricsMiddleware(django_asgi_app)),
+        # An SSE stream stays open like a socket: it counts under the same per-address cap.
+        "http": RequestIdASGIMiddleware(
+            WebSocketConnectionCap(StreamMetricsMiddleware(django_asgi_app), stream_paths=STREAM_PATHS)
+        ),
         # Browsers must come from an allowed host; clients without an Origin header are not browsers.
         # A request id on every line of the connection, and the open-socket gauge. Outermost of all,
         # CaptureServerSend keeps the server's own send for the board's pre-framed writes (realtime/wire.py).

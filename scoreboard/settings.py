@@ -404,7 +404,7 @@ LEADERBOARD_REQUIRE_AUTH = env.bool("LEADERBOARD_REQUIRE_AUTH", default=False)
 # Pushed frames written pre-framed to uvicorn's transport (realtime/wire.py); off: every frame takes
 # the ASGI send (slower, same frames). The writer also turns itself off when uvicorn's internals differ.
 REALTIME_PREFRAMED_WRITES = env.bool("REALTIME_PREFRAMED_WRITES", default=True)
-# Open WebSockets one client address may hold, counted across every ASGI process in Redis
+# Open WebSockets and SSE streams one client address may hold, counted across every ASGI process in Redis
 # (realtime/connection_cap.py; without Redis: per process). 0: no cap. nginx's limit_conn is the
 # same 50 on the proxied path; the kernel-balanced path has only this one.
 REALTIME_WS_PER_ADDRESS = env.int("REALTIME_WS_PER_ADDRESS", default=50)

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import websockets
 from websockets.exceptions import InvalidStatus
@@ -110,3 +111,57 @@ async def test_without_a_usable_redis_each_process_caps_its_own_sockets(settings
     finally:
         if cap._heartbeat is not None:
             cap._heartbeat.cancel()
+
+
+@contextlib.asynccontextmanager
+async def live_stream(server: Server) -> AsyncIterator[httpx.Response]:
+    """An open SSE stream that has had its first snapshot (so its process has counted it)."""
+    async with (
+        httpx.AsyncClient(timeout=10) as client,
+        client.stream("GET", f"{server.http}/v1/leaderboard/stream") as response,
+    ):
+        assert response.status_code == 200
+        # Kept referenced while the stream is held: a line iterator left behind and collected
+        # closes the connection (httpcore closes a response whose iteration was abandoned).
+        lines = response.aiter_lines()
+        async with asyncio.timeout(10):
+            async for line in lines:
+                if line.startswith("data:"):
+                    break
+        yield response
+        del lines
+
+
+async def stream_refused(server: Server) -> dict[str, Any]:
+    async with httpx.AsyncClient(timeout=10) as client:
+        response = await client.get(f"{server.http}/v1/leaderboard/stream")
+    assert response.status_code == 429
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.headers["Retry-After"]
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_sse_streams_count_under_the_same_cap_as_websockets(tmp_path: Path) -> None:
+    """An address cannot hold more than the cap open by mixing streams and sockets, across processes."""
+    with asgi_servers(2, tmp_path, CAP_ENV) as (a, b):
+        async with contextlib.AsyncExitStack() as held:
+            stream = await held.enter_async_context(live_stream(a))
+            await held.enter_async_context(live(a))
+            await held.enter_async_context(live_stream(b))
+            # Two streams and a socket open: a fourth of either kind is refused, by either process.
+            body = await stream_refused(a)
+            assert body["error"]["code"] == "too_many_connections"
+            assert body["error"]["details"] == {"scope": "websocket_connections", "limit": CAP}
+            await stream_refused(b)
+            await refused(b)
+            # The stream on A ends: its place is free again, for a socket on B.
+            await stream.aclose()
+            assert await accepted_within(b, 5)
+
+
+async def test_other_http_requests_are_not_counted(tmp_path: Path) -> None:
+    with asgi_servers(1, tmp_path, CAP_ENV) as (a,):
+        async with live(a), live(a), live(a), httpx.AsyncClient(timeout=10) as client:
+            for _ in range(CAP + 1):
+                assert (await client.get(f"{a.http}/v1/leaderboard")).status_code == 200

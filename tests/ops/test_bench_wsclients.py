@@ -1,0 +1,204 @@
+"""bench/wsclients.py: kernel arrival stamps, frame parsing, and POST-sent -> frame matching.
+
+The delivery benchmark's figures are only as good as these: the arrival must be the kernel's
+(the load generator's own delay on a busy box is not the server's), and a POST must be matched with
+the first frame that shows its update at each socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import time
+from array import array
+from pathlib import Path
+
+import orjson
+import pytest
+
+from bench.wsclients import Stats, WsSocket, match
+from realtime.wire import text_frame
+
+pytestmark = pytest.mark.embedded
+
+ROOT = Path(__file__).resolve().parents[2]
+HANDSHAKE = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+
+
+def board(seq: int, rows: list[tuple[str, int]], published: float = 1.0) -> bytes:
+    return orjson.dumps(
+        {
+            "type": "leaderboard_update",
+            "seq": seq,
+            "board": "global",
+            "published_at": published,
+            "leaderboard": [{"rank": i + 1, "user_id": u, "score": s} for i, (u, s) in enumerate(rows)],
+        }
+    )
+
+
+def test_the_arrival_is_the_kernels_stamp_not_the_time_the_client_read_it() -> None:
+    loop = asyncio.new_event_loop()
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setblocking(False)
+    try:
+
+        async def scenario() -> tuple[WsSocket, float, float, float]:
+            from bench.wsclients import open_socket
+
+            stats = Stats()
+            pending = asyncio.ensure_future(
+                open_socket(loop, f"127.0.0.1:{listener.getsockname()[1]}", "h", "/", stats)
+            )
+            server, _ = await loop.sock_accept(listener)
+            client = await pending
+            assert client is not None
+            await loop.sock_recv(server, 4096)  # the upgrade request
+            loop.remove_reader(client.sock.fileno())  # the client is "busy": nothing reads for a while
+            server.setblocking(True)
+            before = time.time() * 1000.0
+            server.sendall(HANDSHAKE + text_frame(board(7, [("u1", 10)])))
+            after = time.time() * 1000.0
+            time.sleep(0.2)
+            read_at = time.time() * 1000.0
+            client.readable()
+            server.close()
+            return client, before, after, read_at
+
+        client, before, after, read_at = loop.run_until_complete(scenario())
+        assert list(client.seqs) == [7]
+        # Stamped when the bytes reached the socket (during the send on loopback), not at the read.
+        assert before <= client.arrivals[0] <= after < read_at
+        assert client.stats.user_clock == 0
+        client.close()
+    finally:
+        listener.close()
+        loop.close()
+
+
+def test_frames_split_across_reads_are_parsed_and_each_body_kept_once() -> None:
+    loop = asyncio.new_event_loop()
+    left, right = socket.socketpair()
+    try:
+        stats = Stats()
+        client = WsSocket(loop, left, "h", "/", stats)
+        client.opened.set_result(True)
+        client.upgraded = True
+        wire = text_frame(board(1, [("u1", 5)])) + text_frame(board(2, [("u1", 9)]))
+        big = text_frame(board(3, [(f"user-{i}", i) for i in range(20)]))  # > 125 bytes: a 16-bit length
+        client.received(wire[:5], 100.0)
+        client.received(wire[5:] + big[:3], 101.0)
+        client.received(big[3:], 102.0)
+        client.received(text_frame(board(3, [])), 103.0)  # the same seq again: its first body stays
+        client.received(bytes([0x89, 2]) + b"hi", 104.0)  # a ping: answered, not a frame
+        assert list(client.seqs) == [1, 2, 3, 3]
+        assert list(client.arrivals) == [101.0, 101.0, 102.0, 103.0]
+        assert json.loads(stats.bodies[3])["leaderboard"][0]["user_id"] == "user-0"
+        assert right.recv(64) == bytes([0x8A, 0x82]) + b"\0\0\0\0hi"  # the masked pong
+    finally:
+        left.close()
+        right.close()
+        loop.close()
+
+
+def test_a_post_is_matched_with_the_first_frame_showing_its_update_at_each_socket() -> None:
+    bodies = {
+        5: board(5, [("u1", 100), ("u2", 50)]),
+        6: board(6, [("u1", 100), ("u2", 70)]),
+        7: board(7, [("u2", 70), ("u3", 300)]),
+    }
+    posts = [
+        (1000.0, "u1", 100),  # shown first in 5
+        (1010.0, "u2", 70),  # shown first in 6
+        (1020.0, "u9", 1),  # never in the top 10
+        (500.0, "u3", 300),  # sent before the window
+    ]
+    sockets = [
+        (array("q", [5, 6, 7]), array("d", [1030.0, 1040.0, 1060.0])),
+        # Missed 5 (its process coalesced it): u1's update reached it in 6.
+        (array("q", [6, 7]), array("d", [1050.0, 1070.0])),
+        # Got only 7: u1 is no longer shown, so that update never reached it.
+        (array("q", [7]), array("d", [1080.0])),
+    ]
+    got = match(sockets, bodies, posts, since_ms=900.0, until_ms=2000.0)
+    assert sorted(got["latencies_ms"]) == sorted([30.0, 30.0, 50.0, 40.0, 70.0])
+    assert got["updates_in_window"] == 3
+    assert got["unseen_updates"] == 1
+    assert got["not_reflected"] == 1
+
+
+def test_the_client_process_measures_a_bare_broadcast_with_kernel_stamps(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bench.ws_baseline", "--port", str(port), "--rate", "20"], cwd=ROOT
+    )
+    out = tmp_path / "out.json"
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        clients = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.wsclients",
+                "--port",
+                str(port),
+                "--count",
+                "3",
+                "--duration",
+                "1.0",
+                "--out",
+                str(out),
+            ],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert clients.stdout is not None and clients.stdin is not None
+        assert clients.stdout.readline().split()[:2] == ["ready", "3"]
+        import signal
+
+        server.send_signal(signal.SIGUSR1)  # the bare server starts broadcasting
+        clients.stdin.write("go\nend\n")
+        clients.stdin.flush()
+        assert clients.wait(timeout=30) == 0
+    finally:
+        server.kill()
+        server.wait()
+    result = json.loads(out.read_text())
+    assert result["connected"] == result["alive_at_end"] == 3
+    assert result["frames"] >= 3
+    assert result["user_clock_reads"] == 0  # every read had its kernel stamp
+    assert len(result["latencies_ms"]) == result["frames"]
+    assert all(latency >= 0 for latency in result["latencies_ms"])
+
+
+def test_the_load_generator_reads_the_players_new_score_from_the_update_answer() -> None:
+    from bench.loadgen import update_answer
+
+    answer = {
+        "success": True,
+        "data": {
+            "user_id": "u1",
+            "old_score": 5,
+            "new_score": 12,
+            "boards": [
+                {"board": "weekly", "period": "2026-W49", "new_score": 7},
+                {"board": "global", "period": "all", "new_score": 12},
+            ],
+        },
+    }
+    assert update_answer(orjson.dumps(answer)) == ("u1", 12)
+    assert update_answer(orjson.dumps(answer), board="weekly") == ("u1", 7)
+    assert update_answer(orjson.dumps({"data": {"user_id": "u2", "new_score": 3}})) == ("u2", 3)
