@@ -8,8 +8,9 @@ class ScoreboardConfig(AppConfig):
     verbose_name = "Scoreboard (project)"
 
     def ready(self) -> None:
-        from scoreboard import jwt_rotation
+        from scoreboard import jwt_keys, jwt_rotation
         from scoreboard import logging as sb_logging
 
+        jwt_keys.install()
         jwt_rotation.install()
         sb_logging.install_celery_request_ids()
