@@ -374,10 +374,19 @@ WITH player AS (
     RETURNING id
 )
 SELECT updated.old_score, updated.new_score, updated.username, history.id,
-       entries.board_id, entries.period_key, entries.prev_score, entries.prev_reached_at, entries.score,
-       entries.reached_at, entries.version, entries.inserted, updated.score_version, updated.is_quarantined
+       entries.board_id, entries.period_key, entries.prev_score,
+       (extract(epoch FROM entries.prev_reached_at) * 1000000)::bigint, entries.score,
+       (extract(epoch FROM entries.reached_at) * 1000000)::bigint, entries.version, entries.inserted,
+       updated.score_version, updated.is_quarantined
   FROM updated, history, entries
 """
+# The times reached come back as microseconds since the epoch (exact: extract() is numeric): a bigint
+# loads in C, a timestamptz through Django's time-zone loader in Python (3.5% of an update's CPU).
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _from_epoch_us(us: int) -> dt.datetime:
+    return _EPOCH + dt.timedelta(microseconds=us)
 
 
 def _submit_params(
@@ -430,9 +439,9 @@ def _apply_postgres(*, params: dict[str, Any], writes: Sequence[BoardWrite]) -> 
             board_id=r[4],
             period_key=r[5],
             old_score=None if r[11] else r[6],
-            old_reached_at=None if r[11] else r[7],
+            old_reached_at=None if r[11] or r[7] is None else _from_epoch_us(r[7]),
             new_score=r[8],
-            reached_at=r[9],
+            reached_at=_from_epoch_us(r[9]),
             version=r[10],
         )
         for r in rows
