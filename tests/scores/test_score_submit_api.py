@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from accounts.models import User
 from scores.models import ScoreHistory
+from scores.services import BoardResult
 from tests.conftest import submit
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
@@ -146,3 +149,10 @@ def test_game_server_mints_through_the_api_and_the_board_ranks_the_player(api_cl
     out = StringIO()
     call_command("mint_action_token", "carol", "--increment", "5", stdout=out)
     assert submit(player_client, out.getvalue().strip()).json()["data"]["new_score"] == 555
+
+
+def test_a_board_result_answers_every_field() -> None:
+    # BoardResult.as_dict is spelled out (no dataclasses.asdict on the update path): a new field
+    # must not be left out of the answer.
+    result = BoardResult(board="global", period="all", old_score=None, new_score=5, old_rank=None, new_rank=1)
+    assert result.as_dict() == dataclasses.asdict(result)
