@@ -95,6 +95,10 @@ def cron_validate(expression: str) -> None:
         raise ValueError(str(exc)) from exc
 
 
+# (period kind, cron) -> the period BoardSpec.period_at computed last for it (per process).
+_LAST_PERIOD: dict[tuple[str, str], Period] = {}
+
+
 @dataclass(frozen=True)
 class BoardSpec:
     """An immutable board, as every layer passes it around. Build with :func:`spec_from_row`."""
@@ -160,6 +164,17 @@ class BoardSpec:
         at = _utc(at)
         if self.period == ALL_TIME:
             return Period(ALL_TIME_KEY, None, None)
+        # Periods depend on the kind (and cron) only, and partition time: the last one computed for
+        # that kind answers every instant inside it (each update asks for each board it feeds).
+        kind = (self.period, self.cron)
+        last = _LAST_PERIOD.get(kind)
+        if last is not None and last.contains(at):
+            return last
+        period = self._period_containing(at)
+        _LAST_PERIOD[kind] = period
+        return period
+
+    def _period_containing(self, at: dt.datetime) -> Period:
         if self.period == DAILY:
             start = _midnight(at.date())
             return Period(start.strftime("%Y-%m-%d"), start, start + dt.timedelta(days=1))
