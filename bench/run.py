@@ -217,6 +217,7 @@ class Bench:
         """Put CONTENDERS players in a tight cluster above everyone: their updates reshuffle the top 10."""
         from django.db import connection, transaction
 
+        from accounts.cards import cards_drop
         from bench.seed import USERNAME_PREFIX, username
 
         names = [username(i) for i in range(CONTENDERS)]
@@ -231,13 +232,15 @@ class Bench:
             )
             top = int(cursor.fetchone()[0])
             rng = random.Random(7)
+            changed: list[object] = []
             for name in names:
                 score = top + 10_000 + rng.randrange(CONTENDER_SPREAD)
                 cursor.execute(
                     "UPDATE users SET current_score = %s, score_reached_at = now(), score_version = score_version + 1,"
-                    " updated_at = now() WHERE username = %s",
+                    " updated_at = now() WHERE username = %s RETURNING id",
                     [score, name],
                 )
+                changed.extend(row[0] for row in cursor.fetchall())
                 cursor.execute(
                     "INSERT INTO board_entries (board_id, period_key, user_id, score, sort_value, reached_at, version,"
                     " updated_at) SELECT 'global', 'all', id, %s, -%s, now(), 1, now() FROM users WHERE username = %s"
@@ -246,6 +249,8 @@ class Bench:
                     " updated_at = now()",
                     [score, score, name],
                 )
+        # Raw SQL bypasses the model signals that drop a changed player's card (accounts.cards).
+        cards_drop(changed)
 
     def issue_jwts(self) -> None:
         from django.db import transaction
