@@ -70,8 +70,11 @@ def test_the_arrival_is_the_kernels_stamp_not_the_time_the_client_read_it() -> N
 
         client, before, after, read_at = loop.run_until_complete(scenario())
         assert list(client.seqs) == [7]
-        # Stamped when the bytes reached the socket (during the send on loopback), not at the read.
-        assert before <= client.arrivals[0] <= after < read_at
+        # Stamped when the bytes reached the socket, not at the read 200 ms later. On loopback that is
+        # during the send, or, on a loaded box, when the kernel's softirq delivers it a little after:
+        # the bound is the read, with a margin no deferred delivery comes near.
+        assert before - 1.0 <= client.arrivals[0] < read_at - 100.0
+        assert after + 100.0 < read_at
         assert client.stats.user_clock == 0
         client.close()
     finally:
