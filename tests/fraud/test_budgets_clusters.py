@@ -58,6 +58,27 @@ def test_redis_velocity_counts_points_and_submissions_per_window_type_and_total(
     assert view.velocity[(3600, rules.TOTAL)] == (650, 4)
 
 
+@pytest.mark.redis
+def test_redis_all_types_velocity_counts_shares_of_each_types_maximum(
+    player, client_for, mint, clock, no_fraud_blocking, no_rate_limits
+):
+    """A 3-minute lap (180,000 ms of LAP_TIME's 3,600,000) adds 0.05 of a maximum increment to the
+    all-types velocity, not 180,000 points; a level of 500 adds 0.5 (thousandths: 50 and 500)."""
+    client = client_for(player)
+    for increment, action_type in ((500, "LEVEL_COMPLETION"), (180_000, "LAP_TIME")):
+        clock.advance(30)
+        assert submit(client, mint(player, increment=increment, action_type=action_type)).status_code == 200
+    attempt = rules.Attempt(
+        submitted_at=clock.now + 1, action_timestamp=int(clock.now), action_type="LEVEL_COMPLETION",
+        score_increment=50, action_id="probe-000000",
+    )  # fmt: skip
+    view = windows.attempt_record_and_load(user_id=str(player.pk), ip="203.0.113.1", attempt=attempt)
+    assert view.source == "redis"
+    assert view.velocity[(600, "LEVEL_COMPLETION")] == (550, 2)  # the type's own budget counts points
+    assert view.velocity[(600, rules.TOTAL)] == (500 + 50 + 50, 3)
+    assert windows._velocity_from_database(user_id=str(player.pk), attempt=attempt)[(600, rules.TOTAL)] == (600, 3)
+
+
 @pytest.mark.embedded
 def test_database_velocity_reads_score_history(player, client_for, mint, clock, no_fraud_blocking, no_rate_limits):
     client = client_for(player)
@@ -145,6 +166,35 @@ def test_spacing_sketch_learns_how_quickly_players_follow_one_action_with_the_ne
     assert 0.5 < population.gap_tail("LEVEL_COMPLETION", 25.0) <= 1.0
     assert population.gap_tail("LEVEL_COMPLETION", 25.0) < population.gap_tail("LEVEL_COMPLETION", 70.0) == 1.0
     assert population.gap_tail("ACHIEVEMENT_UNLOCK", 4.0) == 1.0  # no samples of that type
+
+
+@pytest.mark.redis
+def test_a_failed_read_of_the_sketch_keeps_the_learned_copy(make_player, settings):
+    """A timeout on the stored sketch (Redis unreachable here) must not put the prior in its place:
+    the prior has no idea how common a perfect level is among these players."""
+    from tests.conftest import use_redis
+
+    now = timezone.now()
+    for n in range(10):
+        player = make_player()
+        for i in range(25):
+            ScoreHistory.objects.create(
+                user=player, score_increment=1000 if i % 5 == 0 else 100 + i, old_score=0, new_score=0,
+                action_type="LEVEL_COMPLETION", action_id=f"keep-{n}-{i}", action_token_hash="x",
+            )  # fmt: skip
+    population.population_refresh(since=now - dt.timedelta(hours=1))
+    learned = population.increment_tail("LEVEL_COMPLETION", 1000)
+    assert 0.15 < learned < 0.25  # a perfect level every 5th
+    reachable = str(settings.REDIS_URL)
+    population._memo.loaded_at = -1e18  # the copy is due for a refresh...
+    use_redis(settings, "redis://127.0.0.1:1/0")  # ...and the store does not answer
+    try:
+        assert population.increment_tail("LEVEL_COMPLETION", 1000) == learned
+        assert population.population_refresh(since=now - dt.timedelta(hours=1)) == {}  # nothing overwritten
+    finally:
+        use_redis(settings, reachable)
+    population._memo.loaded_at = -1e18
+    assert population.increment_tail("LEVEL_COMPLETION", 1000) == learned  # still stored
 
 
 @pytest.mark.embedded
