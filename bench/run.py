@@ -735,8 +735,10 @@ class Bench:
         last_seqs: collections.Counter[int] = collections.Counter()
         frames = alive = not_reflected = without_frames = 0
         matched: dict[str, int] = {}
+        per_frame: list[list[float]] = []
         for out in outs:
             data = json.loads(out.read_text())
+            per_frame += data.get("per_frame", [])
             latencies += data["latencies_ms"]
             published += data["published_ms"]
             lag += data["client_lag_ms"]
@@ -765,6 +767,7 @@ class Bench:
             "measured_from": "post_sent" if load is not None else "published_at",
             **percentiles(latencies),
             "samples": len(latencies),
+            "per_frame": per_frame,
             # published_at (inside the server) -> arrival: the fan-out part alone.
             "fanout": percentiles(published),
             # How late the client processes read after the kernel's stamp (kept out of the figures).

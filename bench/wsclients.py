@@ -350,7 +350,18 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             sent = published_at(stats.bodies[seq])
             if sent is not None:
                 published.append(at - sent)
+    per_seq: dict[int, list[float]] = {}
+    for seqs, arrivals in recorded:
+        for seq, at in zip(seqs, arrivals, strict=True):
+            per_seq.setdefault(seq, []).append(at)
+    per_frame = []  # seq, published_at, then first / median / last arrival (epoch ms), sockets
+    for seq in sorted(per_seq):
+        times = sorted(per_seq[seq])
+        per_frame.append(
+            [seq, published_at(stats.bodies[seq]), times[0], times[len(times) // 2], times[-1], len(times)]
+        )
     result: dict[str, object] = {
+        "per_frame": per_frame,
         "connected": connected,
         "alive_at_end": alive,
         "frames": frames,
