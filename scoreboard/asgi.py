@@ -1,3 +1,4 @@
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -45,3 +46,10 @@ application = ProtocolTypeRouter(
 
 # Once per process, at start: can pushed frames be written pre-framed? (logs and counts a fall-back)
 preframed_problem()
+
+# Everything start-up made (Django, the apps, URL patterns: most of the heap) lives as long as the
+# process: kept out of every later collection. Without this, each uvicorn process ran full collections
+# of 157-377 ms over it during a 2,000-socket delivery step, all four within a second, and every frame
+# queued behind them (docs/benchmarks.md, run C).
+gc.collect()
+gc.freeze()
