@@ -97,10 +97,14 @@ def _client(url: str, statement: str, user_ids: list[str], seconds: float, start
             i += 1
             now = dt.datetime.now(dt.UTC)
             nonce = uuid.uuid4().hex
-            conn.execute(
+            row = conn.execute(
                 statement,
                 {
                     "user_id": user_id,
+                    # The session check on the locked row, as a player's own token makes it (epoch 0).
+                    "epoch": 0,
+                    "external": False,
+                    "iat": None,
                     "nonce": nonce,
                     "action_id": "dbw-" + nonce,
                     "now": now,
@@ -119,6 +123,8 @@ def _client(url: str, statement: str, user_ids: list[str], seconds: float, start
                     "metadata": "{}",
                 },
             ).fetchone()
+            if row is None:  # refused (the statement's player checks): a rate of refusals is no figure
+                raise RuntimeError(f"bench.dbwrite: the write statement refused player {user_id}")
             done += 1
     return done
 
