@@ -81,9 +81,13 @@ def member_for(*, user_id: str, reached_at: dt.datetime) -> str:
     return f"{MAX_REACHED_US - reached_us(reached_at):0{TIME_DIGITS}d}{inverted_id(user_id)}"
 
 
-def reached_from_member(member: str) -> dt.datetime:
-    us = MAX_REACHED_US - int(member[:TIME_DIGITS])
+def reached_from_us(us: int) -> dt.datetime:
+    """The inverse of :func:`reached_us`: microseconds since the epoch -> an aware UTC datetime."""
     return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=us)
+
+
+def reached_from_member(member: str) -> dt.datetime:
+    return reached_from_us(MAX_REACHED_US - int(member[:TIME_DIGITS]))
 
 
 def sort_key(spec: BoardSpec, *, score: int, reached_at: dt.datetime, user_id: str) -> tuple[int, int, str]:

@@ -46,7 +46,7 @@ from scores.boards import (
     Period,
 )
 from scores.models import BoardEntry, BoardPeriod, ScoreHistory, UsedNonce
-from scores.ranking import IndexEntry, RankChange, RedisIndex, redis_index
+from scores.ranking import IndexEntry, RankChange, RedisIndex, reached_from_us, redis_index
 
 logger = logging.getLogger(__name__)
 security_log = logging.getLogger("scoreboard.security")
@@ -390,11 +390,6 @@ SELECT updated.old_score, updated.new_score, updated.username, history.id,
 """
 # The times reached come back as microseconds since the epoch (exact: extract() is numeric): a bigint
 # loads in C, a timestamptz through Django's time-zone loader in Python (3.5% of an update's CPU).
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-
-def _from_epoch_us(us: int) -> dt.datetime:
-    return _EPOCH + dt.timedelta(microseconds=us)
 
 
 def _submit_params(
@@ -447,9 +442,9 @@ def _apply_postgres(*, params: dict[str, Any], writes: Sequence[BoardWrite]) -> 
             board_id=r[4],
             period_key=r[5],
             old_score=None if r[11] else r[6],
-            old_reached_at=None if r[11] or r[7] is None else _from_epoch_us(r[7]),
+            old_reached_at=None if r[11] or r[7] is None else reached_from_us(r[7]),
             new_score=r[8],
-            reached_at=_from_epoch_us(r[9]),
+            reached_at=reached_from_us(r[9]),
             version=r[10],
         )
         for r in rows
