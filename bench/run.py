@@ -31,7 +31,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from bench import dbwrite, report
-from bench.cpu import CpuMeter, per_request_ms
+from bench.cpu import CpuMeter, box_busy_seconds, children_cpu_seconds, per_request_ms
 from bench.topology import (
     NGINX_BASELINE_PORT,
     NGINX_PORT,
@@ -39,6 +39,8 @@ from bench.topology import (
     WS_BASELINE_PORT,
     Topology,
     cpu_seconds,
+    gc_pauses,
+    process_cpu_seconds,
     raise_nofile,
     rss_kb,
 )
@@ -677,6 +679,7 @@ class Bench:
     ) -> dict[str, Any]:
         before = rss_kb(server_pids)
         started = time.perf_counter()
+        started_epoch = time.time()
         # The app sends a snapshot on connect: wait for it, so the connect backlog is not measured as
         # delivery latency (the bare server has no such snapshot: it broadcasts only after "go").
         procs, outs, connected = self.ws_clients(port, k, tag, wait_first_frame=start_signal is None, connect=connect)
@@ -712,12 +715,26 @@ class Bench:
         for proc in procs:
             proc.stdin.write("go\n")  # type: ignore[union-attr]
             proc.stdin.flush()  # type: ignore[union-attr]
+        # The window's CPU: the servers measured, the client processes (they share the cores), the box.
+        client_pids = [proc.pid for proc in procs]
+        window_start = time.time()
+        cpu_before = (process_cpu_seconds(server_pids), process_cpu_seconds(client_pids), box_busy_seconds())
+        children_before = children_cpu_seconds()  # the load generator, once it has exited
         updates = None
         command = "end\n"  # no score updates: each frame is measured from its published_at
-        if load is not None:
+        if load is None:
+            time.sleep(max(0.0, window_start + self.mode.ws_seconds - time.time()))
+            window_cpu = self._window_cpu(cpu_before, server_pids, client_pids, window_start)
+        else:
             # The clients read on after their window: the updates' last frames, then the final board.
             proc, out_path = load
+            time.sleep(max(0.0, window_start + self.mode.ws_seconds - time.time()))
+            window_cpu = self._window_cpu(cpu_before, server_pids, client_pids, window_start)
             proc.wait()
+            window_cpu["loadgen_cores"] = round(
+                (children_cpu_seconds() - children_before) / (self.mode.ws_seconds + 1),
+                3,  # its whole run
+            )
             streams = json.loads(out_path.read_text())["streams"]
             updates = [self.summarise(s) for s in streams]
             posts = self.work / f"ws-posts-{tag}-{k}.json"
@@ -779,15 +796,45 @@ class Bench:
             "sockets_behind_final": (
                 sum(n for seq, n in last_seqs.items() if seq < newest) + without_frames if load is not None else None
             ),
+            # Cores in use during the window (CPU seconds / window seconds).
+            "window_cpu": window_cpu,
+            # The servers' garbage collections of 1 ms or more (scoreboard/gcpauses.py; the bare server has none).
+            "gc_connect": gc_pauses(self._gc_dir(), server_pids, started_epoch, window_start),
+            "gc_window": gc_pauses(self._gc_dir(), server_pids, window_start, window_start + self.mode.ws_seconds),
         }
         log(
             f"ws {tag} {k}: connected {connected} alive {alive} frames {frames} p50 {step['p50']} p95 {step['p95']}"
             f" p99 {step['p99']} ms ({step['measured_from']}; fan-out p95 {step['fanout']['p95']},"
             f" client lag p95 {step['client_lag']['p95']}); behind final {step['sockets_behind_final']};"
-            f" {step['kb_per_connection']} KB/conn"
+            f" {step['kb_per_connection']} KB/conn; cores {window_cpu};"
+            f" GC in window {step['gc_window']['by_generation']}"
         )
         time.sleep(2.0)
         return step
+
+    def _gc_dir(self) -> Path:
+        return self.topology.gc_log_dir if self.topology is not None else self.work / "gc"
+
+    def _window_cpu(
+        self,
+        before: tuple[dict[int, float], dict[int, float], float],
+        server_pids: list[int],
+        client_pids: list[int],
+        since: float,
+    ) -> dict[str, float]:
+        """Cores used since ``before`` by the servers, the WebSocket client processes and the whole box."""
+        seconds = max(time.time() - since, 1e-6)
+        servers, clients, box = before
+
+        def used(now: dict[int, float], then: dict[int, float]) -> float:
+            return sum(max(0.0, v - then.get(pid, 0.0)) for pid, v in now.items())
+
+        out = {
+            "servers_cores": round(used(process_cpu_seconds(server_pids), servers) / seconds, 3),
+            "clients_cores": round(used(process_cpu_seconds(client_pids), clients) / seconds, 3),
+            "box_cores": round((box_busy_seconds() - box) / seconds, 3),
+        }
+        return out
 
     def reset_contenders(self) -> None:
         """Put the contenders back in their tight cluster and replay the same contender updates.
@@ -806,23 +853,26 @@ class Bench:
         topo = self.topology
         assert topo is not None
         asgi_pids = topo.asgi_pids()
+        # The headline is production's live-board path (deploy/serve.py's REALTIME_PORT, make serve, compose,
+        # k8s): the realtime processes on one SO_REUSEPORT port, the kernel balancing, no proxy. Secondary:
+        # the same steps through nginx to the two ASGI upstreams (what a browser gets on PORT).
+        groups = topo.reuseport_ports()
+        count = topo.realtime_processes if topo.realtime_processes in groups else next(iter(groups))
+        live_port, live_pids = groups[count], topo.reuseport_pids(count)
         # Warm the ASGI processes (imports, the Redis subscription) so the first step's memory is sockets only.
-        self.ws_step(NGINX_PORT, WS_WARM_CLIENTS, "warm", asgi_pids, False)
-        # Each step through nginx (the headline), then the same step with the sockets connected straight
-        # to the ASGI processes (no nginx): how much of the figure is the proxy hop.
-        direct = topo.asgi_addresses()
-        app, app_direct = [], []
+        self.ws_step(live_port, WS_WARM_CLIENTS, "warm", live_pids, False)
+        self.ws_step(NGINX_PORT, WS_WARM_CLIENTS, "warm-nginx", asgi_pids, False)
+        app, app_nginx = [], []
         baseline = []
-        total = len(self.mode.ws_steps) * (3 if direct else 2)
+        total = len(self.mode.ws_steps) * 3
         with progress(total=total, desc="live delivery", unit="steps", stream=sys.stdout) as bar:
             for k in self.mode.ws_steps:
                 self.reset_contenders()
-                app.append(self.ws_step(NGINX_PORT, k, "app", asgi_pids, True))
+                app.append({"path": f"reuseport{count}", **self.ws_step(live_port, k, "app", live_pids, True)})
                 bar.update()
-                if direct:
-                    self.reset_contenders()
-                    app_direct.append(self.ws_step(NGINX_PORT, k, "app-direct", asgi_pids, True, connect=direct))
-                    bar.update()
+                self.reset_contenders()
+                app_nginx.append({"path": "nginx", **self.ws_step(NGINX_PORT, k, "app-nginx", asgi_pids, True)})
+                bar.update()
             for k in self.mode.ws_steps:
                 # A fresh server per step, so its RSS growth is this step's sockets only.
                 proc = topo.start_ws_baseline(WS_BASELINE_RATE, WS_FRAME_BYTES)
@@ -831,8 +881,7 @@ class Bench:
                 topo.stop("ws_baseline")
                 bar.update()
         self.result["ws_app"] = app
-        if app_direct:
-            self.result["ws_app_direct"] = app_direct
+        self.result["ws_app_nginx"] = app_nginx
         self.result["ws_baseline"] = baseline
 
     # -------------------------------------------------------------------------------------- run
@@ -844,6 +893,8 @@ class Bench:
         raise_nofile()
         env = self.environment()
         os.environ.update(env)
+        # Production's live-board processes, started beside the nginx upstreams (bench/topology.py).
+        os.environ.setdefault("BENCH_ASGI_REUSEPORT", os.environ.get("BENCH_REALTIME_PROCESSES", "4"))
         self.result["started_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         self.result["machine"] = {"cpus": os.cpu_count(), "load_avg_at_start": os.getloadavg()}
         self.prepare_data()
@@ -852,13 +903,15 @@ class Bench:
         log(
             f"topology up ({self.topology.kind}): nginx :{NGINX_PORT}, gunicorn x{self.topology.wsgi_workers}"
             f" (threads: {os.environ.get('GUNICORN_THREADS', '1')}), "
-            f"ASGI x{self.topology.asgi_processes}, celery"
+            f"ASGI x{self.topology.asgi_processes}, live board x{self.topology.realtime_processes} (SO_REUSEPORT),"
+            " celery"
         )
         self.result["topology"] = {
             "kind": self.topology.kind,
             "wsgi_workers": self.topology.wsgi_workers,
             "wsgi_threads": int(os.environ.get("GUNICORN_THREADS", "1")),
             "asgi_processes": self.topology.asgi_processes,
+            "realtime_processes": self.topology.realtime_processes,
         }
         self.warm_up()
         if "baselines" not in self.skip:

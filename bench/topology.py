@@ -190,6 +190,8 @@ class Topology:
     # sustain more than 2 (each update waits on PostgreSQL and Redis for about a third of its time).
     wsgi_workers: int = int(os.environ.get("BENCH_WSGI_WORKERS", "3"))
     asgi_processes: int = int(os.environ.get("BENCH_ASGI_PROCESSES", "2"))
+    # deploy/serve.py's REALTIME_PROCESSES: the live-board processes of the production path.
+    realtime_processes: int = int(os.environ.get("BENCH_REALTIME_PROCESSES", "4"))
     celery: bool = True
     kind: str = field(default_factory=lambda: os.environ.get("BENCH_TOPOLOGY", "own"))
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -227,7 +229,9 @@ class Topology:
 
     def start_app(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.env = dict(self.env, WEB_CONCURRENCY=str(self.wsgi_workers))
+        # Every collection of 1 ms or more, per process (scoreboard/gcpauses.py): the delivery steps count them.
+        self.gc_log_dir.mkdir(parents=True, exist_ok=True)
+        self.env = dict(self.env, WEB_CONCURRENCY=str(self.wsgi_workers), GC_PAUSE_LOG=str(self.gc_log_dir))
         if self.kind == "serve":
             self._start_serve()
         else:
@@ -261,8 +265,9 @@ class Topology:
             WEB_CONCURRENCY=str(self.wsgi_workers),
             ASGI_PROCESSES=str(self.asgi_processes),
             CELERY="1" if self.celery else "0",
-            # The kernel-balanced path is measured by its own BENCH_ASGI_REUSEPORT group (bench/delivery_ab.py).
-            REALTIME_PORT="0",
+            # The kernel-balanced live-board path, as production runs it (the delivery headline).
+            REALTIME_PORT=str(REUSEPORT_PORTS[0]),
+            REALTIME_PROCESSES=str(self.realtime_processes),
         )
         self._spawn("serve", [sys.executable, str(SERVE_SCRIPT), "start"], env)
         state = self.run_dir / "serve" / "serve.json"
@@ -315,7 +320,10 @@ class Topology:
                 cwd=(cwds[i] if i < len(cwds) else "") or ROOT,
             )
         # BENCH_ASGI_REUSEPORT=2,4: more uvicorn processes, in groups sharing one SO_REUSEPORT port each
-        # (deploy/reuseport.py), for bench/delivery_ab.py's "reuseportN" variants (no proxy in the frame path).
+        # (deploy/reuseport.py): production's live-board path (deploy/serve.py's REALTIME_PORT, four
+        # processes, no proxy in the frame path) with its flags and environment, and bench/delivery_ab.py's
+        # "reuseportN" variants.
+        serve = _serve_module()
         for count, port in self.reuseport_ports().items():
             for i in range(count):
                 self._spawn(
@@ -331,7 +339,9 @@ class Topology:
                         str(VENV_BIN / "uvicorn"),
                         "scoreboard.asgi:application",
                         *uvicorn_flags,
+                        "--no-proxy-headers",
                     ],
+                    dict(self.env, **serve.REALTIME_DIRECT_ENV),
                 )
         if self.celery:
             self._spawn(
@@ -348,12 +358,21 @@ class Topology:
             wait_for(functools.partial(port_open, port), f"reuseport :{port}")
         wait_for(lambda: port_open(WSGI_PORT), "gunicorn")
 
+    @property
+    def gc_log_dir(self) -> Path:
+        return self.run_dir / "gc"
+
     def reuseport_ports(self) -> dict[int, int]:
         """Process count of each BENCH_ASGI_REUSEPORT group -> the port its processes share."""
+        if self.kind == "serve":  # deploy/serve.py's own live-board processes (REALTIME_PORT)
+            return {self.realtime_processes: REUSEPORT_PORTS[0]}
         counts = [int(c) for c in os.environ.get("BENCH_ASGI_REUSEPORT", "").split(",") if c]
         return dict(zip(counts, REUSEPORT_PORTS, strict=False))
 
     def reuseport_pids(self, count: int) -> list[int]:
+        if self.kind == "serve":
+            self.asgi_pids()  # re-reads the state file
+            return [pid for name, pid in self.serve_pids.items() if name.startswith("realtime")]
         return [proc.pid for name, proc in self.procs.items() if name.startswith(f"uvicornR{count}-")]
 
     def _asgi_kinds(self) -> list[str]:
@@ -436,3 +455,29 @@ class Topology:
         if dead:
             logs = {n: (self.run_dir / f"{n}.log").read_text(errors="replace")[-2000:] for n in dead}
             raise RuntimeError(f"server processes died: {dead}\n{logs}")
+
+
+def gc_pauses(log_dir: Path, pids: list[int], since: float, until: float) -> dict[str, Any]:
+    """The garbage collections of ``pids`` that started in ``[since, until)`` (epoch seconds), by generation.
+
+    Read from the ``gc-<pid>.log`` files scoreboard/gcpauses.py writes under ``GC_PAUSE_LOG`` (every
+    collection of 1 ms or more): count, longest and total ms per generation, and the longest of each process.
+    """
+    by_gen: dict[str, dict[str, float]] = {}
+    longest: dict[str, float] = {}
+    for pid in pids:
+        path = log_dir / f"gc-{pid}.log"
+        with contextlib.suppress(OSError):
+            for line in path.read_text().splitlines():
+                parts = line.split()
+                if len(parts) < 3:
+                    continue
+                at, gen, ms = float(parts[0]), parts[1], float(parts[2])
+                if not since <= at < until:
+                    continue
+                row = by_gen.setdefault(f"gen{gen}", {"count": 0, "max_ms": 0.0, "total_ms": 0.0})
+                row["count"] += 1
+                row["max_ms"] = max(row["max_ms"], ms)
+                row["total_ms"] = round(row["total_ms"] + ms, 3)
+                longest[str(pid)] = max(longest.get(str(pid), 0.0), ms)
+    return {"by_generation": dict(sorted(by_gen.items())), "longest_by_process": longest}

@@ -13,6 +13,7 @@ from realtime.connection_cap import WebSocketConnectionCap  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 from realtime.security import allowed_hosts_origin_validator  # noqa: E402
 from realtime.wire import CaptureServerSend, preframed_problem  # noqa: E402
+from scoreboard import gcpauses  # noqa: E402
 from scoreboard.metrics import StreamMetricsMiddleware, WebSocketMetricsMiddleware  # noqa: E402
 from scoreboard.ratelimit import WebSocketHandshakeRateLimit  # noqa: E402
 from scoreboard.request_id import RequestIdASGIMiddleware  # noqa: E402
@@ -46,6 +47,9 @@ application = ProtocolTypeRouter(
 
 # Once per process, at start: can pushed frames be written pre-framed? (logs and counts a fall-back)
 preframed_problem()
+
+# Every collection's pause, by generation (scoreboard_gc_pause_seconds).
+gcpauses.install()
 
 # Everything start-up made (Django, the apps, URL patterns: most of the heap) lives as long as the
 # process: kept out of every later collection. Without this, each uvicorn process ran full collections
