@@ -19,22 +19,34 @@ weekly board (``bench-daily``, ``bench-weekly``; ``--boards 1`` switches them of
 measures the scenarios alternately in one run (``--rounds`` times each, the same players, the same
 load on the box) and prints each one's CPU per update and the difference, which is what a figure
 on a shared machine can be trusted for.
+
+``--instructions`` counts machine instructions per update instead of seconds: the tool runs itself
+again under ``valgrind --tool=callgrind`` collecting only inside the measured loop (it runs through
+``functools.reduce``, whose C function is the toggle; nothing on the request path calls it), so the
+count is the same whatever else the box is doing (CPU seconds on this shared box vary +-30% from
+round to round and up to 2x from hour to hour). One scenario per run (``--boards N`` or
+``--compare floor``); about a minute and a half for 300 updates. Cache misses and syscall time are
+not in it: a before/after figure, not a latency.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
 import io
 import json
 import os
 import pstats
 import resource
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bench.topology import cpu_seconds
@@ -45,6 +57,9 @@ os.environ.setdefault("DJANGO_DEBUG", "false")
 for _name in ("DJANGO_SECRET_KEY", "JWT_SECRET", "ACTION_TOKEN_SECRET"):
     os.environ.setdefault(_name, f"profile-{_name.lower()}-" + "x" * 40)
 os.environ.setdefault("LOG_LEVEL", "WARNING")
+# As a gunicorn sync worker (deploy/gunicorn.conf.py): one persistent connection, no pool to borrow
+# from and give back on every request (that borrowing was 2% of an update's CPU here, none in production).
+os.environ.setdefault("DB_POOL", "0")
 # Limits stay on, raised as in the benchmark (one process replays many players from one address).
 os.environ.setdefault("RATE_LIMIT_USER_PER_MINUTE", "100000")
 os.environ.setdefault("RATE_LIMIT_IP_PER_MINUTE", "10000000")
@@ -167,7 +182,14 @@ def main() -> int:
     parser.add_argument(
         "--read", action="store_true", help="measure GET /v1/leaderboard (anonymous, limit 10) instead of updates"
     )
+    parser.add_argument(
+        "--instructions", action="store_true", help="count instructions per update under callgrind (one scenario)"
+    )
     args = parser.parse_args()
+    if args.instructions and not os.environ.get(UNDER_CALLGRIND):
+        if "," in args.compare or (args.compare and args.rounds != 1):
+            parser.error("--instructions measures one scenario: --boards N or --compare floor, --rounds 1")
+        return instructions_run(sys.argv[1:], args.updates)
     load0 = " ".join(f"{x:.2f}" for x in os.getloadavg())
     if not os.environ.get("DATABASE_URL", "").startswith("postgres") or not os.environ.get("REDIS_URL"):
         print("needs DATABASE_URL (PostgreSQL) and REDIS_URL", file=sys.stderr)
@@ -263,8 +285,8 @@ def main() -> int:
             usage0, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
             if profiler:
                 profiler.enable()
-            for i in range(args.updates):
-                statuses[request(*players[i % PLAYERS])] += 1
+            # Through functools.reduce: the C function callgrind collects inside (--instructions).
+            functools.reduce(_count_into(statuses, request, players), range(args.updates), None)
             if profiler:
                 profiler.disable()
             usage1, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - wall0
@@ -310,6 +332,42 @@ def main() -> int:
         stats.sort_stats("tottime").print_stats(args.top)
         stats.sort_stats("cumulative").print_stats(args.top)
         print(out.getvalue())
+    return 0
+
+
+UNDER_CALLGRIND = "PROFILE_UPDATE_UNDER_CALLGRIND"
+CALLGRIND_TOGGLE = "functools_reduce"
+
+
+def _count_into(statuses: Counter[int], request: Any, players: list[Any]) -> Any:
+    def step(_acc: None, i: int) -> None:
+        statuses[request(*players[i % PLAYERS])] += 1
+
+    return step
+
+
+def instructions_run(argv: list[str], updates: int) -> int:
+    """This tool again under callgrind, collecting inside the measured loop only; instructions per update."""
+    out = Path(tempfile.mkdtemp(prefix="profile-update-cg-")) / "callgrind.out"
+    command = [
+        "valgrind",
+        "--tool=callgrind",
+        f"--toggle-collect={CALLGRIND_TOGGLE}",
+        f"--callgrind-out-file={out}",
+        sys.executable,
+        "-m",
+        "bench.profile_update",
+        *argv,
+    ]
+    env = {**os.environ, UNDER_CALLGRIND: "1", "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED", "0")}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)  # noqa: S603
+    print("\n".join(line for line in done.stdout.splitlines() if not line.startswith("{")))
+    if done.returncode != 0 or not out.exists():
+        print(done.stderr[-2000:], file=sys.stderr)
+        return done.returncode or 1
+    totals = [line for line in out.read_text().splitlines() if line.startswith(("summary:", "totals:"))]
+    instructions = int(totals[-1].split()[1])
+    print(f"instructions per update: {instructions / updates:,.0f} ({instructions:,} in {updates} updates, callgrind)")
     return 0
 
 

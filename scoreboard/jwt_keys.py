@@ -12,18 +12,37 @@ remembered, so a bad key fails every time) and remembers what it returned per se
 ``CACHE_SIZE`` secrets (current and previous secrets of each kind in rotation are well within it).
 It is registered in PyJWT's module-level registry through the public ``jwt.register_algorithm``,
 which ``jwt.decode``/``jwt.encode`` (and so simplejwt) use.
+
+PyJWT 2.15 also checks every character of every segment against the base64url alphabet in a Python
+generator (``PyJWS._decode_base64url_segment``, the fix for GHSA-hxm8-2xgr-2p9m): 23.6 us for a
+427-character payload, ~50 us per score update (its two tokens). ``segment_decode`` makes the same
+checks, in the same order, with the same errors, the alphabet test done by ``bytes.translate`` (C)
+instead: 0.4 us. It replaces PyJWT's static method only on the PyJWT release it was written
+against (``SEGMENT_DECODE_FOR``) and only while that method is still there; any other release keeps
+PyJWT's own check (``install`` logs which). ``tests/scoreboard/test_jwt_keys.py`` holds the two to
+the same answers on generated input.
 """
 
 from __future__ import annotations
 
+import binascii
 import hashlib
+import logging
 from typing import Any
 
 import jwt
+from jwt import api_jws
 from jwt.algorithms import HMACAlgorithm
-from jwt.utils import force_bytes
+from jwt.exceptions import DecodeError
+from jwt.utils import base64url_decode, base64url_encode, force_bytes
+
+logger = logging.getLogger(__name__)
 
 CACHE_SIZE = 16
+# The PyJWT release whose PyJWS._decode_base64url_segment ``segment_decode`` reproduces.
+SEGMENT_DECODE_FOR = "2.15.1"
+BASE64URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_PYJWT_SEGMENT_DECODE = getattr(api_jws.PyJWS, "_decode_base64url_segment", None)
 HMAC_ALGORITHMS = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
 
 
@@ -45,8 +64,39 @@ class PreparedHMAC(HMACAlgorithm):
         return prepared
 
 
+def segment_decode(segment: bytes, name: str) -> bytes:
+    """PyJWT 2.15.1's ``PyJWS._decode_base64url_segment``, the alphabet check in C."""
+    # Accept trailing '=' (some issuers pad); reject non-alphabet junk and non-canonical encodings.
+    stripped = segment.rstrip(b"=")
+    padding = len(segment) - len(stripped)
+    if padding > 2:
+        raise DecodeError(f"Invalid {name} padding")
+    if padding and len(segment) % 4 != 0:
+        raise DecodeError(f"Invalid {name} padding")
+    if len(stripped) % 4 == 1 or stripped.translate(None, BASE64URL_ALPHABET):
+        raise DecodeError(f"Invalid {name} padding")
+    try:
+        decoded = base64url_decode(stripped)
+    except (TypeError, binascii.Error) as err:
+        raise DecodeError(f"Invalid {name} padding") from err
+    if base64url_encode(decoded) != stripped:
+        raise DecodeError(f"Invalid {name} padding")
+    return decoded
+
+
+def segment_decode_installable() -> bool:
+    """Only on the PyJWT release ``segment_decode`` was written against, with its method in place."""
+    return jwt.__version__ == SEGMENT_DECODE_FOR and _PYJWT_SEGMENT_DECODE is not None
+
+
 def install() -> None:
-    """Replace PyJWT's HS256/384/512 in its global registry (idempotent)."""
+    """Replace PyJWT's HS256/384/512 in its global registry, and its segment check (idempotent)."""
     for name, hash_alg in HMAC_ALGORITHMS.items():
         jwt.unregister_algorithm(name)
         jwt.register_algorithm(name, PreparedHMAC(hash_alg))
+    if segment_decode_installable():
+        api_jws.PyJWS._decode_base64url_segment = staticmethod(segment_decode)  # type: ignore[method-assign]
+    else:
+        logger.info(
+            "PyJWT %s: keeping its own segment check (segment_decode is for %s)", jwt.__version__, SEGMENT_DECODE_FOR
+        )

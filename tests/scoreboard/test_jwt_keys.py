@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 from unittest import mock
 
 import jwt
@@ -11,8 +12,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given
 from hypothesis import strategies as st
+from jwt import api_jws
 from jwt.algorithms import HMACAlgorithm
+from jwt.utils import base64url_encode
 
+from scoreboard import jwt_keys
 from scoreboard.jwt_keys import CACHE_SIZE, PreparedHMAC
 
 SECRET = "s" * 48
@@ -66,3 +70,58 @@ def test_jwt_decode_prepares_each_secret_once_and_still_checks_signatures() -> N
     unsigned = jwt.encode({"sub": "1"}, "", algorithm="none")
     with pytest.raises(jwt.InvalidAlgorithmError):
         jwt.decode(unsigned, SECRET, algorithms=["HS256"])
+
+
+# --- segment_decode: PyJWT's segment check, the alphabet test in C -------------------------------
+
+_SEGMENT_BYTES = st.binary(max_size=40) | st.text(
+    alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=+/!. \x00é", max_size=40
+).map(lambda text: text.encode())
+
+
+def _outcome(decode: Any, segment: bytes) -> tuple[str, bytes | str]:
+    try:
+        return "ok", decode(segment, "payload")
+    except jwt.DecodeError as exc:
+        return "error", str(exc)
+
+
+@given(_SEGMENT_BYTES)
+def test_segment_decode_answers_as_pyjwt_does(segment: bytes) -> None:
+    assert jwt_keys._PYJWT_SEGMENT_DECODE is not None
+    assert _outcome(jwt_keys.segment_decode, segment) == _outcome(jwt_keys._PYJWT_SEGMENT_DECODE, segment)
+
+
+@given(st.binary(max_size=64))
+def test_segment_decode_takes_every_canonical_encoding_back(raw: bytes) -> None:
+    encoded = base64url_encode(raw)
+    padded = encoded + b"=" * (-len(encoded) % 4)
+    assert jwt_keys.segment_decode(encoded, "payload") == raw
+    assert jwt_keys.segment_decode(padded, "payload") == raw
+
+
+def test_the_installed_check_is_segment_decode_and_still_refuses_junk() -> None:
+    assert api_jws.PyJWS._decode_base64url_segment is jwt_keys.segment_decode  # installed at start
+    token = jwt.encode({"sub": "p"}, SECRET, algorithm="HS256")
+    header, payload, signature = token.split(".")
+    assert jwt.decode(token, SECRET, algorithms=["HS256"]) == {"sub": "p"}
+    junk, over_padded, bad_padding = f"{payload}!", f"{signature}===", f"{payload}="
+    for forged in (
+        f"{header}.{junk}.{signature}",
+        f"{header}.{payload}.{over_padded}",
+        f"{header}.{bad_padding}.{signature}",
+    ):
+        with pytest.raises(jwt.DecodeError):
+            jwt.decode(forged, SECRET, algorithms=["HS256"])
+
+
+def test_another_pyjwt_release_keeps_its_own_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = jwt_keys._PYJWT_SEGMENT_DECODE
+    assert original is not None
+    monkeypatch.setattr(api_jws.PyJWS, "_decode_base64url_segment", staticmethod(original))
+    monkeypatch.setattr(jwt, "__version__", "2.16.0")
+    jwt_keys.install()
+    assert api_jws.PyJWS._decode_base64url_segment is original
+    monkeypatch.setattr(jwt, "__version__", jwt_keys.SEGMENT_DECODE_FOR)
+    jwt_keys.install()
+    assert api_jws.PyJWS._decode_base64url_segment is jwt_keys.segment_decode
