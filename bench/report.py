@@ -179,6 +179,17 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             "—",
         )
     )
+    entries = result.get("entries_saturation", {})
+    if entries:
+        out.append(
+            (
+                "GET /v1/boards/global/entries?limit=10 throughput (saturated)",
+                _fmt(entries.get("achieved_per_s")),
+                f"bare DRF: {_fmt(drf)} req/s",
+                _ratio(entries.get("achieved_per_s"), drf),
+                "—",
+            )
+        )
     out.append(
         (
             "GET /v1/leaderboard p95 while updates run at the sustained rate",
@@ -409,8 +420,15 @@ def plot(result: dict[str, Any], path: Path) -> bool:
     return True
 
 
-def write(result: dict[str, Any], directory: Path, stamp: str) -> list[Path]:
+def write(result: dict[str, Any], directory: Path, stamp: str, *, partial: bool = False) -> list[Path]:
+    """The run's JSON, and (a full run only) latest.md / latest.png; a partial run (``--skip``) writes
+    ``<stamp>-partial.json`` and ``<stamp>-partial.md`` and leaves the last full run's report alone."""
     directory.mkdir(parents=True, exist_ok=True)
+    if partial:
+        paths = [directory / f"{stamp}-partial.json", directory / f"{stamp}-partial.md"]
+        paths[0].write_text(json.dumps(result, indent=2, default=str))
+        paths[1].write_text(markdown(result))
+        return paths
     paths = [directory / f"{stamp}.json", directory / "latest.md"]
     paths[0].write_text(json.dumps(result, indent=2, default=str))
     paths[1].write_text(markdown(result))

@@ -916,15 +916,21 @@ class Bench:
         self.warm_up()
         if "baselines" not in self.skip:
             baselines: dict[str, Any] = {}
-            baselines["pgbench"] = self.pgbench(database_url)
-            baselines["score_write"] = dbwrite.score_write_rate(
-                database_url, seconds=self.mode.pgbench_seconds, clients=8
-            )
-            log(f"score write statement alone, 8 connections: {baselines['score_write']['writes_per_s']:.0f}/s")
-            baselines["redis"] = self.redis_benchmark(redis_url)
+            if "stores" not in self.skip:  # --skip stores,updates,boards,delivery: the read scenario alone
+                baselines["pgbench"] = self.pgbench(database_url)
+                baselines["score_write"] = dbwrite.score_write_rate(
+                    database_url, seconds=self.mode.pgbench_seconds, clients=8
+                )
+                log(f"score write statement alone, 8 connections: {baselines['score_write']['writes_per_s']:.0f}/s")
+                baselines["redis"] = self.redis_benchmark(redis_url)
             baselines["bare_drf"] = self.saturation("bare_drf", NGINX_BASELINE_PORT, "/ping")
             self.result["baselines"] = baselines
             self.result["leaderboard_saturation"] = self.saturation("leaderboard", NGINX_PORT, "/v1/leaderboard")
+            self.result["entries_saturation"] = self.saturation(
+                "entries", NGINX_PORT, "/v1/boards/global/entries?limit=10"
+            )
+            # The bare view once more after the board reads: on a shared box the baseline moves too.
+            baselines["bare_drf_after"] = self.saturation("bare_drf_after", NGINX_BASELINE_PORT, "/ping")
         if "updates" not in self.skip:
             self.update_ladder()
             self.profile_updates()
@@ -942,7 +948,10 @@ def main() -> None:
     parser.add_argument("--active-players", type=int, default=0, help="override the mode's JWT-holding players")
     parser.add_argument("--steps", default="", help="comma-separated update rates to run instead of the mode's ladder")
     parser.add_argument(
-        "--skip", default="", help="comma-separated: baselines, updates, boards, delivery (for debugging)"
+        "--skip",
+        default="",
+        help="comma-separated: baselines, stores (pgbench, the write statement, redis-benchmark), updates,"
+        " boards, delivery; --skip stores,updates,boards,delivery runs the read scenario alone",
     )
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -969,7 +978,7 @@ def main() -> None:
             bench.topology.stop_all()
         shutil.rmtree(work, ignore_errors=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    paths = report.write(bench.result, RESULTS, stamp)
+    paths = report.write(bench.result, RESULTS, stamp, partial=bool(bench.skip))
     log("report: " + ", ".join(str(p.relative_to(ROOT)) for p in paths))
     if failed is not None:
         raise failed
