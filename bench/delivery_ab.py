@@ -16,6 +16,10 @@ Variants:
   (all, the first N, or A to B-1), no nginx.
 - ``reuseportN``: straight to the BENCH_ASGI_REUSEPORT group of N uvicorn processes that share one
   SO_REUSEPORT port (deploy/reuseport.py): the kernel balances, no proxy reads or writes a frame.
+  ``reuseportN@NAME=VALUE`` is the group started with that setting (``BENCH_ASGI_REUSEPORT=4,4@X=0``;
+  ``@nice=10``: under ``nice -n 10``), beside the plain one.
+- ``bare``: the bare server (otherwise measured after every client count's variants).
+- any variant with ``+niceN``: its client processes run at ``nice N`` (BENCH_CLIENT_NICE) for that step.
 - ``alt:NAME``: through a second nginx started from ``--alt NAME=PATH[@N or @A-B]``: PATH is a
   complete nginx.conf with ``{run}``, ``{port}`` and ``{asgi_servers}`` placeholders (the uvicorn
   processes picked as above), listening on ports 8510-8513.
@@ -101,33 +105,42 @@ def main() -> None:
         topo.check_alive()
         bench.ws_step(NGINX_PORT, 200, "warm", asgi_pids, False)
         groups = topo.reuseport_ports()
-        for count, port in groups.items():
-            bench.ws_step(port, 200, f"warm-reuseport{count}", topo.reuseport_pids(count), False)
+        for spec, port in groups.items():
+            bench.ws_step(port, 200, f"warm-reuseport{spec}", topo.reuseport_pids(spec), False)
         for name in alts:
             bench.ws_step(alts[name][0], 200, f"warm-{name}", asgi_pids, False)
+        explicit_bare = any(v.partition("+")[0] == "bare" for v in args.variants)
         for rnd in range(args.rounds):
             order = args.variants if rnd % 2 == 0 else list(reversed(args.variants))
             for k in args.clients:
-                for variant in order:
+                steps = order if explicit_bare or args.no_bare else [*order, "bare"]
+                for name in steps:
+                    variant, _, client_nice = name.partition("+")
+                    os.environ.pop("BENCH_CLIENT_NICE", None)
+                    if client_nice:
+                        os.environ["BENCH_CLIENT_NICE"] = client_nice.removeprefix("nice")
+                    if variant == "bare":
+                        proc = topo.start_ws_baseline(10.0, 1024)
+                        time.sleep(0.5)
+                        tag = f"bare-r{rnd}"
+                        step = bench.ws_step(WS_BASELINE_PORT, k, tag, [proc.pid], False, start_signal=proc.pid)
+                        topo.stop("ws_baseline")
+                        results.append({"round": rnd, "variant": name, **step})
+                        continue
                     connect = None
                     port = NGINX_PORT
                     pids = asgi_pids
                     if variant.startswith("direct"):
                         connect = pick(socks, variant[6:])
                     elif variant.startswith("reuseport"):
-                        count = int(variant[9:])
-                        port, pids = groups[count], topo.reuseport_pids(count)
+                        spec = variant[9:]
+                        port, pids = groups[spec], topo.reuseport_pids(spec)
                     elif variant.startswith("alt:"):
                         port = alts[variant[4:]][0]
                     bench.reset_contenders()
                     step = bench.ws_step(port, k, f"{variant}-r{rnd}", pids, True, connect=connect)
-                    results.append({"round": rnd, "variant": variant, **step})
-                if not args.no_bare:
-                    proc = topo.start_ws_baseline(10.0, 1024)
-                    time.sleep(0.5)
-                    step = bench.ws_step(WS_BASELINE_PORT, k, f"bare-r{rnd}", [proc.pid], False, start_signal=proc.pid)
-                    topo.stop("ws_baseline")
-                    results.append({"round": rnd, "variant": "bare", **step})
+                    results.append({"round": rnd, "variant": name, **step})
+                os.environ.pop("BENCH_CLIENT_NICE", None)
                 out.write_text(json.dumps(results, indent=1))
     finally:
         if bench.topology is not None:
@@ -147,21 +160,38 @@ def pick(socks: list[str], spec: str) -> list[str]:
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
-    bare = {(r["round"], r["clients"]): r for r in results if r["variant"] == "bare"}
+    bare: dict[tuple[int, int, str | None], dict[str, Any]] = {}
+    for r in results:
+        if r["variant"].startswith("bare"):
+            bare.setdefault((r["round"], r["clients"], _client_nice(r["variant"])), r)
+            bare.setdefault((r["round"], r["clients"], None), r)
     print(
         "| round | clients | variant | from | alive | behind final | frames/client/s | p50 | p95 | p99"
-        " | fan-out p95 | client lag p95 | KB/socket (server RSS) | p95 / bare p95 (same round) |"
+        " | fan-out p95 | POST->publish p50/p95 | POST p95 (bg / top) | cores: servers / clients / box"
+        " | GC in window (>= 1 ms) | KB/socket (server RSS) | p95 / bare p95 (same round, same client nice) |"
     )
-    print("|---" * 14 + "|")
+    print("|---" * 17 + "|")
     for r in sorted(results, key=lambda r: (r["clients"], r["round"], r["variant"])):
-        b = bare.get((r["round"], r["clients"]))
+        key = (r["round"], r["clients"])
+        b = bare.get((*key, _client_nice(r["variant"]))) or bare.get((*key, None))
         ratio = f"{r['p95'] / b['p95']:.2f}x" if b and r["p95"] and b["p95"] else "—"
+        posts = " / ".join(str(u.get("p95")) for u in r.get("updates_during") or []) or "—"
+        cpu = r.get("window_cpu") or {}
+        to_pub = r.get("post_to_publish") or {}
+        cores = f"{cpu.get('servers_cores')} / {cpu.get('clients_cores')} / {cpu.get('box_cores')}"
+        gens = (r.get("gc_window") or {}).get("by_generation") or {}
+        gc_cell = ", ".join(f"{g} {int(v['count'])} max {v['max_ms']}" for g, v in gens.items()) or "none"
         print(
             f"| {r['round']} | {r['clients']} | {r['variant']} | {r.get('measured_from')} | {r['alive_at_end']}"
             f" | {r.get('sockets_behind_final')} | {r['frames_per_client_per_s']} | {r['p50']} | {r['p95']}"
-            f" | {r['p99']} | {(r.get('fanout') or {}).get('p95')} | {(r.get('client_lag') or {}).get('p95')}"
+            f" | {r['p99']} | {(r.get('fanout') or {}).get('p95')} | {to_pub.get('p50')}/{to_pub.get('p95')}"
+            f" | {posts} | {cores} | {gc_cell}"
             f" | {r.get('kb_per_connection')} | {ratio} |"
         )
+
+
+def _client_nice(variant: str) -> str:
+    return variant.partition("+")[2]
 
 
 if __name__ == "__main__":

@@ -753,8 +753,10 @@ class Bench:
         frames = alive = not_reflected = without_frames = 0
         matched: dict[str, int] = {}
         per_frame: list[list[float]] = []
+        to_publish: list[float] = []
         for out in outs:
             data = json.loads(out.read_text())
+            to_publish = data.get("post_to_publish_ms", to_publish)  # the same POSTs in every client process
             per_frame += data.get("per_frame", [])
             latencies += data["latencies_ms"]
             published += data["published_ms"]
@@ -787,6 +789,8 @@ class Bench:
             "per_frame": per_frame,
             # published_at (inside the server) -> arrival: the fan-out part alone.
             "fanout": percentiles(published),
+            # POST sent -> published_at of the first frame showing it, once per shown POST: the part before.
+            "post_to_publish": percentiles(to_publish),
             # How late the client processes read after the kernel's stamp (kept out of the figures).
             "client_lag": percentiles(lag),
             **matched,
@@ -857,7 +861,8 @@ class Bench:
         # k8s): the realtime processes on one SO_REUSEPORT port, the kernel balancing, no proxy. Secondary:
         # the same steps through nginx to the two ASGI upstreams (what a browser gets on PORT).
         groups = topo.reuseport_ports()
-        count = topo.realtime_processes if topo.realtime_processes in groups else next(iter(groups))
+        count = str(topo.realtime_processes)
+        count = count if count in groups else next(iter(groups))
         live_port, live_pids = groups[count], topo.reuseport_pids(count)
         # Warm the ASGI processes (imports, the Redis subscription) so the first step's memory is sockets only.
         self.ws_step(live_port, WS_WARM_CLIENTS, "warm", live_pids, False)

@@ -103,6 +103,18 @@ def nginx_conf(run_dir: Path, asgi: list[str], own_app: bool) -> str:
     )
 
 
+def reuseport_spec(spec: str) -> tuple[int, dict[str, str], int]:
+    """``N[@NAME=VALUE...]`` -> (N processes, their extra environment, their nice value).
+
+    ``4`` is production's group; ``4@REALTIME_GC_FREEZE_CONNECTS=0`` the same with a setting changed;
+    ``4@nice=10`` started under ``nice -n 10`` (bench/delivery_ab.py compares such groups side by side).
+    """
+    count, *extras = spec.split("@")
+    env = dict(extra.split("=", 1) for extra in extras)
+    nice = int(env.pop("nice", "0"))
+    return int(count), env, nice
+
+
 def raise_nofile() -> int:
     """Raise this process's open-file limit to the hard limit; returns the new soft limit."""
     import resource
@@ -324,11 +336,13 @@ class Topology:
         # processes, no proxy in the frame path) with its flags and environment, and bench/delivery_ab.py's
         # "reuseportN" variants.
         serve = _serve_module()
-        for count, port in self.reuseport_ports().items():
+        for spec, port in self.reuseport_ports().items():
+            count, env, nice = reuseport_spec(spec)
             for i in range(count):
                 self._spawn(
-                    f"uvicornR{count}-{i}",
+                    f"uvicornR{spec}-{i}",
                     [
+                        *(["nice", "-n", str(nice)] if nice else []),
                         sys.executable,
                         str(REUSEPORT_SCRIPT),
                         "--host",
@@ -341,7 +355,7 @@ class Topology:
                         *uvicorn_flags,
                         "--no-proxy-headers",
                     ],
-                    dict(self.env, **serve.REALTIME_DIRECT_ENV),
+                    dict(self.env, **serve.REALTIME_DIRECT_ENV, **env),
                 )
         if self.celery:
             self._spawn(
@@ -362,18 +376,18 @@ class Topology:
     def gc_log_dir(self) -> Path:
         return self.run_dir / "gc"
 
-    def reuseport_ports(self) -> dict[int, int]:
-        """Process count of each BENCH_ASGI_REUSEPORT group -> the port its processes share."""
+    def reuseport_ports(self) -> dict[str, int]:
+        """Each BENCH_ASGI_REUSEPORT group (its spec, see ``reuseport_spec``) -> the port its processes share."""
         if self.kind == "serve":  # deploy/serve.py's own live-board processes (REALTIME_PORT)
-            return {self.realtime_processes: REUSEPORT_PORTS[0]}
-        counts = [int(c) for c in os.environ.get("BENCH_ASGI_REUSEPORT", "").split(",") if c]
-        return dict(zip(counts, REUSEPORT_PORTS, strict=False))
+            return {str(self.realtime_processes): REUSEPORT_PORTS[0]}
+        specs = [c for c in os.environ.get("BENCH_ASGI_REUSEPORT", "").split(",") if c]
+        return dict(zip(specs, REUSEPORT_PORTS, strict=False))
 
-    def reuseport_pids(self, count: int) -> list[int]:
+    def reuseport_pids(self, spec: str) -> list[int]:
         if self.kind == "serve":
             self.asgi_pids()  # re-reads the state file
             return [pid for name, pid in self.serve_pids.items() if name.startswith("realtime")]
-        return [proc.pid for name, proc in self.procs.items() if name.startswith(f"uvicornR{count}-")]
+        return [proc.pid for name, proc in self.procs.items() if name.startswith(f"uvicornR{spec}-")]
 
     def _asgi_kinds(self) -> list[str]:
         # BENCH_ASGI_LISTEN: "tcp" (as deploy/serve.py) or "unix", for all processes or one per process.

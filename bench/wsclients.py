@@ -252,8 +252,12 @@ def match(
                     break
             else:
                 not_reflected += 1
+    # Per shown POST: sent -> the published_at of the first frame showing it (the server's part before
+    # the fan-out: HTTP, the database, the publish script's stamp).
+    to_publish = [p - sent for sent, seqs in counted if (p := published_at(bodies[seqs[0]])) is not None]
     return {
         "latencies_ms": list(latencies),
+        "post_to_publish_ms": to_publish,
         "updates_in_window": len(wanted),
         "unseen_updates": len(wanted) - len(counted),
         "not_reflected": not_reflected,

@@ -28,6 +28,7 @@ from django.conf import settings
 from realtime import services
 from realtime.auth import Viewer, read_allowed, token_from_scope, viewer_from_token
 from realtime.frames import Frame, message
+from realtime.heap import socket_heap
 from realtime.hub import Mailbox, get_hub
 from realtime.wire import SERVER_SEND, raw_writer
 from scoreboard import metrics
@@ -84,6 +85,8 @@ class LiveBoardConsumer(AsyncWebsocketConsumer):
         self.refilled = time.monotonic()
         self.strikes = 0
         await self.accept()
+        # Counted for the heap's freezes (realtime/heap.py): the socket's objects exist from here on.
+        self.heap_token: int | None = socket_heap().opened()
         cookie_token = token_from_scope(self.scope)
         if cookie_token:
             self.viewer = await database_sync_to_async(viewer_from_token)(cookie_token)
@@ -94,7 +97,22 @@ class LiveBoardConsumer(AsyncWebsocketConsumer):
         else:
             self.grace = asyncio.create_task(self._close_unless_authenticated())
 
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        """channels' own, without its ``aclose_old_connections()`` after ``disconnect()``.
+
+        That is a hop to the one thread sync code runs in, per socket: a reconnect storm's thousands
+        of closes queued one by one behind each other (py-spy, 10,000 sockets closing: two thirds of
+        the process's GIL time). This consumer touches the database only through
+        ``database_sync_to_async``, which closes old connections itself; it joins no channel groups.
+        """
+        await self.disconnect(message.get("code", 1005))
+        raise StopConsumer()
+
     async def disconnect(self, code: int) -> None:
+        token = getattr(self, "heap_token", None)
+        if token is not None:
+            self.heap_token = None
+            socket_heap().closed(token)
         get_hub().detach(self.box)
         self.box.stop_push()
         for task in (self.grace, self.expiry):

@@ -404,6 +404,9 @@ LEADERBOARD_REQUIRE_AUTH = env.bool("LEADERBOARD_REQUIRE_AUTH", default=False)
 # Pushed frames written pre-framed to uvicorn's transport (realtime/wire.py); off: every frame takes
 # the ASGI send (slower, same frames). The writer also turns itself off when uvicorn's internals differ.
 REALTIME_PREFRAMED_WRITES = env.bool("REALTIME_PREFRAMED_WRITES", default=True)
+# Every this many live sockets opened, an ASGI process collects the objects since the last time and
+# freezes them out of later full collections (realtime/heap.py: connect storms). 0: never.
+REALTIME_GC_FREEZE_CONNECTS = env.int("REALTIME_GC_FREEZE_CONNECTS", default=500)
 # Open WebSockets and SSE streams one client address may hold, counted across every ASGI process in Redis
 # (realtime/connection_cap.py; without Redis: per process). 0: no cap. nginx's limit_conn is the
 # same 50 on the proxied path; the kernel-balanced path has only this one.

@@ -109,9 +109,9 @@ def test_frames_split_across_reads_are_parsed_and_each_body_kept_once() -> None:
 
 def test_a_post_is_matched_with_the_first_frame_showing_its_update_at_each_socket() -> None:
     bodies = {
-        5: board(5, [("u1", 100), ("u2", 50)]),
-        6: board(6, [("u1", 100), ("u2", 70)]),
-        7: board(7, [("u2", 70), ("u3", 300)]),
+        5: board(5, [("u1", 100), ("u2", 50)], published=1004.0),
+        6: board(6, [("u1", 100), ("u2", 70)], published=1016.0),
+        7: board(7, [("u2", 70), ("u3", 300)], published=1030.0),
     }
     posts = [
         (1000.0, "u1", 100),  # shown first in 5
@@ -131,6 +131,8 @@ def test_a_post_is_matched_with_the_first_frame_showing_its_update_at_each_socke
     assert got["updates_in_window"] == 3
     assert got["unseen_updates"] == 1
     assert got["not_reflected"] == 1
+    # Once per shown POST: sent -> published_at of the first frame showing it (5 for u1, 6 for u2).
+    assert sorted(got["post_to_publish_ms"]) == [4.0, 6.0]
 
 
 def test_the_client_process_measures_a_bare_broadcast_with_kernel_stamps(tmp_path: Path) -> None:

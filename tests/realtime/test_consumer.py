@@ -304,3 +304,20 @@ async def test_rank_updates_carry_the_board(player, score, token_for):
     assert sorted(u["board"] for u in updates) == ["global", "weekly"]
     assert all(u["rank"] == 1 and u["score"] == 50 for u in updates)
     await ws.disconnect()
+
+
+async def test_a_closing_socket_does_not_queue_for_the_sync_thread(monkeypatch):
+    # channels' websocket_disconnect runs aclose_old_connections (a hop to the single sync thread) per
+    # socket: thousands of closes queued behind each other. The consumer touches no database there.
+    import channels.generic.websocket
+
+    hops = []
+
+    async def counted() -> None:
+        hops.append(1)
+
+    monkeypatch.setattr(channels.generic.websocket, "aclose_old_connections", counted)
+    ws = await connected()
+    await receive(ws)
+    await ws.disconnect()
+    assert hops == []
