@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+from django.http import HttpResponse
 from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.plumbing import build_bearer_security_scheme_object
@@ -16,6 +18,49 @@ JWT_SCHEME_NAME = "jwtAuth"
 
 def ok(data: Any, *, status_code: int = status.HTTP_200_OK, headers: dict[str, str] | None = None) -> Response:
     return Response({"success": True, "data": data}, status=status_code, headers=headers)
+
+
+def ok_json(data: dict[str, Any]) -> HttpResponse:
+    """``ok(data)`` rendered by orjson, for a hot endpoint whose answer holds only JSON's own types
+    (str, int, bool, None, list, dict): the same bytes as DRF's JSONRenderer (compact, UTF-8), without
+    DRF's response and renderer machinery (about 4% of a score update). The view still goes through
+    DRF's ``finalize_response`` (its Allow and Vary headers); an error is still DRF's ``Response``."""
+    body = orjson.dumps({"success": True, "data": data})
+    if b"\xe2\x80" in body:  # DRF escapes U+2028 and U+2029 (JavaScript line terminators)
+        body = body.replace(b"\xe2\x80\xa8", b"\\u2028").replace(b"\xe2\x80\xa9", b"\\u2029")
+    return HttpResponse(body, content_type="application/json")
+
+
+JSON_ONLY_ACCEPTS = frozenset({"", "*/*", "application/json"})
+
+
+class JsonNegotiationMixin:
+    """For an API view that only speaks JSON: a request that accepts JSON (no Accept header, ``*/*``
+    or ``application/json``, the usual case) skips DRF's content negotiation (1.6% of a score
+    update); any other Accept header is negotiated by DRF as before (e.g. 406)."""
+
+    def perform_content_negotiation(self, request: Any, force: bool = False) -> Any:
+        if request.META.get("HTTP_ACCEPT", "") in JSON_ONLY_ACCEPTS:
+            renderer = self.get_renderers()[0]  # type: ignore[attr-defined]
+            return renderer, renderer.media_type
+        return super().perform_content_negotiation(request, force)  # type: ignore[misc]
+
+
+JSON_CONTENT_TYPES = frozenset({"application/json", "application/json; charset=utf-8"})
+
+
+def json_body_fast(request: Any) -> Any:
+    """The body of a JSON request decoded by orjson, or None when anything is unusual (another
+    content type or charset, a body orjson refuses): then the caller reads DRF's ``request.data``,
+    whose parser gives every answer and every error as before. Only for a caller that checks the
+    decoded value's types itself and sends anything unexpected to DRF's path (orjson reads a huge
+    integer literal as a float, DRF as an int)."""
+    if request.META.get("CONTENT_TYPE", "").lower() not in JSON_CONTENT_TYPES:
+        return None
+    try:
+        return orjson.loads(request.body)
+    except orjson.JSONDecodeError:
+        return None
 
 
 # JSON type each kind of field must receive. DRF would coerce 123 into "123" or "7" into 7; a strict

@@ -11,6 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user
 from django.http import StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -32,7 +33,7 @@ from accounts.authentication import (
     token_epoch,
 )
 from accounts.models import User
-from scoreboard.api import StrictSerializer, envelope, errors, ok
+from scoreboard.api import JsonNegotiationMixin, StrictSerializer, envelope, errors, json_body_fast, ok, ok_json
 from scoreboard.errors import ApiError, NotFound, Unauthorized
 from scoreboard.net import client_ip
 from scoreboard.ratelimit import ScoreUpdateRateLimit, pending_limits
@@ -114,7 +115,7 @@ def submit_input_fast(data: object) -> tuple[str, dict[str, str] | None] | None:
     return token, out
 
 
-class ScoreSubmitApi(APIView):
+class ScoreSubmitApi(JsonNegotiationMixin, APIView):
     permission_classes = [CanUpdateScores]
     throttle_classes = [ScoreUpdateRateLimit]  # per-player and global limits, after auth, before the body
 
@@ -145,7 +146,7 @@ class ScoreSubmitApi(APIView):
         description="Apply a score increment carried by a signed, single-use action token. A replayed "
         "token answers 409 with the original result under error.details.",
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: Request) -> HttpResponseBase:
         user = request.user
         assert isinstance(user, User)  # guaranteed by CanUpdateScores
         context = services.RequestContext(
@@ -160,7 +161,8 @@ class ScoreSubmitApi(APIView):
             session=SessionCheck.of(request.auth),
         )
         try:
-            fast = submit_input_fast(request.data)
+            body = json_body_fast(request)
+            fast = submit_input_fast(body if body is not None else request.data)
             if fast is None:  # anything unusual, and every error, is the serializer's to answer
                 data = self.InputSerializer(data=request.data)
                 data.is_valid(raise_exception=True)
@@ -170,7 +172,7 @@ class ScoreSubmitApi(APIView):
             raise
         action_token, metadata = fast
         result = services.score_submit(user=user, action_token=action_token, metadata=metadata, context=context)
-        return ok(result.as_dict())
+        return ok_json(result.as_dict())  # ints, strings, None: JSON's own types
 
 
 class LeaderboardRowSerializer(serializers.Serializer):
