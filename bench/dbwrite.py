@@ -129,15 +129,17 @@ def _client(url: str, statement: str, user_ids: list[str], seconds: float, start
     return done
 
 
-def score_write_rate(database_url: str, *, seconds: float, clients: int, boards: int = 1) -> dict[str, Any]:
+def score_write_rate(
+    database_url: str, *, seconds: float, clients: int, boards: int = 1, scratch: str = SCRATCH
+) -> dict[str, Any]:
     """Score writes/s of ``clients`` connections for ``seconds`` in a scratch copy of the schema."""
     import psycopg
 
     statement = _statement()
     source = urlparse(database_url).path.lstrip("/")
-    with scratch_database(database_url, SCRATCH) as scratch_url:
+    with scratch_database(database_url, scratch) as scratch_url:
         schema = psql_run(database_url, ["pg_dump", "--schema-only", "--no-owner", "-d", source]).stdout
-        psql_run(database_url, ["psql", "-d", SCRATCH, "-q", "-v", "ON_ERROR_STOP=1"], input=schema)
+        psql_run(database_url, ["psql", "-d", scratch, "-q", "-v", "ON_ERROR_STOP=1"], input=schema)
         players = [str(uuid.uuid4()) for _ in range(clients * PLAYERS_PER_CLIENT)]
         with psycopg.connect(scratch_url, autocommit=True) as db, db.cursor() as cur:
             now = dt.datetime.now(dt.UTC)
