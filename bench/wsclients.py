@@ -82,6 +82,33 @@ def kernel_ms(ancillary: list[tuple[int, int, bytes]]) -> float | None:
     return None
 
 
+def kernel_stamps_on(timeout: float = 2.0) -> socket.socket | None:
+    """Make sure the kernel stamps received packets before anything is measured; keep the returned
+    socket open while measuring (None when no stamp came within ``timeout``).
+
+    Linux stamps packets only while some socket asks for it, and switches that on from a work queue
+    *after* the first ``SO_TIMESTAMPNS`` (and off again once the last such socket closes): on a
+    loaded box the first packets after the option is set can arrive unstamped, and are then read at
+    the read's own time (``user_clock``). This socket asks for stamps and sends itself datagrams until
+    one comes back stamped; while it stays open the stamping stays on."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.05)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sock.sendto(b"stamp?", sock.getsockname())
+        try:
+            _data, ancillary, _flags, _address = sock.recvmsg(16, ANCILLARY)
+        except TimeoutError:
+            continue
+        if kernel_ms(ancillary) is not None:
+            return sock
+        time.sleep(0.01)
+    sock.close()
+    return None
+
+
 def number_after(buf: bytes, key: bytes, start: int, stop: int) -> bytes | None:
     found = buf.find(key, start, stop)
     if found < 0:
@@ -411,7 +438,10 @@ def main() -> None:
         os.nice(args.nice)
     import uvloop
 
+    stamps = kernel_stamps_on()  # open until the process ends: the kernel keeps stamping
     result = uvloop.run(run(args))
+    if stamps is not None:
+        stamps.close()
     Path(args.out).write_text(json.dumps(result))
 
 
