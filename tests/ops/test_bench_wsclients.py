@@ -43,44 +43,52 @@ def board(seq: int, rows: list[tuple[str, int]], published: float = 1.0) -> byte
 def test_the_arrival_is_the_kernels_stamp_not_the_time_the_client_read_it() -> None:
     from bench.wsclients import kernel_stamps_on
 
-    stamps = kernel_stamps_on()  # the kernel switches stamping on lazily (failed ~2 runs in 5 at load 2)
+    stamps = kernel_stamps_on()  # the kernel switches stamping on lazily
     assert stamps is not None, "the kernel gave no SO_TIMESTAMPNS stamp within 2 s"
     loop = asyncio.new_event_loop()
     listener = socket.create_server(("127.0.0.1", 0))
     listener.setblocking(False)
+
+    async def scenario() -> tuple[WsSocket, float, float, float]:
+        from bench.wsclients import open_socket
+
+        stats = Stats()
+        pending = asyncio.ensure_future(open_socket(loop, f"127.0.0.1:{listener.getsockname()[1]}", "h", "/", stats))
+        server, _ = await loop.sock_accept(listener)
+        client = await pending
+        assert client is not None
+        await loop.sock_recv(server, 4096)  # the upgrade request
+        loop.remove_reader(client.sock.fileno())  # the client is "busy": nothing reads for a while
+        server.setblocking(True)
+        before = time.time() * 1000.0
+        server.sendall(HANDSHAKE + text_frame(board(7, [("u1", 10)])))
+        after = time.time() * 1000.0
+        time.sleep(0.2)
+        read_at = time.time() * 1000.0
+        client.readable()
+        server.close()
+        return client, before, after, read_at
+
     try:
-
-        async def scenario() -> tuple[WsSocket, float, float, float]:
-            from bench.wsclients import open_socket
-
-            stats = Stats()
-            pending = asyncio.ensure_future(
-                open_socket(loop, f"127.0.0.1:{listener.getsockname()[1]}", "h", "/", stats)
-            )
-            server, _ = await loop.sock_accept(listener)
-            client = await pending
-            assert client is not None
-            await loop.sock_recv(server, 4096)  # the upgrade request
-            loop.remove_reader(client.sock.fileno())  # the client is "busy": nothing reads for a while
-            server.setblocking(True)
-            before = time.time() * 1000.0
-            server.sendall(HANDSHAKE + text_frame(board(7, [("u1", 10)])))
-            after = time.time() * 1000.0
-            time.sleep(0.2)
-            read_at = time.time() * 1000.0
-            client.readable()
-            server.close()
-            return client, before, after, read_at
-
-        client, before, after, read_at = loop.run_until_complete(scenario())
-        assert list(client.seqs) == [7]
-        # Stamped when the bytes reached the socket, not at the read 200 ms later. On loopback that is
-        # during the send, or, on a loaded box, when the kernel's softirq delivers it a little after:
-        # the bound is the read, with a margin no deferred delivery comes near.
-        assert before - 1.0 <= client.arrivals[0] < read_at - 100.0
-        assert after + 100.0 < read_at
-        assert client.stats.user_clock == 0
-        client.close()
+        # Now and then (1 read in 20 on a busy box, 23:10 UTC) Linux hands a loopback TCP read no stamp
+        # although the socket asked for one; the client then uses the read's own time and counts it in
+        # user_clock (what the benchmark reports). That fallback is checked here too; the kernel's
+        # stamp must be the arrival in the first read that carries one.
+        for _attempt in range(5):
+            client, before, after, read_at = loop.run_until_complete(scenario())
+            assert list(client.seqs) == [7]
+            client.close()
+            if client.stats.user_clock:
+                assert client.arrivals[0] >= read_at  # no stamp: the read's own time, counted
+                continue
+            # Stamped when the bytes reached the socket, not at the read 200 ms later. On loopback that
+            # is during the send, or, on a loaded box, when the kernel's softirq delivers it a little
+            # after: the bound is the read, with a margin no deferred delivery comes near.
+            assert before - 1.0 <= client.arrivals[0] < read_at - 100.0
+            assert after + 100.0 < read_at
+            break
+        else:
+            pytest.fail("5 reads in a row without a kernel stamp")
     finally:
         listener.close()
         loop.close()
