@@ -39,7 +39,10 @@ def metric(name: str) -> float:
 
 @pytest.fixture(autouse=True)
 def _thawed() -> Iterator[None]:
+    # No automatic collection meanwhile: only the ones under test decide what is collected or frozen.
+    gc.disable()
     yield
+    gc.enable()
     gc.unfreeze()  # the rest of the test session is not frozen by these tests
     gc.collect()
 
