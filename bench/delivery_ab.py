@@ -19,7 +19,8 @@ Variants:
   ``reuseportN@NAME=VALUE`` is the group started with that setting (``BENCH_ASGI_REUSEPORT=4,4@X=0``;
   ``@nice=10``: under ``nice -n 10``), beside the plain one.
 - ``bare``: the bare server (otherwise measured after every client count's variants).
-- any variant with ``+niceN``: its client processes run at ``nice N`` (BENCH_CLIENT_NICE) for that step.
+- any variant with ``+niceN``: its client processes run at ``nice N`` (BENCH_CLIENT_NICE) for that step;
+  ``+readN``: they read N bytes a ``recvmsg`` (BENCH_WS_READ_SIZE, bench/wsclients.py).
 - ``alt:NAME``: through a second nginx started from ``--alt NAME=PATH[@N or @A-B]``: PATH is a
   complete nginx.conf with ``{run}``, ``{port}`` and ``{asgi_servers}`` placeholders (the uvicorn
   processes picked as above), listening on ports 8510-8513.
@@ -44,6 +45,8 @@ from bench.run import MODES, RESULTS, Bench, ensure_database, log
 from bench.topology import NGINX_PORT, PORT_BASE, WS_BASELINE_PORT, Topology, raise_nofile
 
 ALT_PORTS = tuple(PORT_BASE + n for n in (10, 11, 12, 13))
+# A variant's "+niceN" / "+readN": its client processes at nice N / reading N bytes a recvmsg.
+CLIENT_KNOBS = {"nice": "BENCH_CLIENT_NICE", "read": "BENCH_WS_READ_SIZE"}
 
 
 def main() -> None:
@@ -115,10 +118,12 @@ def main() -> None:
             for k in args.clients:
                 steps = order if explicit_bare or args.no_bare else [*order, "bare"]
                 for name in steps:
-                    variant, _, client_nice = name.partition("+")
-                    os.environ.pop("BENCH_CLIENT_NICE", None)
-                    if client_nice:
-                        os.environ["BENCH_CLIENT_NICE"] = client_nice.removeprefix("nice")
+                    variant, *client = name.split("+")
+                    for knob in CLIENT_KNOBS.values():
+                        os.environ.pop(knob, None)
+                    for option in client:
+                        prefix = next(p for p in CLIENT_KNOBS if option.startswith(p))
+                        os.environ[CLIENT_KNOBS[prefix]] = option.removeprefix(prefix)
                     if variant == "bare":
                         proc = topo.start_ws_baseline(10.0, 1024)
                         time.sleep(0.5)
@@ -140,7 +145,8 @@ def main() -> None:
                     bench.reset_contenders()
                     step = bench.ws_step(port, k, f"{variant}-r{rnd}", pids, True, connect=connect)
                     results.append({"round": rnd, "variant": name, **step})
-                os.environ.pop("BENCH_CLIENT_NICE", None)
+                for knob in CLIENT_KNOBS.values():
+                    os.environ.pop(knob, None)
                 out.write_text(json.dumps(results, indent=1))
     finally:
         if bench.topology is not None:

@@ -55,7 +55,12 @@ SEQ = b'"seq":'
 PUBLISHED = b'"published_at":'
 CONNECT_CONCURRENCY = 200
 OPEN_TIMEOUT = 30.0
-READ_SIZE = 1 << 18
+# Bytes asked of each recvmsg. Keep it under glibc's mmap threshold (128 KB): CPython allocates the whole
+# buffer for every read before shrinking it, and at 256 KB each read cost an mmap, a page fault and an
+# munmap; the client took 22.5-24.8 us of CPU per frame instead of 8.8-9.5 (2,000 sockets, bare server
+# at 10 frames/s; at 10,000 sockets its four processes used 0.5-0.9 of the box's 2 cores).
+# More than this queued is read by the next callback (the reader stays ready).
+READ_SIZE = int(os.environ.get("BENCH_WS_READ_SIZE", str(1 << 16)))
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; SCM_TIMESTAMPNS has the same value
 TIMESPEC = struct.Struct("qq")
 ANCILLARY = socket.CMSG_SPACE(TIMESPEC.size)

@@ -220,3 +220,34 @@ def test_the_load_generator_reads_the_players_new_score_from_the_update_answer()
     assert update_answer(orjson.dumps(answer)) == ("u1", 12)
     assert update_answer(orjson.dumps(answer), board="weekly") == ("u1", 7)
     assert update_answer(orjson.dumps({"data": {"user_id": "u2", "new_score": 3}})) == ("u2", 3)
+
+
+def test_more_than_one_read_s_worth_queued_is_read_by_the_next_callbacks() -> None:
+    # Each recvmsg asks READ_SIZE bytes (kept small: a large buffer cost every read an mmap); a client
+    # that fell behind reads the rest in the following callbacks, and no frame is lost at the boundary.
+    from bench import wsclients
+
+    loop = asyncio.new_event_loop()
+    left, right = socket.socketpair()
+    left.setblocking(False)
+    right.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+    left.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    try:
+        client = WsSocket(loop, left, "h", "/", Stats())
+        client.opened.set_result(True)
+        client.upgraded = True
+        frames = [text_frame(board(seq, [(f"user-{i}", seq) for i in range(10)])) for seq in range(1, 401)]
+        wire = b"".join(frames)
+        assert len(wire) > 2 * wsclients.READ_SIZE
+        right.sendall(wire)
+        reads = 0
+        while len(client.seqs) < len(frames) and reads < 100:
+            client.readable()
+            reads += 1
+        assert list(client.seqs) == list(range(1, 401))
+        assert reads >= 3  # it took several reads of at most READ_SIZE bytes
+        assert client.buf == b""
+    finally:
+        left.close()
+        right.close()
+        loop.close()

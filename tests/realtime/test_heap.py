@@ -39,13 +39,10 @@ def metric(name: str) -> float:
 
 @pytest.fixture(autouse=True)
 def _thawed() -> Iterator[None]:
-    # No automatic collection while a test runs: the tests watch when *the heap* collects (one after
-    # a suite's worth of allocations collected the test's cycle itself and failed, 22:58 UTC).
-    enabled = gc.isenabled()
+    # No automatic collection meanwhile: only the ones under test decide what is collected or frozen.
     gc.disable()
     yield
-    if enabled:
-        gc.enable()
+    gc.enable()
     gc.unfreeze()  # the rest of the test session is not frozen by these tests
     gc.collect()
 
