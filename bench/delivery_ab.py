@@ -20,7 +20,8 @@ Variants:
   ``@nice=10``: under ``nice -n 10``), beside the plain one.
 - ``bare``: the bare server (otherwise measured after every client count's variants).
 - any variant with ``+niceN``: its client processes run at ``nice N`` (BENCH_CLIENT_NICE) for that step;
-  ``+readN``: they read N bytes a ``recvmsg`` (BENCH_WS_READ_SIZE, bench/wsclients.py).
+  ``+readN``: they read N bytes a ``recvmsg`` (BENCH_WS_READ_SIZE, bench/wsclients.py); ``+stormN``: N more
+  sockets (not measured) connect to the same servers at the start of the window, a reconnect storm.
 - ``alt:NAME``: through a second nginx started from ``--alt NAME=PATH[@N or @A-B]``: PATH is a
   complete nginx.conf with ``{run}``, ``{port}`` and ``{asgi_servers}`` placeholders (the uvicorn
   processes picked as above), listening on ports 8510-8513.
@@ -118,12 +119,10 @@ def main() -> None:
             for k in args.clients:
                 steps = order if explicit_bare or args.no_bare else [*order, "bare"]
                 for name in steps:
-                    variant, *client = name.split("+")
+                    variant, client_env, storm = parse_variant(name)
                     for knob in CLIENT_KNOBS.values():
                         os.environ.pop(knob, None)
-                    for option in client:
-                        prefix = next(p for p in CLIENT_KNOBS if option.startswith(p))
-                        os.environ[CLIENT_KNOBS[prefix]] = option.removeprefix(prefix)
+                    os.environ.update(client_env)
                     if variant == "bare":
                         proc = topo.start_ws_baseline(10.0, 1024)
                         time.sleep(0.5)
@@ -143,7 +142,7 @@ def main() -> None:
                     elif variant.startswith("alt:"):
                         port = alts[variant[4:]][0]
                     bench.reset_contenders()
-                    step = bench.ws_step(port, k, f"{variant}-r{rnd}", pids, True, connect=connect)
+                    step = bench.ws_step(port, k, f"{variant}-r{rnd}", pids, True, connect=connect, storm=storm)
                     results.append({"round": rnd, "variant": name, **step})
                 for knob in CLIENT_KNOBS.values():
                     os.environ.pop(knob, None)
@@ -155,6 +154,22 @@ def main() -> None:
         out.write_text(json.dumps(results, indent=1))
     print_table(results)
     log(f"steps: {out}")
+
+
+def parse_variant(name: str) -> tuple[str, dict[str, str], int]:
+    """``reuseport4@X=0+nice19+read65536+storm8000`` -> (the server side, the clients' environment, storm sockets)."""
+    variant, *options = name.split("+")
+    env: dict[str, str] = {}
+    storm = 0
+    for option in options:
+        if option.startswith("storm"):
+            storm = int(option.removeprefix("storm"))
+            continue
+        prefix = next((p for p in CLIENT_KNOBS if option.startswith(p)), None)
+        if prefix is None:
+            raise SystemExit(f"unknown variant option +{option} (known: storm, {', '.join(CLIENT_KNOBS)})")
+        env[CLIENT_KNOBS[prefix]] = str(int(option.removeprefix(prefix)))
+    return variant, env, storm
 
 
 def pick(socks: list[str], spec: str) -> list[str]:

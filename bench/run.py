@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import dataclasses
 import datetime as dt
 import gzip
@@ -676,7 +677,9 @@ class Bench:
         background: bool,
         start_signal: int | None = None,
         connect: list[str] | None = None,
+        storm: int = 0,
     ) -> dict[str, Any]:
+        """One delivery step; ``storm``: that many more sockets connect during the window (a reconnect storm)."""
         before = rss_kb(server_pids)
         started = time.perf_counter()
         started_epoch = time.time()
@@ -720,6 +723,7 @@ class Bench:
         window_start = time.time()
         cpu_before = (process_cpu_seconds(server_pids), process_cpu_seconds(client_pids), box_busy_seconds())
         children_before = children_cpu_seconds()  # the load generator, once it has exited
+        stormers = self._storm(port, storm, tag) if storm else []
         updates = None
         command = "end\n"  # no score updates: each frame is measured from its published_at
         if load is None:
@@ -741,11 +745,17 @@ class Bench:
             posts.write_text(json.dumps([p for s in streams for p in s.get("sent", ())]))
             time.sleep(1.0)
             command = f"match {posts}\n"  # POST sent -> the first frame showing it
+        for proc in stormers:  # connected for the window; now they leave
+            with contextlib.suppress(OSError):
+                proc.stdin.write("go\nend\n")  # type: ignore[union-attr]
+                proc.stdin.flush()  # type: ignore[union-attr]
         for proc in procs:
             proc.stdin.write(command)  # type: ignore[union-attr]
             proc.stdin.flush()  # type: ignore[union-attr]
         for proc in procs:
             proc.wait(timeout=self.mode.ws_seconds + 120)
+        for proc in stormers:
+            proc.wait(timeout=120)
         latencies: list[float] = []
         published: list[float] = []
         lag: list[float] = []
@@ -815,6 +825,33 @@ class Bench:
         )
         time.sleep(2.0)
         return step
+
+    def _storm(self, port: int, count: int, tag: str) -> list[subprocess.Popen[str]]:
+        """``count`` more sockets connecting to ``port`` at once (not measured; they stay until the step ends)."""
+        procs = max(1, math.ceil(count / WS_CLIENTS_PER_PROCESS))
+        return [
+            subprocess.Popen(  # noqa: S603
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.wsclients",
+                    "--port",
+                    str(port),
+                    "--count",
+                    str(count // procs + (1 if i < count % procs else 0)),
+                    "--duration",
+                    "0",
+                    "--out",
+                    str(self.work / f"ws-storm-{tag}-{i}.json"),
+                ],
+                cwd=ROOT,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                text=True,
+                start_new_session=True,
+            )
+            for i in range(procs)
+        ]
 
     def _gc_dir(self) -> Path:
         return self.topology.gc_log_dir if self.topology is not None else self.work / "gc"

@@ -46,3 +46,20 @@ def test_the_headline_is_the_production_path_and_nginx_is_secondary() -> None:
     assert secondary[2:4] == ("bare websockets: 20.0 ms p95; production path: 30.0 ms", "4.50x")
     text = report.markdown(result)
     assert "| 2,000 | reuseport4 | 30.0 | — | 0.2 | 0.1 | — | — | none | none |" in text
+
+
+def test_a_delivery_ab_variant_names_its_server_group_its_clients_settings_and_a_storm() -> None:
+    import pytest
+
+    from bench.delivery_ab import parse_variant
+    from bench.topology import reuseport_spec
+
+    variant, env, storm = parse_variant("reuseport4@REALTIME_GC_FREEZE_CONNECTS=0+nice19+read65536+storm8000")
+    assert variant == "reuseport4@REALTIME_GC_FREEZE_CONNECTS=0"
+    assert env == {"BENCH_CLIENT_NICE": "19", "BENCH_WS_READ_SIZE": "65536"}
+    assert storm == 8000
+    assert parse_variant("bare") == ("bare", {}, 0)
+    assert reuseport_spec(variant[9:]) == (4, {"REALTIME_GC_FREEZE_CONNECTS": "0"}, 0)
+    assert reuseport_spec("4@nice=10") == (4, {}, 10)
+    with pytest.raises(SystemExit):
+        parse_variant("reuseport4+fast")
