@@ -28,7 +28,7 @@ def ok_json(data: dict[str, Any]) -> HttpResponse:
     body = orjson.dumps({"success": True, "data": data})
     if b"\xe2\x80" in body:  # DRF escapes U+2028 and U+2029 (JavaScript line terminators)
         body = body.replace(b"\xe2\x80\xa8", b"\\u2028").replace(b"\xe2\x80\xa9", b"\\u2029")
-    return HttpResponse(body, content_type="application/json")
+    return HttpResponse(body, content_type="application/json", charset="utf-8")
 
 
 JSON_ONLY_ACCEPTS = frozenset({"", "*/*", "application/json"})
