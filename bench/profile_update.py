@@ -11,6 +11,12 @@ and their fraud windows are emptied first, so runs compare: give it a database a
 own. The game server's minting of each action token (about 0.1 ms) is included. A measuring tool,
 not a test.
 
+``--compare 3,3-nofraud``: ``-nofraud`` is the same scenario with the fraud engine uninstalled (what
+the score service does without the fraud app: no replay pre-filter, no windows, no rules). It costs
+*more* (3 Redis and 2 PostgreSQL round trips: the fraud engine's pre-write script also carries the
+player card and the rate-limit counters), so the fraud engine's own share is read from ``--stages``
+(the rules, and the pre-write call against the lean floor's) rather than from this difference.
+
 ``--compare 1,3,floor`` adds the lean floor (``bench/lean_floor.py``: the same round trips in a bare
 Django view, three boards) as a baseline of its own, measured in the same rounds.
 
@@ -69,8 +75,12 @@ os.environ.setdefault("FRAUD_QUARANTINE_THRESHOLD", "0.95")
 
 PLAYERS = 2000
 FLOOR, FLOOR_BOARDS = "floor", 3
+NO_FRAUD = "-nofraud"  # a scenario suffix: the same boards with the fraud engine uninstalled
 # The extra boards of the three-board scenario: (id, period). ``global`` is always fed.
 EXTRA_BOARDS = (("bench-daily", "daily"), ("bench-weekly", "weekly"))
+
+# A stage nested in the one before it (printed indented, not added to the parts).
+SUB = "  of which: "
 
 # --stages: CPU time inside each step of the pipeline (DESIGN's order), measured around these callables.
 STAGES = (
@@ -81,6 +91,9 @@ STAGES = (
     ("scoreboard.api", "StrictSerializer.is_valid", "body validation (DRF serializer)"),
     ("scores.action_tokens", "verify", "action token verification"),
     ("scores.events", "bus.assessor", "replay pre-filter + fraud engine (one Redis call + rules)"),
+    ("fraud.windows", "attempt_record_and_load", SUB + "the pre-write Redis call (limits, replay, windows)"),
+    ("fraud.population", "increment_tail", SUB + "the increment's tail in the population sketch"),
+    ("fraud.rules", "assess", SUB + "the rules (fraud.rules.assess)"),
     ("scores.services", "_apply", "the write (PostgreSQL)"),
     ("scores.services", "_index_after_commit", "index update (Redis)"),
     ("scores.events", "emit_submission_applied", "fraud follow-up"),
@@ -176,7 +189,7 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=35)
     parser.add_argument("--stages", action="store_true", help="print the CPU time of each step of the pipeline")
     parser.add_argument("--boards", type=int, default=1, choices=range(1, len(EXTRA_BOARDS) + 2))
-    parser.add_argument("--compare", default="", help="board counts measured alternately in one run, e.g. 1,3")
+    parser.add_argument("--compare", default="", help="scenarios measured alternately, e.g. 1,3 or 3,3-nofraud,floor")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per scenario with --compare")
     parser.add_argument("--json", action="store_true", help="also print every measured run as one JSON line")
     parser.add_argument(
@@ -249,13 +262,19 @@ def main() -> int:
     client = get_redis()
     assert client is not None
     scenarios = args.compare.split(",") if args.compare else [str(args.boards)]
-    if any(s != FLOOR and not s.isdigit() for s in scenarios):
-        parser.error("--compare takes board counts and 'floor', e.g. 1,3,floor")
+    if any(s != FLOOR and not s.removesuffix(NO_FRAUD).isdigit() for s in scenarios):
+        parser.error(f"--compare takes board counts, N{NO_FRAUD} and 'floor', e.g. 1,3,3{NO_FRAUD},floor")
+    from scores import events
+
+    with_fraud = events.bus.assessor
 
     def scenario_start(scenario: str) -> list[str]:
         nonlocal handler
         handler = floor_app if scenario == FLOOR else app
-        return boards_feed(FLOOR_BOARDS if scenario == FLOOR else int(scenario))
+        # N-nofraud: the fraud engine uninstalled (what the pipeline does without the fraud app: the
+        # limits counted in a call of their own, no replay pre-filter, no windows, no rules).
+        events.set_assessor(events._allow_all if scenario.endswith(NO_FRAUD) else with_fraud)
+        return boards_feed(FLOOR_BOARDS if scenario == FLOOR else int(scenario.removesuffix(NO_FRAUD)))
 
     # Warm up every scenario: connections, imports, scripts, periods; the first one also every player
     # the runs will use (their index entries and player cards: a player active within the card's
@@ -418,7 +437,7 @@ class Measured:
             whole = STAGES[0][2]
             for _module, _path, label in STAGES:
                 print(f"  {self.stages.get(label, 0.0) / n * 1000:5.2f} ms  {label}")
-            parts = sum(v for k, v in self.stages.items() if k != whole)
+            parts = sum(v for k, v in self.stages.items() if k != whole and not k.startswith(SUB))
             print(
                 f"  {(self.stages.get(whole, 0.0) - parts) / n * 1000:5.2f} ms  "
                 "the rest: Django, DRF, middleware, rendering"
