@@ -72,8 +72,9 @@ serve: venv nginx
 serve-stop:
 	PORT=$(PORT) $(BIN)/python deploy/serve.py stop
 
-# The adversarial simulation (tests/fraud/adversarial.py) in its full mode: humans and bots through the
-# real score API on PostgreSQL/Redis with a simulated clock; prints the table. FRAUD_SIM_SEED=... to vary.
+# The adversarial simulation (tests/fraud/adversarial.py) in its full mode: humans and bots over HTTP against
+# a real gunicorn server (production config, PostgreSQL/Redis) on a simulated clock; prints the table.
+# FRAUD_SIM_SEED=... to vary; FRAUD_SIM_SERVER=0 plays in-process (FRAUD_SIM_DETAIL=1's verdicts need it).
 fraud-sim: dev
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} FRAUD_SIM=full \
 		$(BIN)/pytest tests/fraud/test_adversarial.py -p no:cacheprovider -q -p no:logging --timeout 1800 $(PYTEST_ARGS)

@@ -1,11 +1,13 @@
 """The adversarial simulation: humans and bots play through the real score API on a simulated clock.
 
-Every submission goes through the whole stack a production request goes through — JWT, rate limits,
-body validation, action-token verification, the replay checks, the fraud engine with its Redis
-windows and PostgreSQL, the score transaction — in this process, with limits and fraud engine at
-their defaults. Only the clock is simulated (``tests.fraud.conftest.FakeClock``), so an hour of play
-takes a minute, and every player has an address of their own (a /24 of its own, in 198.18.0.0/15),
-except the humans behind one NAT and the burst of fresh accounts, who share one.
+Every submission goes through the whole stack a production request goes through — HTTP, gunicorn,
+JWT, rate limits, body validation, action-token verification, the replay checks, the fraud engine
+with its Redis windows and PostgreSQL, the score transaction — with limits and fraud engine at their
+defaults: over HTTP against a real server (``run(server=...)``, ``tests.fraud.simserver``), or in
+this process through Django's test client. Only the clock is simulated (``tests.fraud.simclock``,
+shared with the server's processes; ``tests.fraud.conftest.FakeClock`` in-process), so an hour of
+play takes a minute, and every player has an address of their own (a /24 of its own, in
+198.18.0.0/15), except the humans behind one NAT and the burst of fresh accounts, who share one.
 
 Populations (seeded, reproducible):
 - humans: slow (gaps ~45 s), keen (~12 s) and bursty (a few quick levels now and then) players,
@@ -34,8 +36,11 @@ The batch job runs every 5 simulated minutes, as beat would (population sketch, 
 from __future__ import annotations
 
 import heapq
+import http.client
+import json
 import math
 import random
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,7 +128,7 @@ class Actor:
     user: User
     ip: str
     user_agent: str
-    client: APIClient
+    client: APIClient | HttpPlayer
     rng: random.Random
     next_at: float
     style: str = ""
@@ -337,6 +342,46 @@ def _address(n: int) -> str:
     return f"198.{18 + n // 256}.{n % 256}.7"
 
 
+class HttpPlayer:
+    """A player's client against a real server (``run(server=...)``): the one call ``_post`` makes
+    of an ``APIClient``, sent over HTTP. The player's address travels in X-Forwarded-For, which the
+    server trusts from 127.0.0.1 only (TRUSTED_PROXIES), as it trusts nginx in production."""
+
+    def __init__(self, server: str, jwt: str) -> None:
+        parsed = urllib.parse.urlsplit(server)
+        self.host, self.port = parsed.hostname or "127.0.0.1", parsed.port or 80
+        self.jwt = jwt
+
+    def post(self, path: str, data: dict[str, Any], *, format: str, REMOTE_ADDR: str, HTTP_USER_AGENT: str) -> Any:
+        assert format == "json"
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=60)
+        try:
+            connection.request(
+                "POST",
+                path,
+                body=json.dumps(data).encode(),
+                headers={
+                    "Content-Type": "application/json",
+                    "Authorization": f"Bearer {self.jwt}",
+                    "X-Forwarded-For": REMOTE_ADDR,
+                    "User-Agent": HTTP_USER_AGENT,
+                },
+            )
+            response = connection.getresponse()
+            return HttpAnswer(response.status, response.read())
+        finally:
+            connection.close()
+
+
+@dataclass
+class HttpAnswer:
+    status_code: int
+    content: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
 def run(
     *,
     mode: Mode,
@@ -344,7 +389,11 @@ def run(
     clock: Any,
     make_player: Callable[..., User],
     mint: Callable[..., str],
+    server: str | None = None,
 ) -> Report:
+    """Play ``mode`` on ``seed``: in this process through Django's test client, or, with ``server``
+    (a base URL such as ``http://127.0.0.1:8000``), over HTTP against that server, which must share
+    this process' database, Redis and clock (``tests.fraud.simserver``)."""
     rng = random.Random(seed)
     actors: list[Actor] = []
     # Start on the hour: the token timestamps (whole seconds) and the velocity windows' buckets then
@@ -352,7 +401,9 @@ def run(
     clock.now = math.floor(clock.now / 3600) * 3600 + 3600
     start = clock.now
 
-    def client_for(user: User) -> APIClient:
+    def client_for(user: User) -> APIClient | HttpPlayer:
+        if server is not None:
+            return HttpPlayer(server, access_token_for(user))
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {access_token_for(user)}")
         return client
