@@ -140,9 +140,10 @@ BENCH_REDIS_URL ?= redis://127.0.0.1:6379/14
 BENCH_ENV = DATABASE_URL=$${DATABASE_URL:-$(BENCH_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(BENCH_REDIS_URL)} \
 	PATH="/usr/sbin:$$PATH"
 
-$(VENV)/.bench: requirements.txt requirements-dev.txt requirements-bench.txt | $(BIN)/python
+# On top of the dev set (which installs the Python client kit too: make test after make bench needs it).
+$(VENV)/.bench: requirements-bench.txt $(VENV)/.dev
 	$(BIN)/pip install --quiet -r requirements-bench.txt
-	touch $(VENV)/.runtime $(VENV)/.dev $@
+	touch $@
 
 bench: $(VENV)/.bench nginx
 	$(BENCH_ENV) $(BIN)/python -m bench.run --mode full
