@@ -17,6 +17,9 @@ the score service does without the fraud app: no replay pre-filter, no windows, 
 player card and the rate-limit counters), so the fraud engine's own share is read from ``--stages``
 (the rules, and the pre-write call against the lean floor's) rather than from this difference.
 
+``--compare 3,3-cold``: ``-cold`` drops the players' cards (``accounts.cards``) before each run, so
+every update is a player's first of the hour: the lookup in PostgreSQL and one more Redis call.
+
 ``--compare 1,3,floor`` adds the lean floor (``bench/lean_floor.py``: the same round trips in a bare
 Django view, three boards) as a baseline of its own, measured in the same rounds.
 
@@ -76,6 +79,17 @@ os.environ.setdefault("FRAUD_QUARANTINE_THRESHOLD", "0.95")
 PLAYERS = 2000
 FLOOR, FLOOR_BOARDS = "floor", 3
 NO_FRAUD = "-nofraud"  # a scenario suffix: the same boards with the fraud engine uninstalled
+COLD = "-cold"  # a scenario suffix: the players' cards dropped before the run (their first update of the hour)
+
+
+def scenario_boards(scenario: str) -> int:
+    """``3``, ``3-nofraud``, ``3-cold``, ``3-cold-nofraud`` -> 3; ValueError for anything else."""
+    base = scenario.replace(NO_FRAUD, "").replace(COLD, "")
+    if not base.isdigit():
+        raise ValueError(scenario)
+    return int(base)
+
+
 # The extra boards of the three-board scenario: (id, period). ``global`` is always fed.
 EXTRA_BOARDS = (("bench-daily", "daily"), ("bench-weekly", "weekly"))
 
@@ -214,6 +228,7 @@ def main() -> int:
     from django.core.management import call_command
     from django.core.wsgi import get_wsgi_application
 
+    from accounts.cards import card_key
     from accounts.models import User
     from accounts.services import player_tokens_issue
     from bench import lean_floor
@@ -262,8 +277,12 @@ def main() -> int:
     client = get_redis()
     assert client is not None
     scenarios = args.compare.split(",") if args.compare else [str(args.boards)]
-    if any(s != FLOOR and not s.removesuffix(NO_FRAUD).isdigit() for s in scenarios):
-        parser.error(f"--compare takes board counts, N{NO_FRAUD} and 'floor', e.g. 1,3,3{NO_FRAUD},floor")
+    for s in scenarios:
+        try:
+            if s != FLOOR:
+                scenario_boards(s)
+        except ValueError:
+            parser.error(f"--compare takes board counts, N{NO_FRAUD}, N{COLD} and 'floor', e.g. 1,3,3{COLD},floor")
     from scores import events
 
     with_fraud = events.bus.assessor
@@ -273,8 +292,8 @@ def main() -> int:
         handler = floor_app if scenario == FLOOR else app
         # N-nofraud: the fraud engine uninstalled (what the pipeline does without the fraud app: the
         # limits counted in a call of their own, no replay pre-filter, no windows, no rules).
-        events.set_assessor(events._allow_all if scenario.endswith(NO_FRAUD) else with_fraud)
-        return boards_feed(FLOOR_BOARDS if scenario == FLOOR else int(scenario.removesuffix(NO_FRAUD)))
+        events.set_assessor(events._allow_all if NO_FRAUD in scenario else with_fraud)
+        return boards_feed(FLOOR_BOARDS if scenario == FLOOR else scenario_boards(scenario))
 
     # Warm up every scenario: connections, imports, scripts, periods; the first one also every player
     # the runs will use (their index entries and player cards: a player active within the card's
@@ -297,6 +316,8 @@ def main() -> int:
             fed = scenario_start(count)
             # Each measured run starts from empty fraud windows for its players, so runs compare (no rule fires).
             client.delete(*[windows._player_key(str(user.pk)) for user, _ in players], windows._ip_key("127.0.0.1"))
+            if COLD in count:
+                client.delete(*[card_key(str(user.pk)) for user, _ in players])
             trips.counts.clear()
             stages.seconds.clear()
             statuses: Counter[int] = Counter()
