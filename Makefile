@@ -20,6 +20,7 @@ help:
 	@echo "make worker - Celery worker with beat (needs REDIS_URL)"
 	@echo "make serve  - production topology on http://$(HOST):$(PORT)/: nginx, gunicorn, 2 ASGI servers, 4 kernel-balanced live-board processes on PORT+10, Celery (needs DATABASE_URL, REDIS_URL)"
 	@echo "make bench  - full benchmark beside its baselines, report in bench/results/ (bench-short: a quick look)"
+	@echo "make fraud-sim - the adversarial simulation (humans and bots against a real server), full mode (fraud/README.md)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
