@@ -110,6 +110,18 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 "≥ 1,000/s",
             )
         )
+    floor = result.get("lean_floor")
+    if floor:
+        out.append(
+            (
+                "Worker CPU per three-board update, in-process (bench.profile_update --compare 3,floor, median"
+                " of 3 alternating rounds)",
+                f"{floor['pipeline_cpu_ms']:.2f} ms",
+                f"lean floor (the same round trips in a bare Django view): {floor['floor_cpu_ms']:.2f} ms",
+                _ratio(floor["pipeline_cpu_ms"], floor["floor_cpu_ms"]),
+                "≤ 1.0 ms, ≤ 2x the floor",
+            )
+        )
     out.append(
         (
             "Update latency at that rate p50 / p95 / p99",

@@ -21,6 +21,7 @@ import random
 import secrets
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -508,6 +509,33 @@ class Bench:
         )
         return out
 
+    def lean_floor(self) -> None:
+        """Issue #12's CPU figure beside its own baseline: ``bench.profile_update --compare 3,floor``
+        (in-process worker CPU per three-board update, the real path and the lean floor alternating),
+        on a scratch database and a Redis database of its own (BENCH_PROFILE_REDIS_URL; by default
+        database 12 of the benchmark's Redis server: the tool writes index entries of its own players
+        on boards named like the benchmark's)."""
+        database_url = os.environ["DATABASE_URL"]
+        redis_url = (
+            os.environ.get("BENCH_PROFILE_REDIS_URL") or urlparse(os.environ["REDIS_URL"])._replace(path="/12").geturl()
+        )
+        scratch = f"{urlparse(database_url).path.lstrip('/')}_profile"
+        with dbwrite.scratch_database(database_url, scratch) as url:
+            done = subprocess.run(
+                [sys.executable, "-m", "bench.profile_update", "--compare", "3,floor", "--rounds", "3",
+                 "--updates", "1000", "--json"],
+                env={**os.environ, "DATABASE_URL": url, "REDIS_URL": redis_url},
+                cwd=ROOT, capture_output=True, text=True, check=True, timeout=900,
+            )  # fmt: skip
+        runs = json.loads(next(line for line in reversed(done.stdout.splitlines()) if line.startswith("{")))
+        medians = {name: statistics.median(m["cpu_ms"] for m in ms) for name, ms in runs.items()}
+        self.result["lean_floor"] = {
+            "pipeline_cpu_ms": round(medians["3"], 3),
+            "floor_cpu_ms": round(medians["floor"], 3),
+            "runs": {name: [m["cpu_ms"] for m in ms] for name, ms in runs.items()},
+        }
+        log(f"profile_update, three boards: {medians['3']:.3f} ms per update, lean floor {medians['floor']:.3f} ms")
+
     def profile_updates(self) -> None:
         """Sample the gunicorn workers with py-spy while updates flow at a rate they sustain."""
         pyspy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
@@ -976,6 +1004,7 @@ class Bench:
         if "updates" not in self.skip:
             self.update_ladder()
             self.profile_updates()
+            self.lean_floor()
         if "boards" not in self.skip and "updates" not in self.skip:
             self.boards_ladder()
         if "delivery" not in self.skip:
