@@ -61,6 +61,9 @@ def main() -> int:
     for i in range(args.players):
         user, _ = User.objects.get_or_create(username=f"fcost{i:04d}", defaults={"email": f"fcost{i}@example.invalid"})
         users.append(user)
+    # A player keeps an address (each on a /24 of its own, as in bench.run): the subnet and
+    # fingerprint of a known address come from the per-process caches, as in production.
+    addresses = {u.pk: f"198.{18 + n // 65536}.{n // 256 % 256}.{n % 256}" for n, u in enumerate(users)}
     User.objects.filter(pk__in=[u.pk for u in users]).update(date_joined=django.utils.timezone.now())
     floor_script = registered_script(
         client,
@@ -100,10 +103,7 @@ def main() -> int:
     def engine_once(user: Any) -> float:
         now = time.time()
         claims = claims_for(user, now)
-        # A player keeps an address (each on a /24 of its own, as in bench.run): the subnet and
-        # fingerprint of a known address come from the per-process caches, as in production.
-        n = users.index(user)
-        context = RequestContext(ip_address=f"198.{18 + n // 65536}.{n // 256 % 256}.{n % 256}", user_agent="bench")
+        context = RequestContext(ip_address=addresses[user.pk], user_agent="bench")
         started = time.process_time()
         assessment = fraud_services.score_attempt_assess(
             user=user, claims=claims, context=context, once_keys=_prefilter_keys(claims), once_ttl=_prefilter_ttl()

@@ -104,11 +104,11 @@ def main() -> int:
         response.close()
         return int(status[0].split()[0])
 
-    log = open(os.devnull, "wb")  # noqa: SIM115  (held for the server's lifetime)
     server = subprocess.Popen(  # noqa: S603
         [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py"),
          "--bind", f"127.0.0.1:{PORT}", "--workers", "1", "scoreboard.wsgi:application"],
-        cwd=ROOT, env={**os.environ, "WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "1"}, stdout=log, stderr=log,
+        cwd=ROOT, env={**os.environ, "WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "1"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60

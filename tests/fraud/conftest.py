@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -12,6 +11,7 @@ from django.test import override_settings
 
 from fraud import population
 from scoreboard import ratelimit
+from tests.fraud import simclock
 
 NO_FRAUD_BLOCKING = {"FRAUD_FLAG_THRESHOLD": 2.0, "FRAUD_BLOCK_THRESHOLD": 2.0}
 NO_RATE_LIMITS = {"RATE_LIMIT_ENABLED": False}
@@ -67,11 +67,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     or how fast a player goes follows this clock.
     """
     fake = FakeClock(time.time())
-    monkeypatch.setattr("scores.action_tokens.time", fake)
-    monkeypatch.setattr("django_ratelimit.core.time", fake)
-    monkeypatch.setattr("scoreboard.ratelimit._now", fake.time)
-    monkeypatch.setattr("fraud.services._now", fake.time)
-    monkeypatch.setattr("django.utils.timezone.now", lambda: dt.datetime.fromtimestamp(fake.now, tz=dt.UTC))
+    simclock.install(fake, monkeypatch.setattr, hooks=simclock.HOOKS)
     return fake
 
 

@@ -25,16 +25,19 @@ _DOUBLE = struct.Struct("<d")
 # The server processes' environment variable naming the clock's file (tests.fraud.simserver).
 CLOCK_FILE_ENV = "FRAUD_SIM_CLOCK_FILE"
 
-# (module, attribute, what replaces it given the clock): the hooks of tests.fraud.conftest.clock, plus
-# the population sketch's per-process copy, which is kept MEMO_SECONDS of (simulated) time.
-HOOKS: tuple[tuple[str, str, Callable[[Any], Any]], ...] = (
+Hook = tuple[str, str, Callable[[Any], Any]]  # (module, attribute, what replaces it given the clock)
+# The clocks that decide when an action happened or how fast a player goes: the in-process
+# simulation's and the fraud tests' clock (tests.fraud.conftest.clock) moves these.
+HOOKS: tuple[Hook, ...] = (
     ("scores.action_tokens", "time", lambda c: c),
     ("django_ratelimit.core", "time", lambda c: c),
     ("scoreboard.ratelimit", "_now", lambda c: c.time),
     ("fraud.services", "_now", lambda c: c.time),
-    ("fraud.population", "time", lambda c: c),
     ("django.utils.timezone", "now", lambda c: lambda: dt.datetime.fromtimestamp(c.now, tz=dt.UTC)),
 )
+# A server's processes also keep the population sketch's copy MEMO_SECONDS of (simulated) time; in
+# one process the batch job drops that copy itself after each refresh.
+SERVER_HOOKS: tuple[Hook, ...] = (*HOOKS, ("fraud.population", "time", lambda c: c))
 
 
 class SharedClock:
@@ -72,9 +75,11 @@ class SharedClock:
         self.now += seconds
 
 
-def install(clock: Any, setattr_: Callable[[Any, str, Any], Any] = setattr) -> None:
-    """Point every hook at ``clock`` (``setattr_``: ``monkeypatch.setattr`` in a test, to undo it)."""
+def install(
+    clock: Any, setattr_: Callable[[Any, str, Any], Any] = setattr, hooks: tuple[Hook, ...] = SERVER_HOOKS
+) -> None:
+    """Point ``hooks`` at ``clock`` (``setattr_``: ``monkeypatch.setattr`` in a test, to undo it)."""
     import importlib
 
-    for module, attribute, replacement in HOOKS:
+    for module, attribute, replacement in hooks:
         setattr_(importlib.import_module(module), attribute, replacement(clock))

@@ -9,11 +9,7 @@ verdicts need). ``make fraud-sim`` runs the full mode (FRAUD_SIM=full) and print
 
 from __future__ import annotations
 
-import http.client
 import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +18,7 @@ from django.conf import settings
 
 from fraud import population
 from tests.fraud import adversarial, simclock
-from tests.realtime.servers import free_port, session_database_url
+from tests.realtime.servers import free_port, gunicorn_started, session_database_url
 
 # transaction=True: the server's processes only see committed rows.
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres, pytest.mark.redis]
@@ -66,35 +62,8 @@ def sim_server(sim_clock, tmp_path: Path) -> Iterator[str | None]:
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # single-process metrics
     log = tmp_path / "gunicorn.log"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            str(ROOT / "deploy" / "gunicorn.conf.py"),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "tests.fraud.simserver:application",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    process = gunicorn_started("tests.fraud.simserver:application", port, log, env, timeout=SERVER_START_SECONDS)
     try:
-        deadline = time.monotonic() + SERVER_START_SECONDS
-        while True:
-            assert process.poll() is None, log.read_text()[-3000:]
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                conn.request("GET", "/healthz")
-                assert conn.getresponse().status == 200
-                conn.close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, log.read_text()[-3000:]
-                time.sleep(0.2)
         yield f"http://127.0.0.1:{port}"
         assert process.poll() is None, log.read_text()[-3000:]
     finally:

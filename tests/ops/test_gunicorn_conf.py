@@ -5,15 +5,12 @@ from __future__ import annotations
 import http.client
 import os
 import runpy
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 
-from tests.realtime.servers import free_port, session_database_url
+from tests.realtime.servers import free_port, gunicorn_started, session_database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "deploy" / "gunicorn.conf.py"
@@ -67,34 +64,10 @@ def test_the_app_under_gunicorn_with_this_config(threads: str, keeps_alive: bool
     }
     # Single-process metrics: prometheus_client treats even an empty value as a directory (the cwd).
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    log = tmp_path / "gunicorn.log"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            str(CONF),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "scoreboard.wsgi:application",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    process = gunicorn_started("scoreboard.wsgi:application", port, tmp_path / "gunicorn.log", env, timeout=30)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, log.read_text()[-3000:]
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                first = _get(conn, "/v1/leaderboard")
-                break
-            except OSError:
-                assert time.monotonic() < deadline, log.read_text()[-3000:]
-                time.sleep(0.2)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        first = _get(conn, "/v1/leaderboard")
         assert first.status == 200
         assert first.will_close is not keeps_alive  # sync workers close every connection
         second = _get(conn, "/v1/leaderboard")  # on the same connection when it was kept

@@ -55,6 +55,28 @@ def free_port(taken: set[int]) -> int:
     raise RuntimeError(f"no free port in {PORT_RANGE.start}-{PORT_RANGE.stop - 1}")
 
 
+def gunicorn_started(
+    app: str, port: int, log: Path, env: dict[str, str], timeout: float = 60
+) -> subprocess.Popen[bytes]:
+    """gunicorn with ``deploy/gunicorn.conf.py`` serving ``app`` on 127.0.0.1:``port``, once it answers
+    ``GET /healthz``; its output goes to ``log`` (quoted when it exits or never answers)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py"), "--bind",
+         f"127.0.0.1:{port}", app],
+        cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None, log.read_text()[-3000:]
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200:
+                return process
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"gunicorn on {port} did not answer:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+
+
 def session_database_url() -> str:
     db = connection.settings_dict
     auth = quote(db["USER"] or "")
