@@ -44,7 +44,8 @@ PORT = int(os.environ.get("BENCH_SERVED_GAP_PORT", "8590"))
 def raw_request(environ: dict[str, Any]) -> bytes:
     body = environ["wsgi.input"].getvalue()
     head = (
-        f"POST {environ['PATH_INFO']} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\n"
+        f"POST {environ['PATH_INFO']} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        "Content-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\nAuthorization: {environ['HTTP_AUTHORIZATION']}\r\n\r\n"
     )
     return head.encode() + body
@@ -101,7 +102,11 @@ def main() -> int:
     parser.add_argument("--updates", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--boards", type=int, default=3, choices=(1, 2, 3))
-    parser.add_argument("--granian", action="store_true", help="granian's WSGI server beside gunicorn's")
+    parser.add_argument(
+        "--granian",
+        action="store_true",
+        help="granian's WSGI server beside gunicorn's (pip install granian first: not in the requirements)",
+    )
     args = parser.parse_args()
     if not os.environ.get("DATABASE_URL", "").startswith("postgres") or not os.environ.get("REDIS_URL"):
         print("needs DATABASE_URL (PostgreSQL) and REDIS_URL", file=sys.stderr)

@@ -315,6 +315,16 @@ SCORE_UPDATE_PATH = API_PREFIX + "scores/update"
 LEADERBOARD_PATH = API_PREFIX + "leaderboard"
 # The requests whose limits are counted inside the Redis call that does their work.
 DEFERRED_PATHS = frozenset({("POST", SCORE_UPDATE_PATH), ("GET", LEADERBOARD_PATH)})
+BOARDS_PREFIX = API_PREFIX + "boards/"
+ENTRIES_SUFFIX = "/entries"  # GET /v1/boards/{board}/entries: counted in its index read too
+
+
+def _deferred_request(method: str, path: str) -> bool:
+    if (method, path) in DEFERRED_PATHS:
+        return True
+    return method == "GET" and path.startswith(BOARDS_PREFIX) and path.endswith(ENTRIES_SUFFIX)
+
+
 PENDING_ATTRIBUTE = "sb_pending_limits"
 
 
@@ -433,7 +443,7 @@ class IpRateLimitMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if (request.method, request.path) in DEFERRED_PATHS and counters_mergeable() is not None:
+        if _deferred_request(request.method or "", request.path) and counters_mergeable() is not None:
             return self._deferred(request)
         if settings.RATE_LIMIT_ENABLED and request.path.startswith(API_PREFIX):
             refused = self._check(request)
@@ -446,8 +456,8 @@ class IpRateLimitMiddleware:
         return self.get_response(request)
 
     def _deferred(self, request: HttpRequest) -> HttpResponse:
-        """The per-IP hit of a score update joins its pre-write Redis call, the one of a leaderboard
-        read the index read (``PendingLimits``)."""
+        """The per-IP hit of a score update joins its pre-write Redis call, the one of a board read
+        (the leaderboard, a board's entries) the index read (``PendingLimits``)."""
         ip = client_ip(request.META)
         if ip is None:
             _warn_no_client_address()

@@ -33,7 +33,17 @@ from accounts.authentication import (
     token_epoch,
 )
 from accounts.models import User
-from scoreboard.api import JsonNegotiationMixin, StrictSerializer, envelope, errors, json_body_fast, ok, ok_json
+from scoreboard.api import (
+    JsonNegotiationMixin,
+    StrictSerializer,
+    envelope,
+    errors,
+    json_body_fast,
+    ok,
+    ok_body,
+    ok_json,
+    ok_json_body,
+)
 from scoreboard.errors import ApiError, NotFound, Unauthorized
 from scoreboard.net import client_ip
 from scoreboard.ratelimit import ScoreUpdateRateLimit, pending_limits
@@ -183,7 +193,7 @@ class LeaderboardRowSerializer(serializers.Serializer):
     last_updated = serializers.CharField(help_text="When the player reached this score (ISO 8601, UTC).")
 
 
-class LeaderboardApi(APIView):
+class LeaderboardApi(JsonNegotiationMixin, APIView):
     def get_permissions(self) -> list[BasePermission]:
         if settings.LEADERBOARD_REQUIRE_AUTH:
             return [CanReadScores()]
@@ -199,13 +209,17 @@ class LeaderboardApi(APIView):
         parameters=[OpenApiParameter("limit", OpenApiTypes.INT, description="1–100 (default 10; larger is clamped)")],
         responses={200: envelope("LeaderboardResponse", OutputSerializer()), **errors(400, 401, 403)},
     )
-    def get(self, request: Request) -> Response:
+    def get(self, request: Request) -> HttpResponseBase:
         limit = _parse_limit(request.query_params.get("limit"))
         limits = pending_limits(request._request)  # the per-IP hit, counted in the index read's round trip
         page = selectors.leaderboard_top(limit=limit, counters=limits)
         if limits is not None:
             limits.flush()  # a no-op once counted
-        return ok(leaderboard_payload(page))
+        # An unchanged board comes back from the page cache with the bytes it was answered with.
+        body = page.rendered.get("leaderboard")
+        if body is None:
+            body = page.rendered["leaderboard"] = ok_body(leaderboard_payload(page))  # JSON's own types
+        return ok_json_body(body)
 
 
 def _parse_limit(raw: str | None) -> int:
@@ -498,7 +512,7 @@ PERIOD_PARAM = OpenApiParameter(
 )
 
 
-class BoardEntriesApi(APIView):
+class BoardEntriesApi(JsonNegotiationMixin, APIView):
     get_permissions = _public_read
 
     class OutputSerializer(serializers.Serializer):
@@ -516,20 +530,31 @@ class BoardEntriesApi(APIView):
         ],
         responses={200: envelope("BoardEntriesResponse", OutputSerializer()), **errors(400, 401, 403, 404)},
     )
-    def get(self, request: Request, board_id: str) -> Response:
+    def get(self, request: Request, board_id: str) -> HttpResponseBase:
         spec = _board_or_404(board_id)
         period = _period_of(request, spec)
         limit = _parse_limit(request.query_params.get("limit"))
         cursor = request.query_params.get("cursor") or None
-        page = selectors.board_page(spec=spec, period=period, limit=limit, cursor=cursor)
-        return ok(
-            {
-                "entries": [row.as_dict() for row in page.rows],
-                "entry_count": page.total_players,
-                "next_cursor": page.next_cursor,
-                "period": selectors.period_payload(spec=spec, period=period),
-            }
-        )
+        limits = pending_limits(request._request)  # the per-IP hit, counted in the index read's round trip
+        page = selectors.board_page(spec=spec, period=period, limit=limit, cursor=cursor, counters=limits)
+        if limits is not None:
+            limits.flush()  # a no-op once counted (a cursor page's read does not carry it)
+        # A period that has not ended answers the same for the same page: kept with the page. An
+        # ended one's status (closed, corrected) comes from the database at every read.
+        keep = period.ends_at is None or period.ends_at > timezone.now()
+        body = page.rendered.get("entries") if keep else None
+        if body is None:
+            body = ok_body(  # JSON's own types
+                {
+                    "entries": [row.as_dict() for row in page.rows],
+                    "entry_count": page.total_players,
+                    "next_cursor": page.next_cursor,
+                    "period": selectors.period_payload(spec=spec, period=period),
+                }
+            )
+            if keep:
+                page.rendered["entries"] = body
+        return ok_json_body(body)
 
 
 class StandingSerializer(serializers.Serializer):

@@ -16,7 +16,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.core import signing
@@ -80,6 +80,9 @@ class BoardPage:
     last_updated: str | None
     source: str  # "redis" or "database"
     next_cursor: str | None = None
+    # Answers already rendered from this page (by the API, keyed by its name), shared by every copy
+    # the page cache hands out of it: an unchanged board is encoded once per process and version.
+    rendered: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

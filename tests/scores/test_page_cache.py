@@ -150,3 +150,55 @@ def test_a_leaderboard_read_is_one_redis_round_trip_with_its_ip_limit_in_it(
     assert refused.status_code == 429
     assert refused.json()["error"]["code"] == "ip_rate_limited"
     assert 1 <= int(refused["Retry-After"]) <= 60
+
+
+def test_a_kept_page_is_answered_with_the_bytes_it_was_first_answered_with(
+    make_player: Callable[..., User], scored: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unchanged board is encoded once per process: later reads send the kept bytes, which are
+    DRF's rendering of the same answer; a change encodes the new page."""
+    from rest_framework.renderers import JSONRenderer
+
+    from scores import apis
+
+    ann, bob = make_player(username="ann"), make_player(username="bob")
+    scored(ann, 30)
+    client = APIClient()
+    encoded: list[dict[str, Any]] = []
+    real_ok_body = apis.ok_body
+
+    def counting_ok_body(data: dict[str, Any]) -> bytes:
+        encoded.append(data)
+        return real_ok_body(data)
+
+    monkeypatch.setattr(apis, "ok_body", counting_ok_body)
+    first = client.get("/v1/leaderboard")
+    again = client.get("/v1/leaderboard")
+    assert first.status_code == again.status_code == 200
+    assert first["Content-Type"] == "application/json"
+    assert again.content == first.content
+    assert first.content == JSONRenderer().render({"success": True, "data": encoded[0]})
+    assert len(encoded) == 1
+    scored(bob, 50)
+    changed = client.get("/v1/leaderboard")
+    assert [row["username"] for row in changed.json()["data"]["leaderboard"]] == ["bob", "ann"]
+    assert len(encoded) == 2
+    assert client.get("/v1/leaderboard", {"limit": 1}).json()["data"]["leaderboard"][0]["username"] == "bob"
+    assert len(encoded) == 3  # another page size is another copy, encoded once too
+
+
+def test_a_board_entries_read_is_one_redis_round_trip_with_its_ip_limit_in_it(
+    make_player: Callable[..., User], scored: Any, redis_commands: Callable[[], list[bytes]]
+) -> None:
+    ann = make_player(username="ann")
+    scored(ann, 30)
+    client = APIClient()
+    with override_settings(RATE_LIMIT_ENABLED=True, RATE_LIMIT_IP_PER_MINUTE=3):
+        assert entries(client) == [("ann", 30)]  # warm: scripts loaded
+        sent = redis_commands()
+        assert entries(client) == [("ann", 30)]
+        assert len(sent) == 1, sent
+        assert entries(client) == [("ann", 30)]
+        refused = client.get(f"/v1/boards/{GLOBAL_ID}/entries", {"limit": 5})
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "ip_rate_limited"
