@@ -39,6 +39,8 @@ import time
 from collections import Counter
 from typing import Any
 
+from bench.wsgi_request import wsgi_status
+
 TARGETS = {
     "bare": ("bench.baseline_drf.settings", "/ping", ""),
     "leaderboard": ("scoreboard.settings", "/v1/leaderboard", ""),
@@ -165,11 +167,7 @@ def worker(target: str, requests: int, writes: int, profile: bool) -> dict[str, 
     statuses: Counter[int] = Counter()
 
     def read() -> None:
-        status: list[str] = []
-        response = app(environ_of(path, query), lambda s, h, *a: status.append(s))  # type: ignore[arg-type]
-        b"".join(response)
-        response.close()
-        statuses[int(status[0].split()[0])] += 1
+        statuses[wsgi_status(app, environ_of(path, query))] += 1
 
     for _ in range(WARM_REQUESTS):
         read()

@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.topology import cpu_seconds
-from bench.wsgi_request import update_environ
+from bench.wsgi_request import update_environ, wsgi_status
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "scoreboard.settings")
 os.environ.setdefault("DJANGO_DEBUG", "false")
@@ -263,11 +263,7 @@ def main() -> int:
     handler = app
 
     def call(environ: dict[str, Any]) -> int:
-        status: list[str] = []
-        response = handler(environ, lambda s, h, *a: status.append(s))  # type: ignore[arg-type]
-        b"".join(response)
-        response.close()
-        return int(status[0].split()[0])
+        return wsgi_status(handler, environ)
 
     def update(user: Any, jwt: str) -> int:
         token = action_tokens.mint(user_id=str(user.pk), action_type="LEVEL_COMPLETION", score_increment=100)

@@ -35,7 +35,7 @@ from typing import Any
 
 from bench import profile_update  # sets the environment defaults (secrets, limits) on import
 from bench.topology import children, cpu_seconds
-from bench.wsgi_request import update_environ
+from bench.wsgi_request import update_environ, wsgi_status
 
 ROOT = Path(__file__).resolve().parents[1]
 PORT = int(os.environ.get("BENCH_SERVED_GAP_PORT", "8590"))
@@ -139,11 +139,7 @@ def main() -> int:
         return update_environ(token.action_token, jwt)
 
     def in_process(environ: dict[str, Any]) -> int:
-        status: list[str] = []
-        response = app(environ, lambda s, h, *a: status.append(s))  # type: ignore[arg-type]
-        b"".join(response)
-        response.close()
-        return int(status[0].split()[0])
+        return wsgi_status(app, environ)
 
     servers: dict[str, subprocess.Popen[bytes]] = {
         "gunicorn": subprocess.Popen(  # noqa: S603

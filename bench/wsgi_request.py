@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 
@@ -30,3 +31,12 @@ def update_environ(action_token: str, jwt: str) -> dict[str, Any]:
         "wsgi.url_scheme": "http",
         "wsgi.errors": sys.stderr,
     }
+
+
+def wsgi_status(app: Callable[..., Any], environ: dict[str, Any]) -> int:
+    """Call a WSGI application as a server would (the body read, the response closed): its status code."""
+    status: list[str] = []
+    response = app(environ, lambda s, h, *a: status.append(s))
+    b"".join(response)
+    response.close()
+    return int(status[0].split()[0])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from django.conf import settings
@@ -215,11 +215,18 @@ class LeaderboardApi(JsonNegotiationMixin, APIView):
         page = selectors.leaderboard_top(limit=limit, counters=limits)
         if limits is not None:
             limits.flush()  # a no-op once counted
-        # An unchanged board comes back from the page cache with the bytes it was answered with.
-        body = page.rendered.get("leaderboard")
-        if body is None:
-            body = page.rendered["leaderboard"] = ok_body(leaderboard_payload(page))  # JSON's own types
-        return ok_json_body(body)
+        return ok_json_body(_rendered(page, "leaderboard", lambda: leaderboard_payload(page)))
+
+
+def _rendered(page: selectors.BoardPage, name: str, payload: Callable[[], dict[str, Any]], keep: bool = True) -> bytes:
+    """``ok_body`` of ``payload()`` (JSON's own types only), kept with the page when ``keep``: an
+    unchanged board comes back from the page cache with the bytes it was first answered with."""
+    body = page.rendered.get(name) if keep else None
+    if body is None:
+        body = ok_body(payload())
+        if keep:
+            page.rendered[name] = body
+    return body
 
 
 def _parse_limit(raw: str | None) -> int:
@@ -539,22 +546,20 @@ class BoardEntriesApi(JsonNegotiationMixin, APIView):
         page = selectors.board_page(spec=spec, period=period, limit=limit, cursor=cursor, counters=limits)
         if limits is not None:
             limits.flush()  # a no-op once counted (a cursor page's read does not carry it)
-        # A period that has not ended answers the same for the same page: kept with the page. An
-        # ended one's status (closed, corrected) comes from the database at every read.
-        keep = period.ends_at is None or period.ends_at > timezone.now()
-        body = page.rendered.get("entries") if keep else None
-        if body is None:
-            body = ok_body(  # JSON's own types
-                {
+        # An ended period's status (closed, corrected) comes from the database at every read.
+        return ok_json_body(
+            _rendered(
+                page,
+                "entries",
+                lambda: {
                     "entries": [row.as_dict() for row in page.rows],
                     "entry_count": page.total_players,
                     "next_cursor": page.next_cursor,
                     "period": selectors.period_payload(spec=spec, period=period),
-                }
+                },
+                keep=not period.ended(timezone.now()),
             )
-            if keep:
-                page.rendered["entries"] = body
-        return ok_json_body(body)
+        )
 
 
 class StandingSerializer(serializers.Serializer):

@@ -62,6 +62,10 @@ class Period:
     def contains(self, at: dt.datetime) -> bool:
         return (self.starts_at is None or self.starts_at <= at) and (self.ends_at is None or at < self.ends_at)
 
+    def ended(self, at: dt.datetime) -> bool:
+        """Over at ``at``: only such a period can be closed or corrected."""
+        return self.ends_at is not None and self.ends_at <= at
+
     @property
     def length(self) -> dt.timedelta | None:
         if self.starts_at is None or self.ends_at is None:

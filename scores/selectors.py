@@ -137,7 +137,7 @@ def _period_frozen(spec: BoardSpec, period: Period) -> bool:
     periods; a reversal re-freezes only closed ones), so the current period and all time are never
     frozen: no query on the read path of the live boards.
     """
-    if period.ends_at is None or period.ends_at > timezone.now():
+    if not period.ended(timezone.now()):
         return False
     status = period_status(spec=spec, period=period)
     return status is not None and status.closed_at is not None
@@ -145,8 +145,7 @@ def _period_frozen(spec: BoardSpec, period: Period) -> bool:
 
 def period_payload(*, spec: BoardSpec, period: Period) -> dict[str, object]:
     # A period that has not ended is never closed or corrected (see _period_frozen): no query.
-    ended = period.ends_at is not None and period.ends_at <= timezone.now()
-    status = period_status(spec=spec, period=period) if ended else None
+    status = period_status(spec=spec, period=period) if period.ended(timezone.now()) else None
     return {
         "key": period.key,
         "starts_at": _iso(period.starts_at),
