@@ -53,11 +53,17 @@ from typing import Any, TypeAlias, cast
 from urllib.parse import quote, unquote
 
 import redis
+import redis.connection
 from django.conf import settings
 from django_redis.pool import ConnectionFactory
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.retry import Retry
+
+try:
+    from hiredis import pack_command
+except ImportError:  # pragma: no cover - hiredis is in the requirements
+    pack_command = None  # type: ignore[assignment]
 
 logger = logging.getLogger(__name__)
 
@@ -316,7 +322,13 @@ class BreakerConnection(redis.Connection):
     # False on a cluster node: it refuses keys of slots it does not own (the sentinel among them).
     keeps_sentinel = True
 
+    _known_breaker: CircuitBreaker | None = None
+
     def _breaker(self) -> CircuitBreaker:
+        # Asked on every send and read: kept on the connection once its probe is set (breakers
+        # live as long as the process, one per server; reset_breakers resets them in place).
+        if self._known_breaker is not None:
+            return self._known_breaker
         breaker = breaker_for(f"{self.host}:{self.port}")
         if breaker._probe is None:
             kwargs: dict[str, Any] = {
@@ -338,6 +350,7 @@ class BreakerConnection(redis.Connection):
                     return _mark_sentinel(client) if keeps_sentinel else True
 
             breaker.set_probe(probe, int(self.db))
+        self._known_breaker = breaker
         return breaker
 
     def connect(self) -> None:
@@ -496,6 +509,50 @@ def pipeline_execute(pipe: Any) -> list[Any]:
 ScriptCall = tuple[Any, Sequence[Any], Sequence[Any]]  # (registered script, keys, args)
 
 
+def _pack_evalsha(conn: Any, calls: Sequence[ScriptCall]) -> list[bytes]:
+    """The calls as RESP, in the chunks ``send_packed_command`` writes (a list: it iterates it)."""
+    commands = [("EVALSHA", script.sha, len(keys), *keys, *args) for script, keys, args in calls]
+    if pack_command is None:  # hiredis is in the requirements; redis-py's own packer otherwise
+        return cast(list[bytes], conn.pack_commands(commands))
+    return [b"".join([pack_command(command) for command in commands])]
+
+
+def _evalsha_on_one_connection(client: redis.Redis, calls: Sequence[ScriptCall]) -> list[Any]:
+    """EVALSHA of every call in one write on one pooled connection, the replies read in order.
+
+    What ``client.pipeline(transaction=False)`` sends and reads, without its per-command machinery
+    (the command stack, the retry wrapper, the response callbacks, the per-argument packing): on the
+    score update's two calls that machinery cost as much CPU as the round trips themselves. The
+    connection is the pool's (its circuit breaker, timeouts and health check included: its own
+    ``send_packed_command`` and ``read_response`` run). An error reply is returned in its place, as
+    the pipeline's ``raise_on_error=False`` does; any other failure (timeout, connection lost,
+    interrupted) disconnects the connection, whose replies are then unknown, before it goes back.
+    """
+    pool = client.connection_pool
+    conn = pool.get_connection()
+    try:
+        conn.send_packed_command(_pack_evalsha(conn, calls))
+        replies: list[Any] = []
+        for _call in calls:
+            try:
+                replies.append(conn.read_response())
+            except redis.ResponseError as exc:
+                replies.append(exc)
+    except BaseException:
+        conn.disconnect()
+        raise
+    finally:
+        pool.release(conn)
+    return replies
+
+
+def script_run(client: Client, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+    """``script(keys=keys, args=args)`` in one round trip (see :func:`scripts_run`)."""
+    if isinstance(client, RedisCluster):
+        return script(keys=keys, args=args)
+    return scripts_run(client, [(script, keys, args)])[0]
+
+
 def scripts_run(client: Client, calls: Sequence[ScriptCall]) -> list[Any]:
     """Run several scripts in ONE round trip (a pipeline of EVALSHA) and return their replies.
 
@@ -503,14 +560,12 @@ def scripts_run(client: Client, calls: Sequence[ScriptCall]) -> list[Any]:
     the pipeline): here a script Redis does not know (restarted, SCRIPT FLUSH) is loaded and run on
     its own afterwards, which only happens then. Other errors are raised as redis-py raises them.
     """
-    pipe = client.pipeline(transaction=False)
-    if isinstance(pipe, ClusterPipeline):  # routed per key, scripts loaded on every primary
+    if isinstance(client, RedisCluster):  # routed per key, scripts loaded on every primary
+        pipe = client.pipeline(transaction=False)
         for script, keys, args in calls:
             queue_script(pipe, script, keys, args)
         return pipeline_execute(pipe)
-    for script, keys, args in calls:
-        pipe.evalsha(script.sha, len(keys), *keys, *args)
-    replies: list[Any] = pipe.execute(raise_on_error=False)
+    replies = _evalsha_on_one_connection(client, calls)
     for i, reply in enumerate(replies):
         if isinstance(reply, redis.exceptions.NoScriptError):
             script, keys, args = calls[i]
