@@ -1064,13 +1064,17 @@ def live_periods(*, board: BoardSpec | None = None) -> list[tuple[BoardSpec, str
 def index_rebuild(*, spec: BoardSpec, period_key: str, progress: Bar | None = None) -> int:
     """Rebuild one (board, period) index from PostgreSQL; returns the number of players indexed.
 
-    Changes committed while the rebuild runs are re-applied afterwards (version-guarded).
+    Changes committed while the rebuild runs are re-applied afterwards (version-guarded). An entry's
+    ``updated_at`` is the update's clock, taken before its write commits: an update that read the
+    clock just before the rebuild started, committed after the rebuild's read and wrote its index
+    entry before the rebuild replaced the index would be in neither, so the re-apply looks back
+    ``REBUILD_CATCH_UP`` before the start (re-applying an entry twice changes nothing).
     ``progress`` (scoreboard.progress) is told of each entry read, for the command's bar.
     """
     index = redis_index(spec, period_key)
     if index is None:
         return 0
-    started = timezone.now()
+    started = timezone.now() - REBUILD_CATCH_UP
     entries = selectors.index_entries(spec=spec, period_key=period_key)
     count = index.replace_all(entries if progress is None else counted(entries, progress))
     for entry in BoardEntry.objects.filter(
@@ -1098,6 +1102,9 @@ def index_rebuild_soon(*, spec: BoardSpec, period_key: str) -> None:
 
 
 REBUILD_LOCK_SECONDS = 60
+# How long before a rebuild's start an update's clock may have been read with its write still to
+# commit (far more than an update takes; the drift check repairs what takes longer).
+REBUILD_CATCH_UP = dt.timedelta(seconds=30)
 
 
 def leaderboard_rebuild(*, board: BoardSpec | None = None) -> int:
