@@ -9,6 +9,9 @@ update must do and nothing else:
   one Redis script (every board's index entry, its new rank, one publish per board), an orjson
   response.
 
+Both Redis calls go through ``scoreboard.redis.script_run``, as the full path makes them (one
+write on one pooled connection, without redis-py's pipeline machinery).
+
 It has no error contract, no fraud rules, no logging, no metrics and writes the index under keys
 of its own (``sb:floor:...``), so it is a baseline, never a way to serve. ``bench.profile_update
 --compare 1,3,floor`` measures it in the same process and rounds as the real path; it is not
@@ -31,7 +34,7 @@ from django.urls import path
 from django.utils import timezone
 
 from scoreboard import db
-from scoreboard.redis import get_redis
+from scoreboard.redis import get_redis, script_run
 from scores import action_tokens, services
 from scores.boards import SORT_DESC
 
@@ -89,6 +92,8 @@ _scripts = _Scripts()
 
 def update(request: HttpRequest) -> HttpResponse:
     before, after = _scripts.load()
+    redis_client = get_redis()
+    assert redis_client is not None
     jwt_settings = settings.SIMPLE_JWT
     access = jwt.decode(
         request.headers["Authorization"].removeprefix("Bearer "),
@@ -105,8 +110,10 @@ def update(request: HttpRequest) -> HttpResponse:
     now_s = time.time()
     minute = int(now_s // 60)
     ip = request.META["REMOTE_ADDR"]
-    counts = before(
-        keys=[
+    counts = script_run(
+        redis_client,
+        before,
+        [
             f"{KEY_PREFIX}ip:{ip}:{minute}",
             f"{KEY_PREFIX}p:{user_id}:{minute}",
             f"{KEY_PREFIX}g:{minute}",
@@ -114,7 +121,7 @@ def update(request: HttpRequest) -> HttpResponse:
             f"{KEY_PREFIX}action:{claims.action_id}",
             f"{KEY_PREFIX}w:{user_id}",
         ],
-        args=[60, services._prefilter_ttl(), now_s, 3600, claims.action_id],
+        [60, services._prefilter_ttl(), now_s, 3600, claims.action_id],
     )
     if not counts[3]:
         return HttpResponse(status=409)
@@ -151,7 +158,7 @@ def update(request: HttpRequest) -> HttpResponse:
         board = f"{KEY_PREFIX}{{b:{row[4]}}}:{row[5]}"
         keys += [f"{board}:z", f"{board}:v", f"{board}:live"]
         scores.append(row[8])
-    ranks = after(keys=keys, args=[user_id, *scores])
+    ranks = script_run(redis_client, after, keys, [user_id, *scores])
     payload = {
         "user_id": user_id,
         "old_score": rows[0][0],
