@@ -25,7 +25,7 @@ from typing import Any
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 
-from scoreboard.redis import client_for, registered_script
+from scoreboard.redis import client_for, registered_script, script_run
 
 COUNTER_MAX_SECONDS = 3600
 
@@ -126,7 +126,8 @@ class RateLimitCache(BaseCache):
             self._flush_pending()
             pending = None
         initial, seconds = (pending[1], pending[2]) if pending else ("", 0)
-        count = registered_script(self._client(), _HIT)(keys=[full_key], args=[initial, seconds, delta])
+        client = self._client()
+        count = script_run(client, registered_script(client, _HIT), [full_key], [initial, seconds, delta])
         if count is None:
             raise ValueError(f"Key '{key}' not found.")
         return int(count)
@@ -139,7 +140,8 @@ class RateLimitCache(BaseCache):
         self._flush_pending()
         full_keys = [self.make_and_validate_key(key) for key in keys]
         seconds = max(1, int(timeout))
-        counts = registered_script(self._client(), _HIT_CHAIN)(keys=full_keys, args=[seconds, *limits])
+        client = self._client()
+        counts = script_run(client, registered_script(client, _HIT_CHAIN), full_keys, [seconds, *limits])
         return [int(c) for c in counts]
 
     def full_keys(self, keys: list[str]) -> list[str]:
