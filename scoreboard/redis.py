@@ -53,17 +53,12 @@ from typing import Any, TypeAlias, cast
 from urllib.parse import quote, unquote
 
 import redis
-import redis.connection
 from django.conf import settings
 from django_redis.pool import ConnectionFactory
+from hiredis import pack_command  # in the requirements (redis-py's fast parser uses it too)
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.retry import Retry
-
-try:
-    from hiredis import pack_command
-except ImportError:  # pragma: no cover - hiredis is in the requirements
-    pack_command = None  # type: ignore[assignment]
 
 logger = logging.getLogger(__name__)
 
@@ -509,12 +504,9 @@ def pipeline_execute(pipe: Any) -> list[Any]:
 ScriptCall = tuple[Any, Sequence[Any], Sequence[Any]]  # (registered script, keys, args)
 
 
-def _pack_evalsha(conn: Any, calls: Sequence[ScriptCall]) -> list[bytes]:
+def _pack_evalsha(calls: Sequence[ScriptCall]) -> list[bytes]:
     """The calls as RESP, in the chunks ``send_packed_command`` writes (a list: it iterates it)."""
-    commands = [("EVALSHA", script.sha, len(keys), *keys, *args) for script, keys, args in calls]
-    if pack_command is None:  # hiredis is in the requirements; redis-py's own packer otherwise
-        return cast(list[bytes], conn.pack_commands(commands))
-    return [b"".join([pack_command(command) for command in commands])]
+    return [b"".join([pack_command(("EVALSHA", script.sha, len(keys), *keys, *args)) for script, keys, args in calls])]
 
 
 def _evalsha_on_one_connection(client: redis.Redis, calls: Sequence[ScriptCall]) -> list[Any]:
@@ -531,7 +523,7 @@ def _evalsha_on_one_connection(client: redis.Redis, calls: Sequence[ScriptCall])
     pool = client.connection_pool
     conn = pool.get_connection()
     try:
-        conn.send_packed_command(_pack_evalsha(conn, calls))
+        conn.send_packed_command(_pack_evalsha(calls))
         replies: list[Any] = []
         for _call in calls:
             try:
