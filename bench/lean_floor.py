@@ -36,7 +36,6 @@ from django.utils import timezone
 from scoreboard import db
 from scoreboard.redis import get_redis, script_run
 from scores import action_tokens, services
-from scores.boards import SORT_DESC
 
 KEY_PREFIX = "sb:floor:"
 
@@ -137,10 +136,7 @@ def update(request: HttpRequest) -> HttpResponse:
         "now": now,
         "value": claims.score_increment,
         "global_inc": claims.score_increment,
-        "b_ids": [w.spec.id for w in writes],
-        "b_periods": [w.period.key for w in writes],
-        "b_ops": [w.spec.operator for w in writes],
-        "b_high": [w.spec.sort == SORT_DESC for w in writes],
+        **services.board_arrays(writes),
         "kind": "action",
         "action_type": claims.action_type,
         "token_hash": action_tokens.token_hash(body["action_token"]),

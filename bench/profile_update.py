@@ -365,6 +365,8 @@ def main() -> int:
     if profiler:
         out = io.StringIO()
         stats = pstats.Stats(profiler, stream=out)
+        if dump := os.environ.get("PROFILE_UPDATE_DUMP"):
+            stats.dump_stats(dump)  # for pstats' print_callers / snakeviz
         stats.sort_stats("tottime").print_stats(args.top)
         stats.sort_stats("cumulative").print_stats(args.top)
         print(out.getvalue())

@@ -392,6 +392,26 @@ SELECT updated.old_score, updated.new_score, updated.username, history.id,
 # loads in C, a timestamptz through Django's time-zone loader in Python (3.5% of an update's CPU).
 
 
+def _array_literal(values: Iterable[str]) -> str:
+    """A PostgreSQL array literal of text elements, each quoted (``{"a","b\\"c"}``)."""
+    return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
+
+
+def board_arrays(writes: Sequence[BoardWrite]) -> dict[str, str]:
+    """The boards of a write as the statement's four array parameters, in PostgreSQL's text form.
+
+    Strings, cast by the statement (``::text[]``, ``::boolean[]``): psycopg dumps a str in C, while a
+    Python list goes through its array dumper (element types looked up, the dumper upgraded, every
+    element dumped): 3.4% of a three-board update's instructions (callgrind, 5,001,478 -> 4,829,271).
+    """
+    return {
+        "b_ids": _array_literal(w.spec.id for w in writes),
+        "b_periods": _array_literal(w.period.key for w in writes),
+        "b_ops": _array_literal(w.spec.operator for w in writes),
+        "b_high": "{" + ",".join("t" if w.spec.sort == SORT_DESC else "f" for w in writes) + "}",
+    }
+
+
 def _submit_params(
     *,
     user: User,
@@ -414,10 +434,7 @@ def _submit_params(
         "now": now,
         "value": claims.score_increment,
         "global_inc": claims.score_increment if feeds_global else 0,
-        "b_ids": [w.spec.id for w in writes],
-        "b_periods": [w.period.key for w in writes],
-        "b_ops": [w.spec.operator for w in writes],
-        "b_high": [w.spec.sort == SORT_DESC for w in writes],
+        **board_arrays(writes),
         "kind": ScoreHistory.Kind.ACTION.value,
         "action_type": claims.action_type,
         "token_hash": token_hash,
