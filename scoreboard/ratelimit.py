@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import threading
@@ -228,13 +229,21 @@ def _counters_chained() -> RateLimitCache | None:
     return cache if isinstance(cache, RateLimitCache) else None
 
 
+@functools.lru_cache(maxsize=8192)
+def _chain_key(scope: str, value: str, window: int, limit: int, prefix: object, algorithm: object) -> str:
+    """django-ratelimit's cache key of one counter, computed once per window (a hash per counter;
+    ``prefix`` and ``algorithm``, the settings it depends on, are part of what is remembered)."""
+    return ratelimit_core._make_cache_key(f"sb:{scope}", window, (limit, WINDOW_SECONDS), value, ratelimit_core.ALL)
+
+
 def _chain_keys(hits: list[tuple[str, str, int]]) -> tuple[list[str], list[int]]:
     """django-ratelimit's cache keys and window ends of ``hits`` (scope, value, limit)."""
+    prefix = getattr(settings, "RATELIMIT_CACHE_PREFIX", None)
+    algorithm = getattr(settings, "RATELIMIT_HASH_ALGORITHM", None)
     keys, windows = [], []
     for scope, value, limit in hits:
-        rate = (limit, WINDOW_SECONDS)
         window = ratelimit_core._get_window(value, WINDOW_SECONDS)
-        keys.append(ratelimit_core._make_cache_key(f"sb:{scope}", window, rate, value, ratelimit_core.ALL))
+        keys.append(_chain_key(scope, value, window, limit, prefix, algorithm))
         windows.append(window)
     return keys, windows
 
