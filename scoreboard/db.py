@@ -20,7 +20,7 @@ from typing import Any
 
 import psycopg
 from django.conf import settings
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 
 def prepared() -> bool:
@@ -39,9 +39,10 @@ def fetchone(sql: str, params: Sequence[Any] | Mapping[str, Any]) -> tuple[Any, 
             cursor.execute(sql, params)
             row = cursor.fetchone()
         return None if row is None else tuple(row)
-    connection.ensure_connection()
-    connection.validate_no_broken_transaction()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+    conn = connections[DEFAULT_DB_ALIAS]  # once: every attribute of ``connection`` looks it up again
+    conn.ensure_connection()
+    conn.validate_no_broken_transaction()
+    with conn.wrap_database_errors, psycopg.Cursor(conn.connection) as cursor:
         cursor.execute(sql, params, prepare=True)
         return cursor.fetchone()
 
@@ -52,8 +53,9 @@ def fetchall(sql: str, params: Sequence[Any] | Mapping[str, Any]) -> list[tuple[
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             return [tuple(row) for row in cursor.fetchall()]
-    connection.ensure_connection()
-    connection.validate_no_broken_transaction()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+    conn = connections[DEFAULT_DB_ALIAS]
+    conn.ensure_connection()
+    conn.validate_no_broken_transaction()
+    with conn.wrap_database_errors, psycopg.Cursor(conn.connection) as cursor:
         cursor.execute(sql, params, prepare=True)
         return cursor.fetchall()
