@@ -41,7 +41,7 @@ from accounts.cards import with_card
 from fraud.models import FraudLog
 from fraud.rules import SHARE_UNIT, TOTAL, Attempt, ClusterView
 from scoreboard.ratelimit_cache import with_counters
-from scoreboard.redis import REDIS_ERRORS, gate_key, get_redis, registered_script, script_run
+from scoreboard.redis import REDIS_ERRORS, gate_key, get_redis, registered_script, script_run, source_run
 from scores.models import ScoreHistory
 
 logger = logging.getLogger(__name__)
@@ -367,7 +367,7 @@ def _from_redis(
         keys, args = [*counter_keys, *keys], [len(counter_keys), expiry, *limits, *args]
     guard = card.guard() if card is not None else None
     if guard is None:
-        reply = script_run(client, registered_script(client, script), keys, args)
+        reply = source_run(client, script, keys, args)
     else:  # the card first: a miss raises CardMiss, nothing done
         carded = registered_script(client, _CARDED[script])
         reply = card.settle(script_run(client, carded, [*guard[0], *keys], [*guard[1], *args]))

@@ -25,7 +25,7 @@ from typing import Any
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 
-from scoreboard.redis import client_for, registered_script, script_run
+from scoreboard.redis import client_for, source_run
 
 COUNTER_MAX_SECONDS = 3600
 
@@ -127,7 +127,7 @@ class RateLimitCache(BaseCache):
             pending = None
         initial, seconds = (pending[1], pending[2]) if pending else ("", 0)
         client = self._client()
-        count = script_run(client, registered_script(client, _HIT), [full_key], [initial, seconds, delta])
+        count = source_run(client, _HIT, [full_key], [initial, seconds, delta])
         if count is None:
             raise ValueError(f"Key '{key}' not found.")
         return int(count)
@@ -141,7 +141,7 @@ class RateLimitCache(BaseCache):
         full_keys = [self.make_and_validate_key(key) for key in keys]
         seconds = max(1, int(timeout))
         client = self._client()
-        counts = script_run(client, registered_script(client, _HIT_CHAIN), full_keys, [seconds, *limits])
+        counts = source_run(client, _HIT_CHAIN, full_keys, [seconds, *limits])
         return [int(c) for c in counts]
 
     def full_keys(self, keys: list[str]) -> list[str]:

@@ -545,6 +545,11 @@ def script_run(client: Client, script: Any, keys: Sequence[Any], args: Sequence[
     return scripts_run(client, [(script, keys, args)])[0]
 
 
+def source_run(client: Client, source: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+    """The Lua ``source``, registered once per client (:func:`registered_script`), run by :func:`script_run`."""
+    return script_run(client, registered_script(client, source), keys, args)
+
+
 def scripts_run(client: Client, calls: Sequence[ScriptCall]) -> list[Any]:
     """Run several scripts in ONE round trip (a pipeline of EVALSHA) and return their replies.
 

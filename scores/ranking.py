@@ -33,7 +33,7 @@ from typing import Any
 import redis
 
 from scoreboard.ratelimit_cache import with_counters
-from scoreboard.redis import ScriptCall, get_redis, registered_script, script_run
+from scoreboard.redis import ScriptCall, get_redis, registered_script, script_run, source_run
 from scores.boards import (
     ALL_TIME_KEY,
     GLOBAL_SPEC,
@@ -434,7 +434,7 @@ class RedisIndex:
         merge = counters is not None and not isinstance(self.client, redis.cluster.RedisCluster)
         chain = counters.counters() if merge else None
         if chain is None:
-            raw = script_run(self.client, registered_script(self.client, _PAGE), self.keys[:4], args)
+            raw = source_run(self.client, _PAGE, self.keys[:4], args)
         else:  # the request's rate-limit counters first, in the same call (with_counters)
             counter_keys, limits, expiry = chain
             counted = script_run(
@@ -498,7 +498,7 @@ class RedisIndex:
     def standings(self, user_ids: Sequence[str]) -> tuple[bool, int, dict[str, IndexStanding]]:
         """(built, visible players, {user id: standing}) for these players; absent ids are not ranked."""
         args: list[str | int] = [_tie_flag(self.spec), *(inverted_id(u) for u in user_ids)]
-        raw = script_run(self.client, registered_script(self.client, _STANDINGS), self.keys[:4], args)
+        raw = source_run(self.client, _STANDINGS, self.keys[:4], args)
         built, total, items = bool(raw[0]), int(raw[1]), raw[2:]
         out: dict[str, IndexStanding] = {}
         for user_id, i in zip(user_ids, range(0, len(items), 3), strict=True):
