@@ -13,6 +13,7 @@ by ``python -m scoreboard.metrics_server`` on that port.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -110,19 +111,15 @@ def _method_label(method: str | None) -> str:
     return method if method in {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"} else "OTHER"
 
 
-# (method, route, status) -> the latency histogram's and the request counter's labelled children.
-# prometheus_client's ``labels()`` validates and looks the labels up under a lock on every call; the
-# label values are bounded (methods, URL patterns, statuses), so each child is looked up once.
-_REQUEST_CHILDREN: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-
-
+@functools.cache
 def _request_children(method: str, route: str, status: int) -> tuple[Any, Any]:
-    children = (
+    """The latency histogram's and the request counter's labelled children, looked up once:
+    prometheus_client's ``labels()`` validates and looks the labels up under a lock on every call,
+    and the label values are bounded (methods, URL patterns, statuses)."""
+    return (
         HTTP_LATENCY.labels(method=method, route=route),
         HTTP_REQUESTS.labels(method=method, route=route, status=str(status)),
     )
-    _REQUEST_CHILDREN[(method, route, status)] = children
-    return children
 
 
 class MetricsMiddleware:
@@ -138,11 +135,9 @@ class MetricsMiddleware:
         route = route_of(request)
         method = _method_label(request.method)
         status = response.status_code
-        children = _REQUEST_CHILDREN.get((method, route, status))
-        if children is None:
-            children = _request_children(method, route, status)
-        children[0].observe(elapsed)
-        children[1].inc()
+        latency, requests = _request_children(method, route, status)
+        latency.observe(elapsed)
+        requests.inc()
         if status in _BLOCKED_STATUSES:
             from scoreboard.request_id import _error_code
 
