@@ -24,6 +24,10 @@ How it is used (``scores.apis.ScoreSubmitApi`` with ``ScopedJWTAuthentication(ca
 4. After the write the card takes the new score and version (``refresh_call``, in the index's
    pipeline, only if the card is still there: a card dropped meanwhile stays dropped).
 
+A session that begins (``accounts.services.player_tokens_issue``: a login, an external sign-in)
+offers the card from the row it just read (:func:`card_offer`, only where none is), so a session's
+first update is warm too; the lookup above is then for a player idle longer than the card's TTL.
+
 Every change of the ``users`` row drops the card: ``post_save`` / ``post_delete`` (the admin, a
 password change, an erasure, a reversal) and ``UserQuerySet.update`` (a ban, a quarantine, "sign out
 everywhere"), at once and again after the commit. The embedded default (no Redis) and Redis down:
@@ -49,6 +53,7 @@ from scoreboard.redis import (
     get_redis,
     registered_script,
     servers_of,
+    source_run,
 )
 
 logger = logging.getLogger(__name__)
@@ -122,6 +127,51 @@ def refresh_call(client: Any, *, user_id: str, score: int, version: int, quarant
         [card_key(user_id)],
         [score, version, "1" if quarantined else "0", CARD_TTL_SECONDS],
     )
+
+
+# KEYS: the card. ARGV: epoch, date joined, score, score version, quarantined, TTL. Only where there is
+# no card: a card already there is as new as the row or newer (refreshed by the last write).
+_OFFER = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'a', '1', 'e', ARGV[1], 'j', ARGV[2], 's', ARGV[3], 'v', ARGV[4], 'q', ARGV[5])
+redis.call('EXPIRE', KEYS[1], ARGV[6])
+return 1
+"""
+
+
+def card_offer(user: Any) -> None:
+    """A session begins (a login, an external sign-in): the player's row was just read, so give them
+    a card now, and their first score update is warm (one PostgreSQL round trip, not two) instead
+    of looking the player up again. Only where no card is; after the current transaction commits;
+    best effort (Redis down or slow: no card, the update looks the player up as before).
+
+    Safe for the same reason as the lookup's fill: the write checks ``is_active`` and the epoch on
+    the row it locks, so a card that a ban or a sign-out overtook between this read and this write
+    refuses nothing it must not let through, and a refused write drops it.
+    """
+    if not user.is_active or not cards_usable():
+        return
+    args = [
+        user.token_epoch,
+        _ts(user.date_joined),
+        user.current_score,
+        user.score_version,
+        "1" if user.is_quarantined else "0",
+        CARD_TTL_SECONDS,
+    ]
+    key = [card_key(str(user.pk))]
+    transaction.on_commit(lambda: _offer(key, args))
+
+
+def _offer(keys: list[str], args: list[Any]) -> None:
+    client = get_redis()
+    if client is None:
+        return
+    try:
+        with contextlib.suppress(*REDIS_ERRORS):
+            source_run(client, _OFFER, keys, args)
+    except Exception:  # a card not given must never fail the sign-in
+        logger.exception("could not offer a player card")
 
 
 def _ts(value: dt.datetime) -> str:

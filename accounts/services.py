@@ -23,6 +23,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import RefreshToken
 
+from accounts import cards
 from accounts.models import ExternalIdentity, GameServerKey, User
 from accounts.scopes import EPOCH_CLAIM, PLAYER_SCOPES
 from accounts.selectors import (
@@ -142,6 +143,7 @@ def player_tokens_issue(*, user: User) -> TokenPair:
     refresh[EPOCH_CLAIM] = user.token_epoch
     refresh[AUTH_TIME_CLAIM] = int(time.time())
     _session_exp_cap(refresh)
+    cards.card_offer(user)  # the row was just read: the session's first score update is warm
     return _token_pair(refresh, str(user.pk))
 
 

@@ -93,6 +93,7 @@ def test_a_warm_update_makes_one_postgresql_and_two_redis_round_trips(
 ) -> None:
     player = make_player()
     client = client_for(player)
+    redis_client.delete(cards.card_key(str(player.pk)))  # an hour since the sign-in: the card expired
     with override_settings(RATE_LIMIT_ENABLED=True):
         cold_sql = statements()
         assert submit(client, mint(player, increment=5)).status_code == 200
@@ -108,6 +109,125 @@ def test_a_warm_update_makes_one_postgresql_and_two_redis_round_trips(
     assert any("FROM users" in s for s in cold) and len(cold) > len(sql)  # the cold card: the lookup ran
     card = card_of(redis_client, player)
     assert (card[b"a"], card[b"e"], card[b"s"], card[b"q"]) == (b"1", b"0", b"12", b"0")
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(**UNTHROTTLED)
+def test_a_session_begins_with_a_card_and_its_first_update_is_warm(
+    make_player: Callable[..., User],
+    client_for: Any,
+    api_client: Any,
+    mint: Any,
+    statements: Callable[[], list[str]],
+    redis_commands: Callable[[], list[bytes]],
+    redis_client: redis_lib.Redis,
+) -> None:
+    other = make_player()  # the process's first update loads the boards and their periods
+    assert submit(client_for(other), mint(other, increment=1)).status_code == 200
+    player = make_player(current_score=40, score_version=3, token_epoch=2)
+    player.set_password("a long enough password")
+    player.save()
+    assert card_of(redis_client, player) == {}  # the save dropped any card
+    login = api_client.post(
+        "/v1/auth/login", {"username": player.username, "password": "a long enough password"}, format="json"
+    )
+    assert login.status_code == 200, login.content
+    card = card_of(redis_client, player)
+    player.refresh_from_db()  # the password change moved the token epoch on
+    assert (card[b"a"], card[b"s"], card[b"v"], card[b"q"]) == (b"1", b"40", b"3", b"0")
+    assert card[b"e"] == str(player.token_epoch).encode()
+    assert float(card[b"j"]) == player.date_joined.timestamp()
+    assert 0 < redis_client.ttl(cards.card_key(str(player.pk))) <= cards.CARD_TTL_SECONDS
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {login.json()['data']['access']}")
+    sql, sent = statements(), redis_commands()
+    response = submit(api_client, mint(player, increment=7))
+    assert response.status_code == 200, response.content
+    assert response.json()["data"]["old_score"] == 40
+    assert sql == [score_services.SUBMIT_SQL[:80]], sql  # no lookup: the card from the sign-in vouched
+    assert len(sent) == 2, sent
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_card_offer_never_overwrites_a_newer_card(
+    make_player: Callable[..., User], redis_client: redis_lib.Redis
+) -> None:
+    player = make_player()
+    stale_row = User.objects.get(pk=player.pk)
+    User.objects.filter(pk=player.pk).update(current_score=12, score_version=2)
+    stale_card(redis_client, player)
+    redis_client.hset(cards.card_key(str(player.pk)), mapping={"s": "12", "v": "2"})
+    account_services.player_tokens_issue(user=stale_row)  # read before the update wrote 12
+    assert (card_of(redis_client, player)[b"s"], card_of(redis_client, player)[b"v"]) == (b"12", b"2")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_no_card_for_an_inactive_player_or_a_rolled_back_sign_in(
+    make_player: Callable[..., User], redis_client: redis_lib.Redis
+) -> None:
+    from django.db import transaction
+
+    inactive, rolled_back = make_player(is_active=False), make_player()
+    cards.card_offer(inactive)
+
+    class Rollback(Exception):
+        pass
+
+    with pytest.raises(Rollback), transaction.atomic():
+        account_services.player_tokens_issue(user=rolled_back)
+        raise Rollback
+    assert card_of(redis_client, inactive) == {}
+    assert card_of(redis_client, rolled_back) == {}
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(**UNTHROTTLED)
+def test_a_ban_that_overtakes_a_card_offer_still_refuses_the_write(
+    make_player: Callable[..., User], client_for: Any, mint: Any, redis_client: redis_lib.Redis
+) -> None:
+    """The sign-in read the row, a ban committed (dropping the card), then the offer landed: the card
+    says active, the write's own check says 403 and drops the card."""
+    player = make_player()
+    read_at_sign_in = User.objects.get(pk=player.pk)
+    client = client_for(player)
+    User.objects.filter(pk=player.pk).update(is_active=False)
+    assert card_of(redis_client, player) == {}
+    cards.card_offer(read_at_sign_in)
+    assert card_of(redis_client, player)[b"a"] == b"1"
+    response = submit(client, mint(player, increment=5))
+    assert (response.status_code, response.json()["error"]["code"]) == (403, "account_disabled")
+    assert card_of(redis_client, player) == {}
+    nothing_written(player, 0)
+
+
+def test_a_sign_in_with_redis_down_still_answers(
+    make_player: Callable[..., User], api_client: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    from scoreboard import redis as scoreboard_redis
+    from scores import ranking
+    from tests.conftest import caches_on
+    from tests.scores.test_redis_outage import DEAD_REDIS_URL
+
+    player = make_player()
+    player.set_password("a long enough password")
+    player.save()
+    scoreboard_redis._client.cache_clear()
+    ranking._index.cache_clear()
+    try:
+        with (
+            override_settings(REDIS_URL=DEAD_REDIS_URL, CACHES=caches_on(DEAD_REDIS_URL)),
+            pytest.MonkeyPatch.context() as patch,
+        ):
+            patch.setattr(cards, "cards_usable", lambda: True)  # as if the circuit had not opened yet
+            with django_capture_on_commit_callbacks(execute=True):
+                login = api_client.post(
+                    "/v1/auth/login", {"username": player.username, "password": "a long enough password"}, format="json"
+                )
+    finally:
+        scoreboard_redis._client.cache_clear()
+        ranking._index.cache_clear()
+        scoreboard_redis.reset_breakers()
+    assert login.status_code == 200, login.content
+    assert login.json()["data"]["access"]
 
 
 @pytest.mark.parametrize(
