@@ -15,7 +15,10 @@ write on one pooled connection, without redis-py's pipeline machinery).
 It has no error contract, no fraud rules, no logging, no metrics and writes the index under keys
 of its own (``sb:floor:...``), so it is a baseline, never a way to serve. ``bench.profile_update
 --compare 1,3,floor`` measures it in the same process and rounds as the real path; it is not
-mounted in the project's URLconf.
+mounted in the project's URLconf. ``make bench`` also serves it (``bench/lean_floor_wsgi.py``, the
+same gunicorn behind the same nginx site, PostgreSQL and Redis) and runs the update ladder against
+it, with ``GET /v1/leaderboard`` beside the updates as the real ladder has it: one Redis read of
+the floor's global top 10.
 """
 
 from __future__ import annotations
@@ -168,7 +171,22 @@ def update(request: HttpRequest) -> HttpResponse:
     return HttpResponse(orjson.dumps(payload), content_type="application/json")
 
 
-urlpatterns = [path("v1/scores/update", update)]
+GLOBAL_ZSET = f"{KEY_PREFIX}{{b:global}}:all:z"  # the AFTER script's zset of the global board
+TOP = 10
+
+
+def leaderboard(request: HttpRequest) -> HttpResponse:
+    """``GET /v1/leaderboard``'s floor: the global top 10 from Redis in one round trip, orjson."""
+    redis_client = get_redis()
+    assert redis_client is not None
+    rows: list[tuple[bytes, float]] = redis_client.zrevrange(GLOBAL_ZSET, 0, TOP - 1, withscores=True)  # type: ignore[assignment]
+    payload = [
+        {"rank": i + 1, "user_id": member.decode(), "score": int(score)} for i, (member, score) in enumerate(rows)
+    ]
+    return HttpResponse(orjson.dumps({"leaderboard": payload}), content_type="application/json")
+
+
+urlpatterns = [path("v1/scores/update", update), path("v1/leaderboard", leaderboard)]
 
 
 class FloorHandler(WSGIHandler):

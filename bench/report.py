@@ -81,6 +81,13 @@ def _ratio(figure: Any, baseline: Any, invert: bool = False) -> str:
     return f"{(baseline / figure if invert else figure / baseline):.2f}x"
 
 
+def _sustained_box(result: dict[str, Any], key: str = "") -> float | None:
+    """Whole-box CPU ms per answered request at a ladder's sustained rung."""
+    rate = (result.get(f"sustained{key}") or {}).get("rate")
+    step = next((s for s in result.get(f"update_steps{key}", []) if s["rate"] == rate), None)
+    return ((step or {}).get("cpu_ms_per_request") or {}).get("box")
+
+
 def rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     """(figure, value, baseline, ratio, target) for the summary table."""
     base = result.get("baselines", {})
@@ -99,6 +106,20 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             "≥ 1,000/s (aim ≥ 1,500/s)",
         )
     )
+    if result.get("update_steps_floor") is not None:
+        floor_ups = (result.get("sustained_floor") or {}).get("achieved_per_s")
+        floor_box = _sustained_box(result, "_floor")
+        out.append(
+            (
+                "The same, against the lean floor served the same way (bench/lean_floor_wsgi.py: the same round"
+                " trips in a bare Django view, same gunicorn, nginx site, PostgreSQL, Redis, load generator)",
+                _fmt(ups),
+                f"served lean floor: {_fmt(floor_ups)}/s"
+                + (f" (whole box {_fmt(floor_box, ' ms')} per request)" if floor_box else ""),
+                _ratio(ups, floor_ups),
+                "—",
+            )
+        )
     boards3 = (result.get("sustained_boards3") or {}).get("achieved_per_s")
     if result.get("update_steps_boards3") is not None:
         out.append(

@@ -435,6 +435,32 @@ class Bench:
             else None
         )
 
+    FLOOR_APP = "bench.lean_floor_wsgi:application"
+    APP = "scoreboard.wsgi:application"
+
+    def floor_ladder(self) -> None:
+        """Issue #12's sustained rate beside its floor: the lean floor (bench/lean_floor.py, the same
+        round trips in a bare Django view) served by the same gunicorn, behind the same nginx site, on
+        the same PostgreSQL and Redis, driven by the same load generator and ladder (updates with reads
+        alongside), right after the app's own ladder. The app is served again afterwards."""
+        topology = self.topology
+        assert topology is not None
+        if topology.kind == "serve":
+            log("served lean floor: skipped (BENCH_TOPOLOGY=serve supervises its own gunicorn)")
+            return
+        from bench.lean_floor import floor_keys_delete
+
+        topology.wsgi_swap(self.FLOOR_APP)
+        try:
+            self.warm_up()
+            self.update_ladder(key="_floor")
+        finally:
+            topology.wsgi_swap(self.APP)
+            floor_keys_delete()
+        floor = self.result.get("sustained_floor") or {}
+        log(f"served lean floor: sustained {floor.get('achieved_per_s')} updates/s (p95 {floor.get('p95')} ms)")
+        self.warm_up()
+
     # The three-board scenario of issues #11/#12: every update feeds global, a daily and a weekly board.
     SCENARIO_BOARDS = ("bench-daily", "bench-weekly")
 
@@ -1003,6 +1029,7 @@ class Bench:
             baselines["bare_drf_after"] = self.saturation("bare_drf_after", NGINX_BASELINE_PORT, "/ping")
         if "updates" not in self.skip:
             self.update_ladder()
+            self.floor_ladder()
             self.profile_updates()
             self.lean_floor()
         if "boards" not in self.skip and "updates" not in self.skip:

@@ -372,6 +372,19 @@ class Topology:
             wait_for(functools.partial(port_open, port), f"reuseport :{port}")
         wait_for(lambda: port_open(WSGI_PORT), "gunicorn")
 
+    def wsgi_swap(self, app: str) -> None:
+        """Serve another WSGI application from the app's gunicorn address (the same nginx site and
+        upstream, the same gunicorn config): the served lean floor's ladder, then the app again.
+        The bench's own topology only (``BENCH_TOPOLOGY=serve`` supervises its own gunicorn)."""
+        if self.kind == "serve":
+            raise RuntimeError("wsgi_swap needs the bench's own topology")
+        self.stop("gunicorn")
+        wait_for(lambda: not port_open(WSGI_PORT), "the old gunicorn to close its port")
+        self._spawn("gunicorn", self.gunicorn_argv(app, f"127.0.0.1:{WSGI_PORT}"))
+        wait_for(lambda: port_open(WSGI_PORT), "gunicorn", timeout=60)
+        # nginx may have marked the upstream failed while it was down (max_fails / fail_timeout).
+        wait_for(lambda: http_ok(NGINX_PORT, "/v1/leaderboard"), f"{app} behind nginx", timeout=60)
+
     @property
     def gc_log_dir(self) -> Path:
         return self.run_dir / "gc"
