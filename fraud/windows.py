@@ -82,6 +82,7 @@ def _ip_key(ip: str) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=4096)
 def subnet_of(ip: str) -> str:
     """The address' /24 (IPv4) or /48 (IPv6): one campus, office or carrier pool."""
     try:
@@ -300,6 +301,20 @@ def max_shares(action_type: str, increment: int) -> int:
     return round(SHARE_UNIT * max(0, increment) / high)
 
 
+@functools.lru_cache(maxsize=4096)
+def _clusters_of(ip: str | None, user_agent: str) -> tuple[str, tuple[str, ...]]:
+    """The address' subnet and the keys of its three clusters (address, subnet, fingerprint)."""
+    subnet = subnet_of(ip) if ip else "-"
+    fingerprint = fingerprint_of(ip, user_agent) if ip else "-"
+    return subnet, (
+        gate_key("fraud", "cb", "address", ip or "-"),
+        gate_key("fraud", "ca", "subnet", subnet),
+        gate_key("fraud", "cb", "subnet", subnet),
+        gate_key("fraud", "ca", "fp", fingerprint),
+        gate_key("fraud", "cb", "fp", fingerprint),
+    )
+
+
 def _from_redis(
     client: redis.Redis,
     *,
@@ -315,15 +330,7 @@ def _from_redis(
 ) -> WindowView:
     player_rejections = _rejection_keys("u", user_id, attempt.submitted_at)
     ip_rejections = _rejection_keys("ip", ip, attempt.submitted_at) if ip else []
-    subnet = subnet_of(ip) if ip else "-"
-    fingerprint = fingerprint_of(ip, user_agent) if ip else "-"
-    cluster_keys = [
-        gate_key("fraud", "cb", "address", ip or "-"),
-        gate_key("fraud", "ca", "subnet", subnet),
-        gate_key("fraud", "cb", "subnet", subnet),
-        gate_key("fraud", "ca", "fp", fingerprint),
-        gate_key("fraud", "cb", "fp", fingerprint),
-    ]
+    subnet, cluster_keys = _clusters_of(ip, user_agent)
     velocity_args: list[int] = []
     for length, bucket in VELOCITY_WINDOWS:
         velocity_args += [length, bucket]

@@ -193,6 +193,7 @@ def _count(request: HttpRequest, *, scope: str, value: str, limit: int) -> Usage
     return Usage(scope=scope, limit=limit, count=int(usage["count"]), retry_after=int(usage["time_left"]) + 1)
 
 
+@functools.lru_cache(maxsize=4096)
 def ip_key(ip: str) -> str:
     address = ipaddress.ip_address(ip)
     if address.version == 6:

@@ -84,6 +84,8 @@ def with_counters(body: str) -> str:
     return "local function inner(KEYS, ARGV)\n" + body + "\nend\n" + _COUNTERS_PREFIX
 
 
+FULL_KEYS_KEPT = 8192
+
 class RateLimitCache(BaseCache):
     def __init__(self, location: str, params: dict[str, Any]) -> None:
         super().__init__(params)
@@ -92,6 +94,7 @@ class RateLimitCache(BaseCache):
         self._location = location
         self._timeout = float(params.get("OPTIONS", {}).get("SOCKET_TIMEOUT", 0.5))
         self._pending = threading.local()
+        self._full: dict[str, str] = {}  # counter key -> its Redis name (make_and_validate_key), per process
 
     def _client(self) -> Any:
         return client_for(self._location, self._timeout)
@@ -138,7 +141,7 @@ class RateLimitCache(BaseCache):
         Returns the counts of the keys counted (fewer than ``keys`` when one was over its limit).
         """
         self._flush_pending()
-        full_keys = [self.make_and_validate_key(key) for key in keys]
+        full_keys = [self._full_key(key) for key in keys]
         seconds = max(1, int(timeout))
         client = self._client()
         counts = source_run(client, _HIT_CHAIN, full_keys, [seconds, *limits])
@@ -147,7 +150,18 @@ class RateLimitCache(BaseCache):
     def full_keys(self, keys: list[str]) -> list[str]:
         """The Redis names of these counters (for a script that counts them, ``with_counters``)."""
         self._flush_pending()
-        return [self.make_and_validate_key(key) for key in keys]
+        return [self._full_key(key) for key in keys]
+
+    def _full_key(self, key: str) -> str:
+        """``make_and_validate_key(key)``, remembered: a counter's key lives for its window, and this
+        cache's prefix, version and key function never change after it is built."""
+        full = self._full.get(key)
+        if full is None:
+            full = self.make_and_validate_key(key)
+            if len(self._full) >= FULL_KEYS_KEPT:
+                self._full.clear()
+            self._full[key] = full
+        return full
 
     @property
     def location(self) -> str:

@@ -578,9 +578,10 @@ def client_for(url: str, timeout: float) -> Client:
 
 
 def get_redis() -> Client | None:
-    if not settings.REDIS_URL:
+    url = settings.REDIS_URL
+    if not url:
         return None
-    return _client(settings.REDIS_URL, settings.REDIS_SOCKET_TIMEOUT)
+    return _client(url, settings.REDIS_SOCKET_TIMEOUT)
 
 
 def redis_state() -> str | None:

@@ -81,9 +81,12 @@ def member_for(*, user_id: str, reached_at: dt.datetime) -> str:
     return f"{MAX_REACHED_US - reached_us(reached_at):0{TIME_DIGITS}d}{inverted_id(user_id)}"
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
 def reached_from_us(us: int) -> dt.datetime:
     """The inverse of :func:`reached_us`: microseconds since the epoch -> an aware UTC datetime."""
-    return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=us)
+    return _EPOCH + dt.timedelta(microseconds=us)
 
 
 def reached_from_member(member: str) -> dt.datetime:
