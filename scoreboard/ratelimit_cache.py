@@ -86,6 +86,7 @@ def with_counters(body: str) -> str:
 
 FULL_KEYS_KEPT = 8192
 
+
 class RateLimitCache(BaseCache):
     def __init__(self, location: str, params: dict[str, Any]) -> None:
         super().__init__(params)
