@@ -540,7 +540,7 @@ def _evalsha_on_one_connection(client: redis.Redis, calls: Sequence[ScriptCall])
 
 def script_run(client: Client, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
     """``script(keys=keys, args=args)`` in one round trip (see :func:`scripts_run`)."""
-    if isinstance(client, RedisCluster):
+    if is_cluster(client):
         return script(keys=keys, args=args)
     return scripts_run(client, [(script, keys, args)])[0]
 
@@ -557,7 +557,7 @@ def scripts_run(client: Client, calls: Sequence[ScriptCall]) -> list[Any]:
     the pipeline): here a script Redis does not know (restarted, SCRIPT FLUSH) is loaded and run on
     its own afterwards, which only happens then. Other errors are raised as redis-py raises them.
     """
-    if isinstance(client, RedisCluster):  # routed per key, scripts loaded on every primary
+    if is_cluster(client):  # routed per key, scripts loaded on every primary
         pipe = client.pipeline(transaction=False)
         for script, keys, args in calls:
             queue_script(pipe, script, keys, args)
@@ -600,14 +600,24 @@ def redis_state() -> str | None:
 
 def servers_of(client: Client) -> list[tuple[str, int]]:
     """("host:port", db) of every server behind ``client`` (each node of a cluster, db 0)."""
-    if isinstance(client, RedisCluster):
-        return [(f"{node.host}:{node.port}", 0) for node in client.get_nodes()]
+    if is_cluster(client):
+        return [(f"{node.host}:{node.port}", 0) for node in cast(RedisCluster, client).get_nodes()]
     kwargs = client.connection_pool.connection_kwargs
     return [(f"{kwargs.get('host')}:{kwargs.get('port')}", int(kwargs.get("db") or 0))]
 
 
-def is_cluster(client: Client) -> bool:
-    return isinstance(client, RedisCluster)
+def is_cluster(client: object) -> bool:
+    """``isinstance(client, RedisCluster)``, remembered per class: redis-py's ``RedisCluster`` is a
+    ``typing.Protocol`` subclass, whose ``isinstance`` runs Python code on every call (about 0.5 us,
+    several times per score update)."""
+    cls = type(client)
+    known = _CLUSTER_CLASSES.get(cls)
+    if known is None:
+        known = _CLUSTER_CLASSES[cls] = issubclass(cls, RedisCluster)
+    return known
+
+
+_CLUSTER_CLASSES: dict[type, bool] = {}
 
 
 def pubsub_url(attempt: int = 0) -> str:
