@@ -129,6 +129,8 @@ def refresh_call(client: Any, *, user_id: str, score: int, version: int, quarant
     )
 
 
+# What an offered card is made of: a row loaded without one of them gets no card (see card_offer).
+CARD_FIELDS = frozenset({"is_active", "token_epoch", "date_joined", "current_score", "score_version", "is_quarantined"})
 # KEYS: the card. ARGV: epoch, date joined, score, score version, quarantined, TTL. Only where there is
 # no card: a card already there is as new as the row or newer (refreshed by the last write).
 _OFFER = """
@@ -143,12 +145,15 @@ def card_offer(user: Any) -> None:
     """A session begins (a login, an external sign-in): the player's row was just read, so give them
     a card now, and their first score update is warm (one PostgreSQL round trip, not two) instead
     of looking the player up again. Only where no card is; after the current transaction commits;
-    best effort (Redis down or slow: no card, the update looks the player up as before).
+    best effort (Redis down or slow: no card, the update looks the player up as before). A row
+    loaded with some of the card's fields deferred gets none (reading them would query for each).
 
     Safe for the same reason as the lookup's fill: the write checks ``is_active`` and the epoch on
     the row it locks, so a card that a ban or a sign-out overtook between this read and this write
     refuses nothing it must not let through, and a refused write drops it.
     """
+    if CARD_FIELDS & user.get_deferred_fields():
+        return  # a partial row (only()): the card is not worth a query per field
     if not user.is_active or not cards_usable():
         return
     args = [

@@ -266,7 +266,8 @@ class Bench:
         wanted = min(self.mode.active_players, self.players - CONTENDERS)
         names = [username(i) for i in range(CONTENDERS + wanted)]
         started = time.perf_counter()
-        users = User.objects.filter(username__startswith=USERNAME_PREFIX, username__in=names).only("id", "username")
+        # Whole rows, as a login reads them: the token issue offers each player's card from them.
+        users = User.objects.filter(username__startswith=USERNAME_PREFIX, username__in=names)
         by_name = {}
         with transaction.atomic():
             for user in users:

@@ -508,3 +508,17 @@ def test_with_redis_down_the_player_is_looked_up_as_before(
     assert response.json()["data"]["new_score"] == 12
     assert sql[0] == selectors._BY_ID_SQL[:80], sql  # the lookup, first (authentication's)
     assert (refused.status_code, refused.json()["error"]["code"]) == (403, "account_disabled")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_partial_row_gets_no_card_and_costs_no_query(
+    make_player: Callable[..., User], redis_client: redis_lib.Redis, statements: Callable[[], list[str]]
+) -> None:
+    player = make_player()
+    partial = User.objects.only("id", "username", "token_epoch").get(pk=player.pk)
+    sql = statements()
+    cards.card_offer(partial)
+    assert sql == []
+    assert card_of(redis_client, player) == {}
+    cards.card_offer(User.objects.get(pk=player.pk))
+    assert card_of(redis_client, player)[b"a"] == b"1"
