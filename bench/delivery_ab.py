@@ -78,6 +78,7 @@ def main() -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, on_signal)
+    os.environ["BENCH_ASGI_REUSEPORT"] = reuseport_groups(args.variants, os.environ.get("BENCH_ASGI_REUSEPORT", ""))
     try:
         ensure_database(os.environ["DATABASE_URL"])
         raise_nofile()
@@ -154,6 +155,17 @@ def main() -> None:
         out.write_text(json.dumps(results, indent=1))
     print_table(results)
     log(f"steps: {out}")
+
+
+def reuseport_groups(variants: list[str], configured: str) -> str:
+    """``BENCH_ASGI_REUSEPORT`` for these variants: the groups configured, plus every ``reuseportSPEC``
+    variant's group that is not among them (a variant without its group had nothing to connect to)."""
+    groups = [g for g in configured.split(",") if g]
+    for name in variants:
+        variant = parse_variant(name)[0]
+        if variant.startswith("reuseport") and variant[9:] not in groups:
+            groups.append(variant[9:])
+    return ",".join(groups)
 
 
 def parse_variant(name: str) -> tuple[str, dict[str, str], int]:

@@ -63,3 +63,11 @@ def test_a_delivery_ab_variant_names_its_server_group_its_clients_settings_and_a
     assert reuseport_spec("4@nice=10") == (4, {}, 10)
     with pytest.raises(SystemExit):
         parse_variant("reuseport4+fast")
+
+
+def test_a_reuseport_variant_brings_its_server_group() -> None:
+    from bench.delivery_ab import reuseport_groups
+
+    assert reuseport_groups(["reuseport4", "nginx"], "") == "4"
+    assert reuseport_groups(["reuseport4", "reuseport2+nice19", "reuseport4@nice=10"], "4") == "4,2,4@nice=10"
+    assert reuseport_groups(["direct", "bare"], "2") == "2"
