@@ -24,7 +24,7 @@ How it is used (``scores.apis.ScoreSubmitApi`` with ``ScopedJWTAuthentication(ca
 4. After the write the card takes the new score and version (``refresh_call``, in the index's
    pipeline, only if the card is still there: a card dropped meanwhile stays dropped).
 
-A session that begins (``accounts.services.player_tokens_issue``: a login, an external sign-in)
+A session that begins (``accounts.services.player_tokens_issue``: a login)
 offers the card from the row it just read (:func:`card_offer`, only where none is), so a session's
 first update is warm too; the lookup above is then for a player idle longer than the card's TTL.
 
@@ -142,7 +142,7 @@ return 1
 
 
 def card_offer(user: Any) -> None:
-    """A session begins (a login, an external sign-in): the player's row was just read, so give them
+    """A session begins (a login): the player's row was just read, so give them
     a card now, and their first score update is warm (one PostgreSQL round trip, not two) instead
     of looking the player up again. Only where no card is; after the current transaction commits;
     best effort (Redis down or slow: no card, the update looks the player up as before). A row
