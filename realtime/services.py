@@ -27,8 +27,8 @@ from realtime.frames import Frame
 from realtime.hub import board_channel, get_hub, player_channel
 from scoreboard.redis import REDIS_ERRORS, get_redis, registered_script
 from scores import events, selectors
-from scores.boards import GLOBAL_ID, SORT_DESC, TIE_COMPETITION, TIE_DENSE, BoardSpec
-from scores.ranking import board_tag
+from scores.boards import GLOBAL_ID, SORT_DESC, BoardSpec
+from scores.ranking import board_tag, tie_flag
 
 logger = logging.getLogger(__name__)
 
@@ -219,7 +219,7 @@ class _LiveScript:
             score,
             "1" if hidden else "0",
             TOP_SIZE,
-            {TIE_COMPETITION: "c", TIE_DENSE: "d"}.get(board.tie_policy, "f"),
+            tie_flag(board),
             "0" if board.sort == SORT_DESC else "1",
             _seq_floor(),
             repr(frames.published_at_ms()),

@@ -62,7 +62,10 @@ def index_keys(board_id: str, period_key: str) -> list[str]:
     return [f"{base}:{part}" for part in PARTS]
 
 
+@functools.lru_cache(maxsize=8192)
 def inverted_id(user_id: str) -> str:
+    """The member suffix of a player in the index (hex digits inverted); remembered per process:
+    an update asks for it once per board and again in its member."""
     return user_id.replace("-", "").lower().translate(_INVERT_HEX)
 
 
@@ -98,8 +101,12 @@ def sort_key(spec: BoardSpec, *, score: int, reached_at: dt.datetime, user_id: s
     return (spec.sort_value(score), reached_us(reached_at), user_id.replace("-", "").lower())
 
 
-def _tie_flag(spec: BoardSpec) -> str:
-    return {TIE_COMPETITION: "c", TIE_DENSE: "d"}.get(spec.tie_policy, "f")
+_TIE_FLAGS = {TIE_COMPETITION: "c", TIE_DENSE: "d"}
+
+
+def tie_flag(spec: BoardSpec) -> str:
+    """The board's tie policy as the index scripts' one-letter argument (competition, dense, else fair)."""
+    return _TIE_FLAGS.get(spec.tie_policy, "f")
 
 
 @dataclass(frozen=True)
@@ -397,7 +404,7 @@ class RedisIndex:
             _iso(entry.last_updated),
             entry.username,
             mode,
-            _tie_flag(self.spec),
+            tie_flag(self.spec),
         ]
 
     def apply_call(
@@ -500,7 +507,7 @@ class RedisIndex:
 
     def standings(self, user_ids: Sequence[str]) -> tuple[bool, int, dict[str, IndexStanding]]:
         """(built, visible players, {user id: standing}) for these players; absent ids are not ranked."""
-        args: list[str | int] = [_tie_flag(self.spec), *(inverted_id(u) for u in user_ids)]
+        args: list[str | int] = [tie_flag(self.spec), *(inverted_id(u) for u in user_ids)]
         raw = source_run(self.client, _STANDINGS, self.keys[:4], args)
         built, total, items = bool(raw[0]), int(raw[1]), raw[2:]
         out: dict[str, IndexStanding] = {}
@@ -531,7 +538,7 @@ class RedisIndex:
         """Remove a player whose entry no longer exists in PostgreSQL; True if they were indexed."""
         z, m, _s, d, c = self.keys
         script = registered_script(self.client, _FORGET)
-        return bool(script(keys=[z, m, d, c, _s], args=[inverted_id(user_id), _tie_flag(self.spec)]))
+        return bool(script(keys=[z, m, d, c, _s], args=[inverted_id(user_id), tie_flag(self.spec)]))
 
     def is_built(self) -> bool:
         return bool(self.client.hexists(self.keys[2], "built"))
