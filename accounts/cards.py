@@ -156,14 +156,7 @@ def card_offer(user: Any) -> None:
         return  # a partial row (only()): the card is not worth a query per field
     if not user.is_active or not cards_usable():
         return
-    args = [
-        user.token_epoch,
-        _ts(user.date_joined),
-        user.current_score,
-        user.score_version,
-        "1" if user.is_quarantined else "0",
-        CARD_TTL_SECONDS,
-    ]
+    args = [user.token_epoch, *_card_values(user), CARD_TTL_SECONDS]
     key = [card_key(str(user.pk))]
     transaction.on_commit(lambda: _offer(key, args))
 
@@ -181,6 +174,11 @@ def _offer(keys: list[str], args: list[Any]) -> None:
 
 def _ts(value: dt.datetime) -> str:
     return repr(value.timestamp())
+
+
+def _card_values(user: Any) -> list[Any]:
+    """A row's date joined, score, score version and quarantine flag, as a card holds them."""
+    return [_ts(user.date_joined), user.current_score, user.score_version, "1" if user.is_quarantined else "0"]
 
 
 class CardCheck:
@@ -234,12 +232,7 @@ class CardCheck:
             setattr(user, field.attname, getattr(found, field.attname))
         _unmark(user)
         self.pending = False
-        self._fill = [
-            _ts(found.date_joined),
-            found.current_score,
-            found.score_version,
-            "1" if found.is_quarantined else "0",
-        ]
+        self._fill = _card_values(found)
 
 
 def is_pending(user: object) -> bool:

@@ -92,6 +92,11 @@ class _Scripts:
 _scripts = _Scripts()
 
 
+def _board_key(board_id: str, period_key: str) -> str:
+    """Where the floor keeps one board period's index (the AFTER script's keys add :z, :v, :live)."""
+    return f"{KEY_PREFIX}{{b:{board_id}}}:{period_key}"
+
+
 def update(request: HttpRequest) -> HttpResponse:
     before, after = _scripts.load()
     redis_client = get_redis()
@@ -154,7 +159,7 @@ def update(request: HttpRequest) -> HttpResponse:
     keys: list[str] = []
     scores: list[int] = []
     for row in rows:
-        board = f"{KEY_PREFIX}{{b:{row[4]}}}:{row[5]}"
+        board = _board_key(row[4], row[5])
         keys += [f"{board}:z", f"{board}:v", f"{board}:live"]
         scores.append(row[8])
     ranks = script_run(redis_client, after, keys, [user_id, *scores])
@@ -171,7 +176,7 @@ def update(request: HttpRequest) -> HttpResponse:
     return HttpResponse(orjson.dumps(payload), content_type="application/json")
 
 
-GLOBAL_ZSET = f"{KEY_PREFIX}{{b:global}}:all:z"  # the AFTER script's zset of the global board
+GLOBAL_ZSET = _board_key("global", "all") + ":z"  # the AFTER script's zset of the global board
 TOP = 10
 
 

@@ -82,7 +82,6 @@ def _ip_key(ip: str) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
-@functools.lru_cache(maxsize=4096)
 def subnet_of(ip: str) -> str:
     """The address' /24 (IPv4) or /48 (IPv6): one campus, office or carrier pool."""
     try:

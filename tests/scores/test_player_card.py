@@ -8,6 +8,7 @@ ban dropped it): the write's own checks on the row it locks must refuse.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -51,6 +52,26 @@ def statements(monkeypatch: pytest.MonkeyPatch) -> Callable[[], list[str]]:
         return sent
 
     return record
+
+
+@contextlib.contextmanager
+def redis_dead() -> Iterator[None]:
+    """Redis at an address nothing listens on (and as the cache), with the process's clients, indexes
+    and circuit breakers forgotten before and after."""
+    from scoreboard import redis as scoreboard_redis
+    from scores import ranking
+    from tests.conftest import caches_on
+    from tests.scores.test_redis_outage import DEAD_REDIS_URL
+
+    scoreboard_redis._client.cache_clear()
+    ranking._index.cache_clear()
+    try:
+        with override_settings(REDIS_URL=DEAD_REDIS_URL, CACHES=caches_on(DEAD_REDIS_URL)):
+            yield
+    finally:
+        scoreboard_redis._client.cache_clear()
+        ranking._index.cache_clear()
+        scoreboard_redis.reset_breakers()
 
 
 def card_of(redis_client: redis_lib.Redis, user: User) -> dict[bytes, bytes]:
@@ -202,30 +223,15 @@ def test_a_ban_that_overtakes_a_card_offer_still_refuses_the_write(
 def test_a_sign_in_with_redis_down_still_answers(
     make_player: Callable[..., User], api_client: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
-    from scoreboard import redis as scoreboard_redis
-    from scores import ranking
-    from tests.conftest import caches_on
-    from tests.scores.test_redis_outage import DEAD_REDIS_URL
-
     player = make_player()
     player.set_password("a long enough password")
     player.save()
-    scoreboard_redis._client.cache_clear()
-    ranking._index.cache_clear()
-    try:
-        with (
-            override_settings(REDIS_URL=DEAD_REDIS_URL, CACHES=caches_on(DEAD_REDIS_URL)),
-            pytest.MonkeyPatch.context() as patch,
-        ):
-            patch.setattr(cards, "cards_usable", lambda: True)  # as if the circuit had not opened yet
-            with django_capture_on_commit_callbacks(execute=True):
-                login = api_client.post(
-                    "/v1/auth/login", {"username": player.username, "password": "a long enough password"}, format="json"
-                )
-    finally:
-        scoreboard_redis._client.cache_clear()
-        ranking._index.cache_clear()
-        scoreboard_redis.reset_breakers()
+    with redis_dead(), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cards, "cards_usable", lambda: True)  # as if the circuit had not opened yet
+        with django_capture_on_commit_callbacks(execute=True):
+            login = api_client.post(
+                "/v1/auth/login", {"username": player.username, "password": "a long enough password"}, format="json"
+            )
     assert login.status_code == 200, login.content
     assert login.json()["data"]["access"]
 
@@ -484,26 +490,14 @@ def test_with_redis_down_the_player_is_looked_up_as_before(
 ) -> None:
     """No card without Redis: once the circuit is open, authentication looks the player up at once
     (a disabled player is 403 there), and the update commits on PostgreSQL."""
-    from scoreboard import redis as scoreboard_redis
-    from scores import ranking
-    from tests.conftest import caches_on
-    from tests.scores.test_redis_outage import DEAD_REDIS_URL
-
     player, banned = make_player(), make_player()
     clients = client_for(player), client_for(banned)
     User.objects.filter(pk=banned.pk).update(is_active=False)
-    scoreboard_redis._client.cache_clear()
-    ranking._index.cache_clear()
-    try:
-        with override_settings(REDIS_URL=DEAD_REDIS_URL, CACHES=caches_on(DEAD_REDIS_URL)):
-            assert submit(clients[0], mint(player, increment=5)).status_code == 200  # opens the circuit
-            sql = statements()
-            response = submit(clients[0], mint(player, increment=7))
-            refused = submit(clients[1], mint(banned, increment=7))
-    finally:
-        scoreboard_redis._client.cache_clear()
-        ranking._index.cache_clear()
-        scoreboard_redis.reset_breakers()
+    with redis_dead():
+        assert submit(clients[0], mint(player, increment=5)).status_code == 200  # opens the circuit
+        sql = statements()
+        response = submit(clients[0], mint(player, increment=7))
+        refused = submit(clients[1], mint(banned, increment=7))
     assert response.status_code == 200, response.content
     assert response.json()["data"]["new_score"] == 12
     assert sql[0] == selectors._BY_ID_SQL[:80], sql  # the lookup, first (authentication's)
