@@ -13,8 +13,10 @@ PostgreSQL round trips one read made.
 
 - ``bare``: ``bench.baseline_drf`` (``GET /ping``, no middleware), the figure ``make bench`` compares
   the leaderboard with.
-- ``leaderboard``: ``GET /v1/leaderboard`` (anonymous, top 10), every middleware of the project.
-- ``entries``: ``GET /v1/boards/global/entries?limit=10``.
+- ``leaderboard``: ``GET /v1/leaderboard`` (anonymous, top 10) through ``scoreboard.wsgi.application``,
+  as gunicorn serves it: the WSGI fast path (``scoreboard/fastpath.py``) answers it.
+- ``leaderboard-django``: the same with ``FAST_PATH=false``: Django's handler, every middleware, DRF.
+- ``entries``: ``GET /v1/boards/global/entries?limit=10`` (the fast path too); ``entries-django`` without it.
 
 The board read is an unchanged board (the common case the page cache is for); ``--writes N`` adds a
 score change of the board every N reads (each one makes the next read of every process a miss).
@@ -44,8 +46,12 @@ from bench.wsgi_request import wsgi_status
 TARGETS = {
     "bare": ("bench.baseline_drf.settings", "/ping", ""),
     "leaderboard": ("scoreboard.settings", "/v1/leaderboard", ""),
+    "leaderboard-django": ("scoreboard.settings", "/v1/leaderboard", ""),
     "entries": ("scoreboard.settings", "/v1/boards/global/entries", "limit=10"),
+    "entries-django": ("scoreboard.settings", "/v1/boards/global/entries", "limit=10"),
 }
+# The same read with the WSGI fast path off (scoreboard/fastpath.py): Django's handler, middleware, DRF.
+TARGET_ENV = {"leaderboard-django": {"FAST_PATH": "false"}, "entries-django": {"FAST_PATH": "false"}}
 SEED_PLAYERS = 200
 WARM_REQUESTS = 300
 APP_ENV = {
@@ -149,6 +155,7 @@ def worker(target: str, requests: int, writes: int, profile: bool) -> dict[str, 
     settings_module, path, query = TARGETS[target]
     os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
     if target != "bare":
+        os.environ.update(TARGET_ENV.get(target, {}))
         for name, value in APP_ENV.items():
             os.environ.setdefault(name, value)
         for name in ("DJANGO_SECRET_KEY", "JWT_SECRET", "ACTION_TOKEN_SECRET"):
@@ -163,7 +170,9 @@ def worker(target: str, requests: int, writes: int, profile: bool) -> dict[str, 
         _seed_board()
         if writes:
             change = _score_change()
-    app = get_wsgi_application()
+    app: Any = get_wsgi_application()
+    if target != "bare":
+        from scoreboard.wsgi import application as app  # what gunicorn serves (the fast path in front)
     statuses: Counter[int] = Counter()
 
     def read() -> None:
@@ -228,7 +237,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--targets", default="bare,leaderboard,entries")
+    parser.add_argument("--targets", default="bare,leaderboard,leaderboard-django,entries,entries-django")
     parser.add_argument("--writes", type=int, default=0, help="a score change of the board every N reads (0: none)")
     parser.add_argument("--profile", default="", help="run this target once under cProfile instead")
     parser.add_argument("--worker", default="", help=argparse.SUPPRESS)

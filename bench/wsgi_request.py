@@ -38,5 +38,5 @@ def wsgi_status(app: Callable[..., Any], environ: dict[str, Any]) -> int:
     status: list[str] = []
     response = app(environ, lambda s, h, *a: status.append(s))
     b"".join(response)
-    response.close()
+    getattr(response, "close", lambda: None)()
     return int(status[0].split()[0])

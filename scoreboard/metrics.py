@@ -132,20 +132,27 @@ class MetricsMiddleware:
         started = time.perf_counter()
         response = self.get_response(request)
         elapsed = time.perf_counter() - started
-        route = route_of(request)
-        method = _method_label(request.method)
-        status = response.status_code
-        latency, requests = _request_children(method, route, status)
-        latency.observe(elapsed)
-        requests.inc()
-        if status in _BLOCKED_STATUSES:
+
+        def code() -> str | None:
             from scoreboard.request_id import _error_code
 
-            code = _error_code(response) or "none"
-            BLOCKED_REQUESTS.labels(status=str(status), code=code).inc()
-            if status == 401:
-                FAILED_AUTH.labels(reason=code).inc()
+            return _error_code(response)
+
+        request_observe(_method_label(request.method), route_of(request), response.status_code, elapsed, code)
         return response
+
+
+def request_observe(method: str, route: str, status: int, elapsed: float, error_code: Callable[[], str | None]) -> None:
+    """Count and time one request (``method`` a bounded label, ``route`` its URL pattern); a refusal
+    is counted by its envelope's code (``error_code``, only called for one)."""
+    latency, requests = _request_children(method, route, status)
+    latency.observe(elapsed)
+    requests.inc()
+    if status in _BLOCKED_STATUSES:
+        code = error_code() or "none"
+        BLOCKED_REQUESTS.labels(status=str(status), code=code).inc()
+        if status == 401:
+            FAILED_AUTH.labels(reason=code).inc()
 
 
 SSE_PATH = "/v1/leaderboard/stream"

@@ -64,6 +64,20 @@ def replica_configured() -> bool:
     return REPLICA in connections.settings
 
 
+def reads_mark(
+    method: str, url_name: str, kwargs: dict[str, Any], meta: dict[str, Any]
+) -> contextvars.Token[str | None]:
+    """What :class:`ReplicaReadMiddleware` decides for a request, for a caller that serves it without
+    Django's machinery (``scoreboard.fastpath``); reset the token when the request ends."""
+    return _reads_from.set(
+        REPLICA if replica_configured() and is_replica_read(method, url_name, kwargs, meta) else None
+    )
+
+
+def reads_reset(token: contextvars.Token[str | None]) -> None:
+    _reads_from.reset(token)
+
+
 def is_replica_read(method: str, url_name: str | None, kwargs: dict[str, Any], meta: dict[str, Any]) -> bool:
     """Whether a request may read from the replica (see the module doc)."""
     if method not in _READ_METHODS or url_name not in REPLICA_READ_VIEWS:

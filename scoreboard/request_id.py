@@ -58,20 +58,28 @@ class RequestIdMiddleware:
         try:
             response = self.get_response(request)
             response[sb_logging.REQUEST_ID_HEADER] = request_id
-            event = _SECURITY_EVENTS.get(response.status_code)
-            if event is not None:
-                sb_logging.security_event(
-                    event,
-                    f"refused {request.method} {request.path} with {response.status_code}",
-                    status=response.status_code,
-                    code=_error_code(response),
-                    method=request.method,
-                    path=request.path,
-                    client_ip=client_ip(request.META),
+            if response.status_code in _SECURITY_EVENTS:
+                refusal_log(
+                    response.status_code, _error_code(response), request.method or "", request.path, request.META
                 )
             return response
         finally:
             sb_logging.reset_request_id(token)
+
+
+def refusal_log(status: int, code: str | None, method: str, path: str, meta: Any) -> None:
+    """The security line of a refused request (401, 403, 429), if ``status`` is one."""
+    event = _SECURITY_EVENTS.get(status)
+    if event is not None:
+        sb_logging.security_event(
+            event,
+            f"refused {method} {path} with {status}",
+            status=status,
+            code=code,
+            method=method,
+            path=path,
+            client_ip=client_ip(meta),
+        )
 
 
 class RequestIdASGIMiddleware:

@@ -46,7 +46,7 @@ from scoreboard.api import (
 )
 from scoreboard.errors import ApiError, NotFound, Unauthorized
 from scoreboard.net import client_ip
-from scoreboard.ratelimit import ScoreUpdateRateLimit, pending_limits
+from scoreboard.ratelimit import PendingLimits, ScoreUpdateRateLimit, pending_limits
 from scores import board_services, registry, selectors, services
 from scores.action_tokens import check_increment
 from scores.boards import (
@@ -210,12 +210,19 @@ class LeaderboardApi(JsonNegotiationMixin, APIView):
         responses={200: envelope("LeaderboardResponse", OutputSerializer()), **errors(400, 401, 403)},
     )
     def get(self, request: Request) -> HttpResponseBase:
-        limit = _parse_limit(request.query_params.get("limit"))
-        limits = pending_limits(request._request)  # the per-IP hit, counted in the index read's round trip
-        page = selectors.leaderboard_top(limit=limit, counters=limits)
-        if limits is not None:
-            limits.flush()  # a no-op once counted
-        return ok_json_body(_rendered(page, "leaderboard", lambda: leaderboard_payload(page)))
+        # The per-IP hit, counted in the index read's round trip.
+        body, _ = leaderboard_top_body(request.query_params.get("limit"), pending_limits(request._request))
+        return ok_json_body(body)
+
+
+def leaderboard_top_body(raw_limit: str | None, limits: PendingLimits | None) -> tuple[bytes, selectors.BoardPage]:
+    """The 200 body of ``GET /v1/leaderboard?limit=raw_limit`` and its page: the view's work, and
+    the WSGI fast path's (``scoreboard.fastpath``). ``limits``: the request's pending per-IP hit."""
+    limit = _parse_limit(raw_limit)
+    page = selectors.leaderboard_top(limit=limit, counters=limits)
+    if limits is not None:
+        limits.flush()  # a no-op once counted
+    return _rendered(page, "leaderboard", lambda: leaderboard_payload(page)), page
 
 
 def _rendered(page: selectors.BoardPage, name: str, payload: Callable[[], dict[str, Any]], keep: bool = True) -> bytes:
@@ -538,28 +545,41 @@ class BoardEntriesApi(JsonNegotiationMixin, APIView):
         responses={200: envelope("BoardEntriesResponse", OutputSerializer()), **errors(400, 401, 403, 404)},
     )
     def get(self, request: Request, board_id: str) -> HttpResponseBase:
-        spec = _board_or_404(board_id)
-        period = _period_of(request, spec)
-        limit = _parse_limit(request.query_params.get("limit"))
-        cursor = request.query_params.get("cursor") or None
-        limits = pending_limits(request._request)  # the per-IP hit, counted in the index read's round trip
-        page = selectors.board_page(spec=spec, period=period, limit=limit, cursor=cursor, counters=limits)
-        if limits is not None:
-            limits.flush()  # a no-op once counted (a cursor page's read does not carry it)
-        # An ended period's status (closed, corrected) comes from the database at every read.
-        return ok_json_body(
-            _rendered(
-                page,
-                "entries",
-                lambda: {
-                    "entries": [row.as_dict() for row in page.rows],
-                    "entry_count": page.total_players,
-                    "next_cursor": page.next_cursor,
-                    "period": selectors.period_payload(spec=spec, period=period),
-                },
-                keep=not period.ended(timezone.now()),
-            )
+        params = request.query_params
+        body, _ = board_entries_body(
+            board_id,
+            raw_limit=params.get("limit"),
+            cursor=params.get("cursor") or None,
+            raw_period=params.get("period"),
+            limits=pending_limits(request._request),  # the per-IP hit, counted in the index read's round trip
         )
+        return ok_json_body(body)
+
+
+def board_entries_body(
+    board_id: str, *, raw_limit: str | None, cursor: str | None, raw_period: str | None, limits: PendingLimits | None
+) -> tuple[bytes, selectors.BoardPage]:
+    """The 200 body of ``GET /v1/boards/{board_id}/entries`` and its page: the view's work, and the
+    WSGI fast path's (``scoreboard.fastpath``)."""
+    spec = _board_or_404(board_id)
+    period = selectors.period_resolve(spec=spec, value=raw_period)
+    limit = _parse_limit(raw_limit)
+    page = selectors.board_page(spec=spec, period=period, limit=limit, cursor=cursor, counters=limits)
+    if limits is not None:
+        limits.flush()  # a no-op once counted (a cursor page's read does not carry it)
+    # An ended period's status (closed, corrected) comes from the database at every read.
+    body = _rendered(
+        page,
+        "entries",
+        lambda: {
+            "entries": [row.as_dict() for row in page.rows],
+            "entry_count": page.total_players,
+            "next_cursor": page.next_cursor,
+            "period": selectors.period_payload(spec=spec, period=period),
+        },
+        keep=not period.ended(timezone.now()),
+    )
+    return body, page
 
 
 class StandingSerializer(serializers.Serializer):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,8 +23,6 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.db import connections
-from django.test import override_settings
 from rest_framework.test import APIClient
 
 from accounts import services as account_services
@@ -35,67 +32,9 @@ from scores.models import BoardEntry, ScoreHistory
 from scores.ranking import redis_index
 from tests.conftest import submit
 from tests.factories import PlayerFactory
+from tests.scoreboard.conftest import _conninfo
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(databases=["default", REPLICA])]
-
-ROUTED_MIDDLEWARE = [*settings.MIDDLEWARE, "scoreboard.replica.ReplicaReadMiddleware"]
-
-
-def _psql(dsn: dict[str, Any], database: str, sql: str) -> None:
-    subprocess.run(
-        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", *_conninfo(dsn), "-d", database, "-c", sql],
-        check=True,
-        capture_output=True,
-    )
-
-
-def _conninfo(dsn: dict[str, Any]) -> list[str]:
-    return ["-h", str(dsn["HOST"] or "127.0.0.1"), "-p", str(dsn["PORT"] or 5432), "-U", str(dsn["USER"])]
-
-
-@pytest.fixture(scope="session")
-def replica_db(django_db_setup: None, django_db_blocker: Any) -> Iterator[str]:
-    """A second database holding a copy of the (just migrated) test database, as alias ``replica``."""
-    if not settings.IS_POSTGRES:
-        pytest.fail("the replica tests need PostgreSQL: set DATABASE_URL (make test does)")
-    for tool in ("pg_dump", "psql"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"{tool} is not on PATH (PostgreSQL client tools)")
-    primary = settings.DATABASES["default"]
-    name = f"{primary['NAME']}_replica"
-    with django_db_blocker.unblock():
-        _psql(primary, "postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        _psql(primary, "postgres", f'CREATE DATABASE "{name}"')
-        dump = subprocess.run(
-            ["pg_dump", "--no-owner", *_conninfo(primary), "-d", primary["NAME"]], check=True, capture_output=True
-        )
-        subprocess.run(
-            ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", *_conninfo(primary), "-d", name],
-            input=dump.stdout,
-            check=True,
-            capture_output=True,
-        )
-        url = f"postgres://{primary['USER']}@{primary['HOST'] or '127.0.0.1'}:{primary['PORT'] or 5432}/{name}"
-        entry = replica_database(url, primary)
-        entry.pop("TEST")
-        # configure_settings already filled in the defaults of "default"; give the new alias the same.
-        connections.settings[REPLICA] = {**primary, **entry}
-        try:
-            yield name
-        finally:
-            connections[REPLICA].close()
-            close_pool = getattr(connections[REPLICA], "close_pool", None)  # PostgreSQL's, with a pool
-            if close_pool is not None:
-                close_pool()
-            del connections[REPLICA]
-            del connections.settings[REPLICA]
-            _psql(primary, "postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture
-def routed(replica_db: str) -> Iterator[None]:
-    with override_settings(DATABASE_ROUTERS=["scoreboard.replica.ReplicaRouter"], MIDDLEWARE=ROUTED_MIDDLEWARE):
-        yield
 
 
 def _token_client(user: User) -> APIClient:
