@@ -94,10 +94,16 @@ def _snapshot_read(board: BoardSpec) -> Snapshot:
 # ---------------------------------------------------------------------------------------------
 # Publishing through Redis
 # ---------------------------------------------------------------------------------------------
-# KEYS: dirty, lock. ARGV: token, lock ms. Marks the board dirty; returns the dirty counter when
-# this caller now holds the publish lock, 0 when another publisher does (it will see the mark).
+# KEYS: dirty, lock. ARGV: token, lock ms, take over "1"/"0". Marks the board dirty; returns the
+# dirty counter when this caller now holds the publish lock, 0 when another publisher does (it will
+# see the mark). Taking over sets the lock whoever holds it: after an outage the holder may be a
+# publisher whose Redis calls timed out, whose lock would otherwise swallow the repair's publish.
 _ENTER = """
 local dirty = redis.call('INCR', KEYS[1])
+if ARGV[3] == '1' then
+  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+  return dirty
+end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return dirty end
 return 0
 """
@@ -233,13 +239,21 @@ live_script = _LiveScript()
 
 
 class _RedisPublisher:
-    def publish_board(self, board: BoardSpec) -> int:
-        """Publish the board if its top changed; returns the last seq published (0 for none)."""
+    def publish_board(self, board: BoardSpec, *, take_over: bool = False) -> int:
+        """Publish the board if its top changed; returns the last seq published (0 for none).
+
+        ``take_over``: publish even if another publisher holds the lock (after an outage that
+        publisher may be dead: its lock would outlive the repair that needs publishing). A live
+        holder sees the dirty mark and publishes again, so the newest snapshot is still the last.
+        """
         client = get_redis()
         assert client is not None
         enter, publish = registered_script(client, _ENTER), registered_script(client, _PUBLISH)
         token = secrets.token_hex(8)
-        dirty = enter(keys=[_key(board, "dirty"), _key(board, "lock")], args=[token, PUBLISH_LOCK_MS])
+        dirty = enter(
+            keys=[_key(board, "dirty"), _key(board, "lock")],
+            args=[token, PUBLISH_LOCK_MS, "1" if take_over else "0"],
+        )
         published = 0
         for _ in range(MAX_PUBLISH_ROUNDS):
             if not dirty:
@@ -286,7 +300,7 @@ class _LocalPublisher:
         self._fingerprints: dict[str, str] = {}
         self._seq: dict[str, int] = {}
 
-    def publish_board(self, board: BoardSpec) -> int:
+    def publish_board(self, board: BoardSpec, *, take_over: bool = False) -> int:
         with self._lock:
             snapshot = _snapshot_read(board)
             if self._fingerprints.get(board.id) == snapshot.fingerprint:
@@ -367,7 +381,7 @@ def board_corrected(event: events.BoardCorrected) -> None:
     if event.period != event.board.period_at(timezone.now()).key:
         return  # an archive: its live board is not on screen
     try:
-        _publisher().publish_board(event.board)
+        _publisher().publish_board(event.board, take_over=event.repair)
     except REDIS_ERRORS:
         logger.warning("realtime: Redis unavailable; correction on %s not broadcast", event.board.id)
 

@@ -55,10 +55,13 @@ class SubmissionApplied:
 
 @dataclass(frozen=True)
 class BoardCorrected:
-    """A moderator correction (reversal, ban, release) changed a board's period."""
+    """A moderator correction (reversal, ban, release) or an index repair changed a board's period."""
 
     board: BoardSpec
     period: str
+    # An index repair after a Redis outage: a publisher that died in the outage may still hold the
+    # board's publish lock, so the live layer publishes whoever holds it.
+    repair: bool = False
 
 
 class Assessor(Protocol):

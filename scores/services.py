@@ -1193,7 +1193,7 @@ def _repaired_broadcast(*, spec: BoardSpec, period_key: str) -> None:
     """The index was repaired: spectators get the board as PostgreSQL has it now (the updates that
     drifted, typically applied while Redis was down or hung, were never broadcast). The live layer
     publishes only if the top changed."""
-    events.emit_board_corrected(events.BoardCorrected(board=spec, period=period_key))
+    events.emit_board_corrected(events.BoardCorrected(board=spec, period=period_key, repair=True))
 
 
 def leaderboard_drift_check(*, board: BoardSpec | None = None, repair: bool = True) -> DriftReport:

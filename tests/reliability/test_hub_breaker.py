@@ -6,6 +6,7 @@ hang included (they were committed, never broadcast)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 
@@ -30,6 +31,10 @@ async def eventually(condition: Callable[[], bool], seconds: float = 10.0) -> bo
     return condition()
 
 
+def reconnect_hooks_running() -> bool:
+    return any(t.name == "redis-reconnect-hooks" for t in threading.enumerate())
+
+
 def attempts() -> float:
     return hub_module.SUBSCRIBE_ATTEMPTS._value.get()
 
@@ -43,16 +48,22 @@ async def test_a_hung_redis_is_noticed_by_the_hub_and_the_board_is_whole_after_t
     hub = hub_module.get_hub()
     breaker = scoreboard_redis.breaker_for_url(own_redis.url)
     assert breaker is not None
-    player = await sync_to_async(make_player)()
-    client = await sync_to_async(client_for)(player)
 
     def score(increment: int) -> int:
         return submit(client, mint(player, increment=increment)).status_code
 
+    # Eager before anything touches the new Redis: its first connection finds it empty and queues a
+    # repair from a background thread, which must run here (queued on the suite's broker, no worker
+    # would run it, and its dedupe key would swallow the repair after the thaw).
     with override_settings(CELERY_TASK_ALWAYS_EAGER=True):  # the reconnect hook's repair runs in its thread
+        player = await sync_to_async(make_player)()
+        client = await sync_to_async(client_for)(player)
         ws = await connected()
         assert (await receive(ws))["leaderboard"] == []
         assert hub.subscription_alive
+        # That first repair is done before the hang (one that the hang interrupts is a test of its own:
+        # tests/realtime/test_publish_concurrency.py, a repair behind a dead publisher's lock).
+        assert await eventually(lambda: not reconnect_hooks_running(), seconds=15)
         before = attempts()
 
         own_redis.freeze()
