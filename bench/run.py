@@ -494,8 +494,9 @@ class Bench:
             self.boards_set(active=False)
         self.result["boards_fed_scenario"] = 1 + len(self.SCENARIO_BOARDS)
 
-    def cpu_meter(self) -> CpuMeter:
-        """CPU by process group; PostgreSQL, Redis and nginx are found by name (see bench.cpu)."""
+    def cpu_meter(self, **more: Callable[[], list[int]]) -> CpuMeter:
+        """CPU by process group; PostgreSQL, Redis and nginx are found by name (see bench.cpu);
+        ``more``: further groups (name -> their pids)."""
         topology = self.topology
         assert topology is not None
 
@@ -504,7 +505,9 @@ class Bench:
                 return [pid for name, pid in topology.serve_pids.items() if name.startswith("celery")]
             return [proc.pid for name, proc in topology.procs.items() if name == "celery"]
 
-        return CpuMeter({"gunicorn": lambda: [topology.wsgi_master()], "asgi": topology.asgi_pids, "celery": celery})
+        return CpuMeter(
+            {"gunicorn": lambda: [topology.wsgi_master()], "asgi": topology.asgi_pids, "celery": celery, **more}
+        )
 
     def saturation(self, name: str, port: int, path: str, connections: int = 32) -> dict[str, Any]:
         """Closed-loop throughput (each connection sends again as soon as it is answered)."""
@@ -777,6 +780,19 @@ class Bench:
         client_pids = [proc.pid for proc in procs]
         window_start = time.time()
         cpu_before = (process_cpu_seconds(server_pids), process_cpu_seconds(client_pids), box_busy_seconds())
+        # And where the rest of the box goes in the window (gunicorn, PostgreSQL, Redis, ...): the
+        # updates' share of the cores decides how long a POST waits for one.
+        groups = contextlib.ExitStack()
+        topology = self.topology
+        assert topology is not None
+        group_seconds = groups.enter_context(
+            self.cpu_meter(
+                asgi_reuseport=lambda: [
+                    pid for spec in topology.reuseport_ports() for pid in topology.reuseport_pids(spec)
+                ],
+                clients=lambda: client_pids,
+            ).measure()
+        )
         children_before = children_cpu_seconds()  # the load generator, once it has exited
         stormers = self._storm(port, storm, tag) if storm else []
         updates = None
@@ -784,11 +800,13 @@ class Bench:
         if load is None:
             time.sleep(max(0.0, window_start + self.mode.ws_seconds - time.time()))
             window_cpu = self._window_cpu(cpu_before, server_pids, client_pids, window_start)
+            groups.close()
         else:
             # The clients read on after their window: the updates' last frames, then the final board.
             proc, out_path = load
             time.sleep(max(0.0, window_start + self.mode.ws_seconds - time.time()))
             window_cpu = self._window_cpu(cpu_before, server_pids, client_pids, window_start)
+            groups.close()
             proc.wait()
             window_cpu["loadgen_cores"] = round(
                 (children_cpu_seconds() - children_before) / (self.mode.ws_seconds + 1),
@@ -867,6 +885,12 @@ class Bench:
             ),
             # Cores in use during the window (CPU seconds / window seconds).
             "window_cpu": window_cpu,
+            # The same window by process group (bench.cpu: "asgi" the processes behind nginx,
+            # "asgi_reuseport" every SO_REUSEPORT group, whichever serves this step; "loadgen" stays 0
+            # here: it exits after the window).
+            "window_cores_by_group": {
+                name: round(seconds / self.mode.ws_seconds, 3) for name, seconds in group_seconds.items()
+            },
             # The servers' garbage collections of 1 ms or more (scoreboard/gcpauses.py; the bare server has none).
             "gc_connect": gc_pauses(self._gc_dir(), server_pids, started_epoch, window_start),
             "gc_window": gc_pauses(self._gc_dir(), server_pids, window_start, window_start + self.mode.ws_seconds),
@@ -875,7 +899,7 @@ class Bench:
             f"ws {tag} {k}: connected {connected} alive {alive} frames {frames} p50 {step['p50']} p95 {step['p95']}"
             f" p99 {step['p99']} ms ({step['measured_from']}; fan-out p95 {step['fanout']['p95']},"
             f" client lag p95 {step['client_lag']['p95']}); behind final {step['sockets_behind_final']};"
-            f" {step['kb_per_connection']} KB/conn; cores {window_cpu};"
+            f" {step['kb_per_connection']} KB/conn; cores {window_cpu}; by group {step['window_cores_by_group']};"
             f" GC in window {step['gc_window']['by_generation']}"
         )
         time.sleep(2.0)

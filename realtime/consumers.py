@@ -246,6 +246,8 @@ class LiveBoardConsumer(AsyncWebsocketConsumer):
             return
         self.viewer = viewer
         self._watch_expiry()
-        get_hub().identify(self.box, viewer.user_id)
+        hub = get_hub()
+        hub.identify(self.box, viewer.user_id)
+        await hub.player_confirmed(viewer.user_id)  # its rank updates are heard from auth_ok on
         await self.send(text_data=message("auth_ok", user_id=viewer.user_id))
         await self._start_feed()

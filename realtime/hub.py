@@ -40,11 +40,15 @@ from scoreboard.redis import is_cluster_url, pubsub_url
 
 logger = logging.getLogger(__name__)
 
-# Redis pub/sub channels: board frames ("<board>\n<seq>\n<json>") and per-player frames ("<user id>\n<json>").
+# Redis pub/sub channels: board frames ("<board>\n<seq>\n<json>") on one channel, and each player's own
+# frames (rank updates, revocation: "<json>") on a channel of that player's (PLAYER_CHANNEL + user id),
+# which only the processes holding a socket of that player subscribe to: the rank update that every
+# score update publishes costs the other processes nothing (on one channel for all players, each
+# process paid about 0.2 ms of CPU per update to read and drop it).
 # Pub/sub ignores the database number, so the channel names carry it: two deployments (or test
 # runs) on different databases of one Redis server must not hear each other.
 BOARD_CHANNEL = "sb:rt:{db}:board"
-PLAYER_CHANNEL = "sb:rt:{db}:player"
+PLAYER_CHANNEL = "sb:rt:{db}:player:"
 
 
 @functools.cache
@@ -58,8 +62,9 @@ def board_channel() -> bytes:
     return _channels(settings.REDIS_URL)[0]
 
 
-def player_channel() -> bytes:
-    return _channels(settings.REDIS_URL)[1]
+def player_channel(user_id: str = "") -> bytes:
+    """The channel of ``user_id``'s own frames (no id: the prefix every player's channel starts with)."""
+    return _channels(settings.REDIS_URL)[1] + user_id.encode()
 
 
 # A player's own rank updates kept for a slow socket before the oldest are dropped.
@@ -81,6 +86,9 @@ IDLE_PING_SECONDS = 5.0
 PONG_TIMEOUT_SECONDS = 2.0
 # At most this many pub/sub messages are taken together before a fan-out (see ``Hub._on_messages``).
 DRAIN_MAX = 1000
+# A player's socket waits at most this long for its channel's subscription to be confirmed, so that
+# an update sent right after connecting is heard (bounded: a slow Redis must not hold the connect).
+PLAYER_SUBSCRIBE_WAIT_SECONDS = 1.0
 # Names the subscription in CLIENT LIST (operators, and the reconnect test, can find it).
 HUB_CLIENT_NAME = "sb-realtime-hub"
 
@@ -340,22 +348,34 @@ class Hub:
         # Connect snapshots: the batch of sockets waiting for the next read, and the boards being read.
         self._snapshot_next: dict[str, asyncio.Future[Frame]] = {}
         self._snapshot_reading: dict[str, asyncio.Task[None]] = {}
+        # The players' channels on the live subscription: the pub/sub while it is up, the players
+        # whose SUBSCRIBE was sent on it, those Redis confirmed, and sockets waiting for a confirmation.
+        self._pubsub: Any = None
+        self._players_sent: set[str] = set()
+        self._players_confirmed: set[str] = set()
+        self._player_waiters: dict[str, list[asyncio.Future[None]]] = defaultdict(list)
+        self._reconciling: asyncio.Task[None] | None = None
 
     # -- registry (event loop thread) -------------------------------------------------------
     async def attach(self, box: Mailbox) -> None:
-        """Register a socket; the first one of the process starts the Redis subscription."""
+        """Register a socket; the first one of the process starts the Redis subscription.
+
+        A player's socket also waits (briefly) until Redis confirmed its player's channel, so that the
+        rank update of a score sent right after connecting reaches it.
+        """
         await self._ensure_running()
         self._boards[box.board].add(box)
         if box.user_id:
-            self._players[box.user_id].add(box)
+            self._player_add(box.user_id, box)
+            await self.player_confirmed(box.user_id)
 
     def identify(self, box: Mailbox, user_id: str | None) -> None:
         """The socket authenticated (or re-authenticated) as ``user_id``."""
         if box.user_id:
-            self._discard(self._players, box.user_id, box)
+            self._player_discard(box.user_id, box)
         box.user_id = user_id
         if user_id and box in self._boards.get(box.board, ()):
-            self._players[user_id].add(box)
+            self._player_add(user_id, box)
 
     def move(self, box: Mailbox, board: str) -> None:
         """The socket subscribed to another board: from now on it gets that board's frames only."""
@@ -367,7 +387,78 @@ class Hub:
     def detach(self, box: Mailbox) -> None:
         self._discard(self._boards, box.board, box)
         if box.user_id:
-            self._discard(self._players, box.user_id, box)
+            self._player_discard(box.user_id, box)
+
+    # -- the players' channels (event loop thread) --------------------------------------------
+    def _player_add(self, user_id: str, box: Mailbox) -> None:
+        first = user_id not in self._players
+        self._players[user_id].add(box)
+        if first:
+            self._players_changed()
+
+    def _player_discard(self, user_id: str, box: Mailbox) -> None:
+        self._discard(self._players, user_id, box)
+        if user_id not in self._players:
+            self._players_changed()
+
+    def _players_changed(self) -> None:
+        """Bring the subscription's player channels in line with the players holding a socket here.
+
+        One task at a time sends what changed meanwhile, in one SUBSCRIBE and one UNSUBSCRIBE: a
+        storm of (re)connects costs a few commands, not one per socket.
+        """
+        if self._pubsub is None or (self._reconciling is not None and not self._reconciling.done()):
+            return  # the listener subscribes everyone on (re)connect; the running task sees this change
+        self._reconciling = asyncio.get_running_loop().create_task(
+            self._reconcile_players(), name="realtime-hub-players"
+        )
+
+    async def _reconcile_players(self) -> None:
+        while (pubsub := self._pubsub) is not None:
+            wanted = set(self._players)
+            add, drop = wanted - self._players_sent, self._players_sent - wanted
+            if not add and not drop:
+                return
+            self._players_sent = wanted
+            self._players_confirmed -= drop
+            try:
+                if add:
+                    await pubsub.subscribe(*(player_channel(u) for u in add))
+                if drop:
+                    await pubsub.unsubscribe(*(player_channel(u) for u in drop))
+            except Exception:
+                # The listener notices the broken link too, and subscribes everyone again.
+                logger.warning("realtime: could not update the players' channels", exc_info=True)
+                return
+
+    async def player_confirmed(self, user_id: str) -> None:
+        """Wait (at most PLAYER_SUBSCRIBE_WAIT_SECONDS) until Redis confirmed ``user_id``'s channel."""
+        if self._pubsub is None or user_id in self._players_confirmed or user_id not in self._players:
+            return  # no live subscription (the listener subscribes everyone when it is back), done, or no socket
+        waiter = asyncio.get_running_loop().create_future()
+        self._player_waiters[user_id].append(waiter)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(PLAYER_SUBSCRIBE_WAIT_SECONDS):
+                await waiter
+
+    def _player_subscribed(self, user_id: str) -> None:
+        if user_id in self._players_sent:
+            self._players_confirmed.add(user_id)
+        for waiter in self._player_waiters.pop(user_id, ()):
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _players_unsubscribed(self) -> None:
+        """The subscription is gone: nothing is sent or confirmed on it any more; nobody waits for it."""
+        self._pubsub = None
+        self._players_sent.clear()
+        self._players_confirmed.clear()
+        for waiters in self._player_waiters.values():
+            for waiter in waiters:
+                with contextlib.suppress(RuntimeError):  # a waiter of an event loop that closed meanwhile
+                    if not waiter.done():
+                        waiter.set_result(None)
+        self._player_waiters.clear()
 
     @staticmethod
     def _discard(index: dict[str, set[Mailbox]], key: str, box: Mailbox) -> None:
@@ -483,6 +574,8 @@ class Hub:
             self._loop = loop
             self._boards.clear()
             self._players.clear()
+            self._players_unsubscribed()
+            self._reconciling = None
             self._listener = None
             self._subscribed = None
             self.subscription_alive = False
@@ -534,7 +627,12 @@ class Hub:
             pubsub = client.pubsub()
             ping_sent_at: float | None = None
             try:
-                await pubsub.subscribe(board_channel(), player_channel())
+                # The players holding a socket here first, the board channel last: its confirmation
+                # means every channel of this SUBSCRIBE is confirmed (Redis answers in order).
+                players = set(self._players)
+                await pubsub.subscribe(*(player_channel(u) for u in players), board_channel())
+                self._pubsub, self._players_sent = pubsub, players
+                self._players_changed()  # who connected or left during that write
                 while True:
                     message = await pubsub.get_message(
                         timeout=IDLE_PING_SECONDS if ping_sent_at is None else PONG_TIMEOUT_SECONDS
@@ -556,7 +654,9 @@ class Hub:
                     while message is not None:
                         if message["type"] == "message":
                             arrived.append((message["channel"], message["data"]))
-                        elif message["type"] == "subscribe" and message["channel"] == player_channel():
+                        elif message["type"] == "subscribe" and message["channel"] != board_channel():
+                            self._player_subscribed(message["channel"][len(player_channel()) :].decode())
+                        elif message["type"] == "subscribe":
                             self._apart(functools.partial(self._on_messages, arrived))
                             arrived = []
                             # Both channels confirmed. Again later means redis-py reconnected on its
@@ -584,6 +684,8 @@ class Hub:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RECONNECT_MAX_SECONDS)
             finally:
+                if self._pubsub is pubsub:
+                    self._players_unsubscribed()
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
                     await client.aclose()
@@ -598,6 +700,7 @@ class Hub:
         instead of the backlog (and the latency) growing with every publish.
         """
         newest: dict[str, Frame] = {}
+        players = player_channel()
         for channel, data in messages:
             try:
                 if channel == board_channel():
@@ -610,9 +713,8 @@ class Hub:
                         SNAPSHOTS_REPLACED.inc()
                     if held is None or frame.seq > held.seq:
                         newest[name] = frame
-                elif channel == player_channel():
-                    user_id, payload = data.split(b"\n", 1)
-                    self.fan_out_player(user_id.decode(), player_frame(payload))
+                elif channel.startswith(players):
+                    self.fan_out_player(channel[len(players) :].decode(), player_frame(data))
             except ValueError:
                 logger.warning("realtime: ignoring a malformed frame on %r", channel)
         for name, frame in newest.items():

@@ -135,7 +135,8 @@ return {seq, 0}
 # ---------------------------------------------------------------------------------------------
 # IK: the board's index keys z, m, s, d, c (scores.ranking). LK: top (fingerprint), seq, dirty. LA: 1
 # board, 2 period, 3 user id, 4 the player's score, 5 hidden "1"/"0", 6 top size, 7 tie (f/c/d), 8 low
-# wins "1"/"0", 9 seq floor, 10 published_at, 11 board channel, 12 player channel, 13 frame head.
+# wins "1"/"0", 9 seq floor, 10 published_at, 11 board channel, 12 the players' channel prefix (the
+# player's own channel is it plus the user id), 13 frame head.
 # Publishes the player's rank_update; then, when the player was or is in the top (or either rank is
 # unknown) and is not hidden, reads the top from the index and publishes the leaderboard_update if its
 # fingerprint changed (the frame rendered here is the one _snapshot_read + Snapshot.tail render).
@@ -165,7 +166,7 @@ end
 local function live(IK, LK, LA, old_rank, new_rank, built)
   if built == 0 then return -1 end  -- the index is being rebuilt: the usual publisher sends all of it
   local board, period = cjson.encode(LA[1]), cjson.encode(LA[2])
-  redis.call('PUBLISH', LA[12], LA[3] .. '\n{"type":"rank_update","board":' .. board .. ',"period":' .. period ..
+  redis.call('PUBLISH', LA[12] .. LA[3], '{"type":"rank_update","board":' .. board .. ',"period":' .. period ..
     ',"user_id":"' .. LA[3] .. '","rank":' .. rank_json(new_rank) .. ',"old_rank":' .. rank_json(old_rank) ..
     ',"score":' .. LA[4] .. ',"published_at":' .. LA[10] .. '}')
   local n = tonumber(LA[6])
@@ -283,7 +284,7 @@ class _RedisPublisher:
     def publish_player(self, user_id: str, frame: Frame) -> None:
         client = get_redis()
         assert client is not None
-        client.publish(player_channel(), user_id.encode() + b"\n" + frame.data)
+        client.publish(player_channel(user_id), frame.data)
 
     def current_seq(self, board: BoardSpec) -> int:
         client = get_redis()

@@ -73,3 +73,9 @@ def score_sync(user: User, increment: int) -> dict[str, object]:
 def score() -> Callable[[User, int], Awaitable[dict[str, object]]]:
     """await score(user, increment): a real score update, run in a worker thread like a request."""
     return in_worker_thread(score_sync)
+
+
+@pytest.fixture
+def token_for() -> Callable[[User], Awaitable[str]]:
+    """await token_for(user): an access token for ``user``, made in a worker thread."""
+    return in_worker_thread(access_token_for)

@@ -18,7 +18,6 @@ from accounts.models import User
 from realtime.consumers import CLOSE_TOO_BIG, CLOSE_UNAUTHORIZED, MAX_INBOUND_BYTES
 from scoreboard.asgi import application
 from scores import services as score_services
-from tests.conftest import access_token_for, in_worker_thread
 from tests.factories import PlayerFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.embedded]
@@ -56,11 +55,6 @@ def ranked_players(scores: list[int]) -> list[User]:
     ]
     score_services.leaderboard_rebuild()
     return players
-
-
-@pytest.fixture
-def token_for():
-    return in_worker_thread(access_token_for)
 
 
 async def test_snapshot_on_connect():

@@ -276,10 +276,10 @@ async def test_snapshots_that_arrived_together_fan_out_only_the_newest(settings)
     hub._on_messages(
         [
             (board_channel(), b"global\n7\n" + b'{"seq":7}'),
-            (player_channel(), b"p1\n" + b'{"n":1}'),
+            (player_channel("p1"), b'{"n":1}'),
             (board_channel(), b"global\n9\n" + b'{"seq":9}'),
             (board_channel(), b"global\n8\n" + b'{"seq":8}'),  # older than 9, though it arrived later
-            (player_channel(), b"p1\n" + b'{"n":2}'),
+            (player_channel("p1"), b'{"n":2}'),
             (board_channel(), b"garbage"),  # malformed: ignored, the rest still goes out
         ]
     )

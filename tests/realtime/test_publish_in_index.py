@@ -32,7 +32,8 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 def frames(redis_client: redis_lib.Redis) -> Iterator[Callable[[], list[tuple[bytes, bytes]]]]:
     """Everything published on the board and player channels since the fixture started."""
     pubsub = redis_client.pubsub()
-    pubsub.subscribe(board_channel(), player_channel())
+    pubsub.subscribe(board_channel())
+    pubsub.psubscribe(player_channel() + b"*")  # every player's own channel
     while pubsub.get_message(timeout=1.0) is not None:  # the subscribe confirmations
         pass
 
@@ -41,7 +42,7 @@ def frames(redis_client: redis_lib.Redis) -> Iterator[Callable[[], list[tuple[by
         deadline = time.monotonic() + 0.3
         while time.monotonic() < deadline:
             message = pubsub.get_message(timeout=0.05)
-            if message and message["type"] == "message":
+            if message and message["type"] in ("message", "pmessage"):
                 out.append((message["channel"], message["data"]))
         return out
 
@@ -64,10 +65,9 @@ def board_frames(published: list[tuple[bytes, bytes]], board: str) -> list[dict[
 def rank_frames(published: list[tuple[bytes, bytes]]) -> list[dict[str, Any]]:
     out = []
     for channel, data in published:
-        if channel == player_channel():
-            user_id, payload = data.split(b"\n", 1)
-            frame = json.loads(payload)
-            assert frame["user_id"] == user_id.decode()
+        if channel.startswith(player_channel()):
+            frame = json.loads(data)
+            assert player_channel(frame["user_id"]) == channel  # on that player's own channel
             out.append(frame)
     return out
 
