@@ -153,6 +153,29 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
     return {"p50": pick(0.50), "p95": pick(0.95), "p99": pick(0.99), "max": round(ordered[-1], 2)}
 
 
+def update_timeline(access_log: Path, offset: int, since: float, until: float) -> list[dict[str, Any]] | None:
+    """Per second of ``[since, until)``: the score updates nginx answered (its access log, read from
+    ``offset``) and their time behind nginx (``upstream_response_time``: gunicorn's listen backlog
+    included), so that a queue at the server is told from a late load generator."""
+    if not access_log.exists():
+        return None
+    seconds: dict[int, list[float]] = collections.defaultdict(list)
+    with access_log.open("rb") as log_file:
+        log_file.seek(offset)
+        for line in log_file:
+            if b'"/v1/scores/update"' not in line:
+                continue
+            try:
+                row = json.loads(line)
+                at = dt.datetime.fromisoformat(row["ts"]).timestamp()
+                upstream_ms = float(row["upstream_time"]) * 1000
+            except (ValueError, KeyError, TypeError):
+                continue  # not JSON, or "a, b" (nginx tried two upstreams)
+            if since <= at < until:
+                seconds[int(at - since)].append(upstream_ms)
+    return [{"second": n, "answered": len(v), **percentiles(v)} for n, v in sorted(seconds.items())]
+
+
 def ensure_database(url: str) -> None:
     """Create the benchmark database when it does not exist yet (a fresh clone, a fresh machine)."""
     import psycopg
@@ -748,6 +771,8 @@ class Bench:
         time.sleep(1.0)
         after = rss_kb(server_pids)
         load = None
+        access_log = self.topology.run_dir / "access.log" if self.topology is not None else Path("/nonexistent")
+        access_offset = access_log.stat().st_size if access_log.exists() else 0
         if background:
             duration = self.mode.ws_seconds + 1
             bg_rate = self.background_rate()
@@ -891,6 +916,13 @@ class Bench:
             "window_cores_by_group": {
                 name: round(seconds / self.mode.ws_seconds, 3) for name, seconds in group_seconds.items()
             },
+            # Per second of the window: the score updates' time behind nginx, p50/p95 (None: no updates
+            # ran, or no access log to read).
+            "update_timeline": (
+                update_timeline(access_log, access_offset, window_start, window_start + self.mode.ws_seconds)
+                if load is not None
+                else None
+            ),
             # The servers' garbage collections of 1 ms or more (scoreboard/gcpauses.py; the bare server has none).
             "gc_connect": gc_pauses(self._gc_dir(), server_pids, started_epoch, window_start),
             "gc_window": gc_pauses(self._gc_dir(), server_pids, window_start, window_start + self.mode.ws_seconds),
@@ -902,6 +934,11 @@ class Bench:
             f" {step['kb_per_connection']} KB/conn; cores {window_cpu}; by group {step['window_cores_by_group']};"
             f" GC in window {step['gc_window']['by_generation']}"
         )
+        if step["update_timeline"]:
+            log(
+                f"ws {tag} {k}: score updates behind nginx, p95 ms per second of the window: "
+                + " ".join(f"{row['p95']:.0f}" for row in step["update_timeline"])
+            )
         time.sleep(2.0)
         return step
 
