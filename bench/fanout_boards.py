@@ -41,12 +41,12 @@ async def measure(sockets: int, boards: int, rounds: int, frame_bytes: int) -> f
         hub._boards[box.board].add(box)  # registered as attach() would, without a Redis subscription
         box.start_push(_ignored_send, CountingWriter())
     pad = b"x" * frame_bytes
-    channel = b"bench:board"
+    channel = b"bench:board:"  # the boards' channel prefix (board_channel below)
     delivered = 0
     spent = 0.0
     for r in range(1, rounds + 1):
-        messages = [(channel, b'%s\n%d\n{"seq":%d,"pad":"%s"}' % (n.encode(), r, r, pad)) for n in names]
-        messages.append((channel, b"nobody-here\n%d\n{}" % r))
+        messages = [(channel + n.encode(), b'%d\n{"seq":%d,"pad":"%s"}' % (r, r, pad)) for n in names]
+        messages.append((channel + b"nobody-here", b"%d\n{}" % r))  # (Redis would not send it: not subscribed)
         started = time.perf_counter()
         hub._on_messages(messages)
         spent += time.perf_counter() - started
@@ -70,7 +70,7 @@ def main() -> None:
     settings.REDIS_URL = ""  # board_channel() is only compared against: name it without a server
     import realtime.hub as hub_module
 
-    hub_module.board_channel = lambda: b"bench:board"
+    hub_module.board_channel = lambda board="": b"bench:board:" + board.encode()
     results: dict[int, list[float]] = {b: [] for b in args.boards}
     for rep in range(args.repeat):
         order = args.boards if rep % 2 == 0 else list(reversed(args.boards))

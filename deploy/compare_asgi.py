@@ -140,7 +140,7 @@ async def measure(server: str, ws_clients: int, sse_clients: int, messages: int)
         last_delivery: list[float] = []
         missed = 0
         for seq in range(1, messages + 1):
-            await redis.publish(board_channel(), b"global\n%d\n" % (10**9 + seq) + frame(seq))
+            await redis.publish(board_channel("global"), b"%d\n" % (10**9 + seq) + frame(seq))
             try:
                 await asyncio.wait_for(done[seq].wait(), timeout=10)
             except TimeoutError:

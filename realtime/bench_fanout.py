@@ -125,7 +125,7 @@ async def _publish(design: str, seq: int, layer: Any, redis: Any) -> None:
     if design in ("hub", "bare"):
         from realtime.hub import board_channel
 
-        await redis.publish(board_channel(), b"global\n%d\n" % seq + _frame(seq).encode())
+        await redis.publish(board_channel("global"), b"%d\n" % seq + _frame(seq).encode())
     else:
         await layer.group_send(GROUP, {"type": "board.frame", "text": _frame(seq)})
 
@@ -307,10 +307,10 @@ async def _bare_server(port: int) -> None:
             clients.discard(ws)
 
     pubsub = aioredis.Redis.from_url(os.environ["REDIS_URL"]).pubsub(ignore_subscribe_messages=True)
-    await pubsub.subscribe(board_channel())
+    await pubsub.subscribe(board_channel("global"))
     async with serve(handler, "127.0.0.1", port, backlog=4096, compression=None):
         async for message in pubsub.listen():
-            broadcast(clients, message["data"].split(b"\n", 2)[2].decode())
+            broadcast(clients, message["data"].split(b"\n", 1)[1].decode())
 
 
 def _serve(design: str, port: int, log: Path, ws: str) -> subprocess.Popen[bytes]:

@@ -229,6 +229,7 @@ class LiveBoardConsumer(AsyncWebsocketConsumer):
         # current snapshot; frames of the new board that arrive meanwhile follow it.
         hub.move(self.box, spec.id)
         self.box.last_seq = 0
+        await hub.board_confirmed(spec.id)  # the board's channel first, then its snapshot: nothing between is missed
         await self.send(text_data=message("subscribed", board=spec.id))
         snapshot = await hub.snapshot(spec.id, _read_snapshot)
         if snapshot.seq >= self.box.last_seq:

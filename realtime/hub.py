@@ -40,26 +40,33 @@ from scoreboard.redis import is_cluster_url, pubsub_url
 
 logger = logging.getLogger(__name__)
 
-# Redis pub/sub channels: board frames ("<board>\n<seq>\n<json>") on one channel, and each player's own
-# frames (rank updates, revocation: "<json>") on a channel of that player's (PLAYER_CHANNEL + user id),
-# which only the processes holding a socket of that player subscribe to: the rank update that every
-# score update publishes costs the other processes nothing (on one channel for all players, each
-# process paid about 0.2 ms of CPU per update to read and drop it).
+# Redis pub/sub channels, one per board (BOARD_CHANNEL + board id: "<seq>\n<json>") and one per
+# player (PLAYER_CHANNEL + user id: rank updates, revocation, "<json>"). A process subscribes to a
+# board's or a player's channel only while it holds a socket watching that board or of that player:
+# a publish costs the processes with no such socket nothing (on one channel for everything, each
+# process paid about 0.2 ms of CPU per message to read and drop it). HUB_CHANNEL carries nothing: it
+# is subscribed last on every (re)connect, and its confirmation says the whole SUBSCRIBE is done.
 # Pub/sub ignores the database number, so the channel names carry it: two deployments (or test
 # runs) on different databases of one Redis server must not hear each other.
-BOARD_CHANNEL = "sb:rt:{db}:board"
+BOARD_CHANNEL = "sb:rt:{db}:board:"
 PLAYER_CHANNEL = "sb:rt:{db}:player:"
+HUB_CHANNEL = "sb:rt:{db}:hub"
 
 
 @functools.cache
-def _channels(url: str) -> tuple[bytes, bytes]:
+def _channels(url: str) -> tuple[bytes, bytes, bytes]:
     # A cluster has only database 0 (and its PUBLISH reaches every node: any node can be subscribed to).
     db = 0 if is_cluster_url(url) else redis.Redis.from_url(url).connection_pool.connection_kwargs.get("db", 0)
-    return BOARD_CHANNEL.format(db=db).encode(), PLAYER_CHANNEL.format(db=db).encode()
+    return tuple(name.format(db=db).encode() for name in (BOARD_CHANNEL, PLAYER_CHANNEL, HUB_CHANNEL))  # type: ignore[return-value]
 
 
-def board_channel() -> bytes:
-    return _channels(settings.REDIS_URL)[0]
+def board_channel(board: str = "") -> bytes:
+    """The channel of ``board``'s frames (no board: the prefix every board's channel starts with)."""
+    return _channels(settings.REDIS_URL)[0] + board.encode()
+
+
+def hub_channel() -> bytes:
+    return _channels(settings.REDIS_URL)[2]
 
 
 def player_channel(user_id: str = "") -> bytes:
@@ -86,9 +93,10 @@ IDLE_PING_SECONDS = 5.0
 PONG_TIMEOUT_SECONDS = 2.0
 # At most this many pub/sub messages are taken together before a fan-out (see ``Hub._on_messages``).
 DRAIN_MAX = 1000
-# A player's socket waits at most this long for its channel's subscription to be confirmed, so that
-# an update sent right after connecting is heard (bounded: a slow Redis must not hold the connect).
-PLAYER_SUBSCRIBE_WAIT_SECONDS = 1.0
+# A socket waits at most this long for its board's (and player's) channel to be confirmed before it
+# reads its snapshot, so that no frame published after that read is missed (bounded: a slow Redis
+# must not hold the connect).
+CHANNEL_SUBSCRIBE_WAIT_SECONDS = 1.0
 # Names the subscription in CLIENT LIST (operators, and the reconnect test, can find it).
 HUB_CLIENT_NAME = "sb-realtime-hub"
 
@@ -348,26 +356,27 @@ class Hub:
         # Connect snapshots: the batch of sockets waiting for the next read, and the boards being read.
         self._snapshot_next: dict[str, asyncio.Future[Frame]] = {}
         self._snapshot_reading: dict[str, asyncio.Task[None]] = {}
-        # The players' channels on the live subscription: the pub/sub while it is up, the players
-        # whose SUBSCRIBE was sent on it, those Redis confirmed, and sockets waiting for a confirmation.
+        # The boards' and players' channels on the live subscription: the pub/sub while it is up, the
+        # channels whose SUBSCRIBE was sent on it, those Redis confirmed, and sockets waiting for one.
         self._pubsub: Any = None
-        self._players_sent: set[str] = set()
-        self._players_confirmed: set[str] = set()
-        self._player_waiters: dict[str, list[asyncio.Future[None]]] = defaultdict(list)
+        self._sent: set[bytes] = set()
+        self._confirmed: set[bytes] = set()
+        self._waiters: dict[bytes, list[asyncio.Future[None]]] = defaultdict(list)
         self._reconciling: asyncio.Task[None] | None = None
 
     # -- registry (event loop thread) -------------------------------------------------------
     async def attach(self, box: Mailbox) -> None:
         """Register a socket; the first one of the process starts the Redis subscription.
 
-        A player's socket also waits (briefly) until Redis confirmed its player's channel, so that the
-        rank update of a score sent right after connecting reaches it.
+        It then waits (briefly) until Redis confirmed its board's channel (and its player's), so that
+        the snapshot it reads next cannot miss a frame published after that read.
         """
         await self._ensure_running()
-        self._boards[box.board].add(box)
+        self._board_add(box.board, box)
         if box.user_id:
             self._player_add(box.user_id, box)
             await self.player_confirmed(box.user_id)
+        await self.board_confirmed(box.board)
 
     def identify(self, box: Mailbox, user_id: str | None) -> None:
         """The socket authenticated (or re-authenticated) as ``user_id``."""
@@ -378,31 +387,46 @@ class Hub:
             self._player_add(user_id, box)
 
     def move(self, box: Mailbox, board: str) -> None:
-        """The socket subscribed to another board: from now on it gets that board's frames only."""
-        self._discard(self._boards, box.board, box)
+        """The socket subscribed to another board: from now on it gets that board's frames only
+        (await ``board_confirmed`` before reading that board's snapshot)."""
+        self._board_discard(box.board, box)
         box.board = board
         box.drop_snapshot()
-        self._boards[board].add(box)
+        self._board_add(board, box)
 
     def detach(self, box: Mailbox) -> None:
-        self._discard(self._boards, box.board, box)
+        self._board_discard(box.board, box)
         if box.user_id:
             self._player_discard(box.user_id, box)
 
-    # -- the players' channels (event loop thread) --------------------------------------------
+    # -- the boards' and players' channels (event loop thread) --------------------------------
+    def _board_add(self, board: str, box: Mailbox) -> None:
+        first = board not in self._boards
+        self._boards[board].add(box)
+        if first:
+            self._channels_changed()
+
+    def _board_discard(self, board: str, box: Mailbox) -> None:
+        self._discard(self._boards, board, box)
+        if board not in self._boards:
+            self._channels_changed()
+
     def _player_add(self, user_id: str, box: Mailbox) -> None:
         first = user_id not in self._players
         self._players[user_id].add(box)
         if first:
-            self._players_changed()
+            self._channels_changed()
 
     def _player_discard(self, user_id: str, box: Mailbox) -> None:
         self._discard(self._players, user_id, box)
         if user_id not in self._players:
-            self._players_changed()
+            self._channels_changed()
 
-    def _players_changed(self) -> None:
-        """Bring the subscription's player channels in line with the players holding a socket here.
+    def _wanted(self) -> set[bytes]:
+        return {board_channel(b) for b in self._boards} | {player_channel(u) for u in self._players}
+
+    def _channels_changed(self) -> None:
+        """Bring the subscription's channels in line with the boards watched and the players here.
 
         One task at a time sends what changed meanwhile, in one SUBSCRIBE and one UNSUBSCRIBE: a
         storm of (re)connects costs a few commands, not one per socket.
@@ -410,55 +434,64 @@ class Hub:
         if self._pubsub is None or (self._reconciling is not None and not self._reconciling.done()):
             return  # the listener subscribes everyone on (re)connect; the running task sees this change
         self._reconciling = asyncio.get_running_loop().create_task(
-            self._reconcile_players(), name="realtime-hub-players"
+            self._reconcile_channels(), name="realtime-hub-channels"
         )
 
-    async def _reconcile_players(self) -> None:
+    async def _reconcile_channels(self) -> None:
         while (pubsub := self._pubsub) is not None:
-            wanted = set(self._players)
-            add, drop = wanted - self._players_sent, self._players_sent - wanted
+            wanted = self._wanted()
+            add, drop = wanted - self._sent, self._sent - wanted
             if not add and not drop:
                 return
-            self._players_sent = wanted
-            self._players_confirmed -= drop
+            self._sent = wanted
+            self._confirmed -= drop
             try:
                 if add:
-                    await pubsub.subscribe(*(player_channel(u) for u in add))
+                    await pubsub.subscribe(*add)
                 if drop:
-                    await pubsub.unsubscribe(*(player_channel(u) for u in drop))
+                    await pubsub.unsubscribe(*drop)
             except Exception:
                 # The listener notices the broken link too, and subscribes everyone again.
-                logger.warning("realtime: could not update the players' channels", exc_info=True)
+                logger.warning("realtime: could not update the subscription's channels", exc_info=True)
                 return
 
+    async def board_confirmed(self, board: str) -> None:
+        """Wait (at most CHANNEL_SUBSCRIBE_WAIT_SECONDS) until Redis confirmed ``board``'s channel."""
+        if board in self._boards:
+            await self._confirmed_wait(board_channel(board))
+
     async def player_confirmed(self, user_id: str) -> None:
-        """Wait (at most PLAYER_SUBSCRIBE_WAIT_SECONDS) until Redis confirmed ``user_id``'s channel."""
-        if self._pubsub is None or user_id in self._players_confirmed or user_id not in self._players:
-            return  # no live subscription (the listener subscribes everyone when it is back), done, or no socket
+        """Wait (at most CHANNEL_SUBSCRIBE_WAIT_SECONDS) until Redis confirmed ``user_id``'s channel."""
+        if user_id in self._players:
+            await self._confirmed_wait(player_channel(user_id))
+
+    async def _confirmed_wait(self, channel: bytes) -> None:
+        if self._pubsub is None or channel in self._confirmed:
+            return  # no live subscription (the listener subscribes everyone when it is back), or done
         waiter = asyncio.get_running_loop().create_future()
-        self._player_waiters[user_id].append(waiter)
+        self._waiters[channel].append(waiter)
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(PLAYER_SUBSCRIBE_WAIT_SECONDS):
+            async with asyncio.timeout(CHANNEL_SUBSCRIBE_WAIT_SECONDS):
                 await waiter
 
-    def _player_subscribed(self, user_id: str) -> None:
-        if user_id in self._players_sent:
-            self._players_confirmed.add(user_id)
-        for waiter in self._player_waiters.pop(user_id, ()):
+    def _subscribed_to(self, channel: bytes) -> None:
+        if channel in self._sent:
+            self._confirmed.add(channel)
+        for waiter in self._waiters.pop(channel, ()):
             if not waiter.done():
                 waiter.set_result(None)
 
-    def _players_unsubscribed(self) -> None:
+    def _unsubscribed(self) -> None:
         """The subscription is gone: nothing is sent or confirmed on it any more; nobody waits for it."""
         self._pubsub = None
-        self._players_sent.clear()
-        self._players_confirmed.clear()
-        for waiters in self._player_waiters.values():
+        self._sent.clear()
+        self._confirmed.clear()
+        for waiters in self._waiters.values():
             for waiter in waiters:
                 with contextlib.suppress(RuntimeError):  # a waiter of an event loop that closed meanwhile
                     if not waiter.done():
                         waiter.set_result(None)
-        self._player_waiters.clear()
+        self._waiters.clear()
 
     @staticmethod
     def _discard(index: dict[str, set[Mailbox]], key: str, box: Mailbox) -> None:
@@ -574,7 +607,7 @@ class Hub:
             self._loop = loop
             self._boards.clear()
             self._players.clear()
-            self._players_unsubscribed()
+            self._unsubscribed()
             self._reconciling = None
             self._listener = None
             self._subscribed = None
@@ -627,12 +660,12 @@ class Hub:
             pubsub = client.pubsub()
             ping_sent_at: float | None = None
             try:
-                # The players holding a socket here first, the board channel last: its confirmation
-                # means every channel of this SUBSCRIBE is confirmed (Redis answers in order).
-                players = set(self._players)
-                await pubsub.subscribe(*(player_channel(u) for u in players), board_channel())
-                self._pubsub, self._players_sent = pubsub, players
-                self._players_changed()  # who connected or left during that write
+                # The boards watched and the players here first, the hub channel last: its
+                # confirmation means every channel of this SUBSCRIBE is (Redis answers in order).
+                wanted = self._wanted()
+                await pubsub.subscribe(*wanted, hub_channel())
+                self._pubsub, self._sent = pubsub, wanted
+                self._channels_changed()  # who connected or left during that write
                 while True:
                     message = await pubsub.get_message(
                         timeout=IDLE_PING_SECONDS if ping_sent_at is None else PONG_TIMEOUT_SECONDS
@@ -654,8 +687,8 @@ class Hub:
                     while message is not None:
                         if message["type"] == "message":
                             arrived.append((message["channel"], message["data"]))
-                        elif message["type"] == "subscribe" and message["channel"] != board_channel():
-                            self._player_subscribed(message["channel"][len(player_channel()) :].decode())
+                        elif message["type"] == "subscribe" and message["channel"] != hub_channel():
+                            self._subscribed_to(message["channel"])
                         elif message["type"] == "subscribe":
                             self._apart(functools.partial(self._on_messages, arrived))
                             arrived = []
@@ -685,7 +718,7 @@ class Hub:
                 delay = min(delay * 2, RECONNECT_MAX_SECONDS)
             finally:
                 if self._pubsub is pubsub:
-                    self._players_unsubscribed()
+                    self._unsubscribed()
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
                     await client.aclose()
@@ -693,20 +726,21 @@ class Hub:
     def _on_messages(self, messages: list[tuple[bytes, bytes]]) -> None:
         """Fan out what arrived together: every player update, and each board's newest snapshot only.
 
-        A board no socket of this process watches is dropped at its name: no frame is built for it.
+        A board no socket of this process watches any more (its unsubscribe still in flight) is
+        dropped at its channel's name: no frame is built for it.
 
         Snapshots are complete, so one that a newer snapshot already replaced is never written: when
         publishes come faster than this process can fan them out, its sockets skip to the newest
         instead of the backlog (and the latency) growing with every publish.
         """
         newest: dict[str, Frame] = {}
-        players = player_channel()
+        boards, players = board_channel(), player_channel()
         for channel, data in messages:
             try:
-                if channel == board_channel():
-                    if (name := data[: data.index(b"\n")].decode()) not in self._boards:
-                        continue  # no socket of this process watches that board: nothing more to do
-                    _, seq, payload = data.split(b"\n", 2)
+                if channel.startswith(boards):
+                    if (name := channel[len(boards) :].decode()) not in self._boards:
+                        continue  # no socket here watches it any more (an unsubscribe in flight)
+                    seq, payload = data.split(b"\n", 1)
                     frame = Frame(LEADERBOARD_UPDATE, int(seq), payload)
                     held = newest.get(name)
                     if held is not None:

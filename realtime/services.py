@@ -109,8 +109,8 @@ return 0
 """
 
 # KEYS: fingerprint, seq, lock, dirty. ARGV: token, dirty seen, fingerprint, board, tail, seq floor,
-# lock ms, channel, frame head. Publishes when the fingerprint changed, then releases the lock unless the board
-# was marked dirty meanwhile. Returns {seq published or 0, released 1/0}.
+# lock ms, the boards' channel prefix, frame head. Publishes when the fingerprint changed, then
+# releases the lock unless the board was marked dirty meanwhile. Returns {seq published or 0, released 1/0}.
 _PUBLISH = """
 local seq = 0
 if redis.call('GET', KEYS[1]) ~= ARGV[3] then
@@ -119,7 +119,7 @@ if redis.call('GET', KEYS[1]) ~= ARGV[3] then
   -- as a string: Lua 5.1 would print a 16-digit number in exponent notation
   seq = redis.call('GET', KEYS[2])
   redis.call('SET', KEYS[1], ARGV[3])
-  redis.call('PUBLISH', ARGV[8], ARGV[4] .. '\\n' .. seq .. '\\n' .. ARGV[9] .. seq .. ARGV[5])
+  redis.call('PUBLISH', ARGV[8] .. ARGV[4], seq .. '\\n' .. ARGV[9] .. seq .. ARGV[5])
 end
 if redis.call('GET', KEYS[4]) == ARGV[2] then
   if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
@@ -135,8 +135,8 @@ return {seq, 0}
 # ---------------------------------------------------------------------------------------------
 # IK: the board's index keys z, m, s, d, c (scores.ranking). LK: top (fingerprint), seq, dirty. LA: 1
 # board, 2 period, 3 user id, 4 the player's score, 5 hidden "1"/"0", 6 top size, 7 tie (f/c/d), 8 low
-# wins "1"/"0", 9 seq floor, 10 published_at, 11 board channel, 12 the players' channel prefix (the
-# player's own channel is it plus the user id), 13 frame head.
+# wins "1"/"0", 9 seq floor, 10 published_at, 11 the boards' channel prefix and 12 the players' (a
+# board's or a player's own channel is the prefix plus its id), 13 frame head.
 # Publishes the player's rank_update; then, when the player was or is in the top (or either rank is
 # unknown) and is not hidden, reads the top from the index and publishes the leaderboard_update if its
 # fingerprint changed (the frame rendered here is the one _snapshot_read + Snapshot.tail render).
@@ -204,7 +204,7 @@ local function live(IK, LK, LA, old_rank, new_rank, built)
   local tail = ',"board":' .. board .. ',"period":' .. period .. ',"published_at":' .. LA[10] ..
     ',"leaderboard":[' .. table.concat(rows, ',') .. '],"total_players":' .. redis.call('ZCARD', IK[1]) ..
     ',"last_updated":' .. ((last and last ~= '') and cjson.encode(last) or 'null') .. '}'
-  redis.call('PUBLISH', LA[11], LA[1] .. '\n' .. seq .. '\n' .. LA[13] .. seq .. tail)
+  redis.call('PUBLISH', LA[11] .. LA[1], seq .. '\n' .. LA[13] .. seq .. tail)
   return 1
 end
 """

@@ -275,12 +275,12 @@ async def test_snapshots_that_arrived_together_fan_out_only_the_newest(settings)
     await pushing(player, hub, user_id="p1")
     hub._on_messages(
         [
-            (board_channel(), b"global\n7\n" + b'{"seq":7}'),
+            (board_channel("global"), b"7\n" + b'{"seq":7}'),
             (player_channel("p1"), b'{"n":1}'),
-            (board_channel(), b"global\n9\n" + b'{"seq":9}'),
-            (board_channel(), b"global\n8\n" + b'{"seq":8}'),  # older than 9, though it arrived later
+            (board_channel("global"), b"9\n" + b'{"seq":9}'),
+            (board_channel("global"), b"8\n" + b'{"seq":8}'),  # older than 9, though it arrived later
             (player_channel("p1"), b'{"n":2}'),
-            (board_channel(), b"garbage"),  # malformed: ignored, the rest still goes out
+            (board_channel("global"), b"garbage"),  # malformed: ignored, the rest still goes out
         ]
     )
     assert sock.sent == ['{"seq":9}']

@@ -40,8 +40,9 @@ def board_frame(board: str, seq: int) -> bytes:
 async def publish(*frames: bytes) -> None:
     client = aioredis.Redis.from_url(settings.REDIS_URL)
     try:
-        for data in frames:
-            await client.publish(board_channel(), data)
+        for data in frames:  # "<board>\n<seq>\n<json>": the board names its channel
+            board, rest = data.split(b"\n", 1)
+            await client.publish(board_channel(board.decode()), rest)
     finally:
         await client.aclose()
 
@@ -126,3 +127,29 @@ async def test_with_the_pre_framed_writer_off_every_frame_still_arrives(writer_o
             assert (await next_of(ws, "leaderboard_update"))["seq"] == SEQ_BASE + i
     # The process said once, at start, that it uses the ASGI send.
     assert log.read_text().count("pushed frames take the ASGI send") == 1
+
+
+def subscribers(channel: bytes) -> int:
+    """How many connections (the processes' hubs) subscribe to ``channel`` now."""
+    import redis as redis_lib
+
+    client = redis_lib.Redis.from_url(settings.REDIS_URL)
+    try:
+        return dict(client.pubsub_numsub(channel)).get(channel, 0)
+    finally:
+        client.close()
+
+
+async def test_a_process_subscribes_to_a_boards_channel_only_while_one_of_its_sockets_watches_it(servers):
+    """A publish of a board costs the processes with no socket on it nothing: they never hear it."""
+    await in_worker_thread(_create_board)()
+    assert subscribers(board_channel(OTHER)) == 0
+    async with websockets.connect(f"{servers[0].ws}/v1/realtime") as ws:
+        assert (await next_of(ws, "leaderboard_update"))["board"] == "global"
+        assert subscribers(board_channel(OTHER)) == 0  # nobody watches it yet
+        await subscribe(ws, OTHER)
+        assert subscribers(board_channel(OTHER)) == 1  # confirmed before its snapshot was read
+        await subscribe(ws, "global")
+        async with asyncio.timeout(RECEIVE_TIMEOUT):
+            while subscribers(board_channel(OTHER)) != 0:  # its last socket left: unsubscribed
+                await asyncio.sleep(0.05)

@@ -32,8 +32,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 def frames(redis_client: redis_lib.Redis) -> Iterator[Callable[[], list[tuple[bytes, bytes]]]]:
     """Everything published on the board and player channels since the fixture started."""
     pubsub = redis_client.pubsub()
-    pubsub.subscribe(board_channel())
-    pubsub.psubscribe(player_channel() + b"*")  # every player's own channel
+    pubsub.psubscribe(board_channel() + b"*", player_channel() + b"*")  # every board's and player's channel
     while pubsub.get_message(timeout=1.0) is not None:  # the subscribe confirmations
         pass
 
@@ -53,9 +52,9 @@ def frames(redis_client: redis_lib.Redis) -> Iterator[Callable[[], list[tuple[by
 def board_frames(published: list[tuple[bytes, bytes]], board: str) -> list[dict[str, Any]]:
     out = []
     for channel, data in published:
-        if channel == board_channel():
-            name, seq, payload = data.split(b"\n", 2)
-            if name.decode() == board:
+        if channel.startswith(board_channel()):
+            seq, payload = data.split(b"\n", 1)
+            if channel == board_channel(board):
                 frame = json.loads(payload)
                 assert frame["seq"] == int(seq)
                 out.append(frame)

@@ -48,8 +48,9 @@ def frame(board: str, seq: int) -> bytes:
 async def publish(*frames: bytes) -> None:
     client = aioredis.Redis.from_url(settings.REDIS_URL)
     try:
-        for data in frames:
-            await client.publish(board_channel(), data)
+        for data in frames:  # "<board>\n<seq>\n<json>": the board names its channel
+            board, rest = data.split(b"\n", 1)
+            await client.publish(board_channel(board.decode()), rest)
     finally:
         await client.aclose()
 
@@ -109,9 +110,9 @@ async def test_a_board_nobody_here_watches_is_dropped_unread(caplog):
     assert listener is not None
     caplog.set_level(logging.WARNING, logger="realtime.hub")
     # Malformed after the board name: a process that parsed it would log a warning.
-    hub._on_messages([(board_channel(), b"weekly\nnot-a-seq\n{}")])
+    hub._on_messages([(board_channel("weekly"), b"not-a-seq\n{}")])
     assert not [r for r in caplog.records if "malformed" in r.getMessage()]
-    hub._on_messages([(board_channel(), b"global\nnot-a-seq\n{}")])
+    hub._on_messages([(board_channel("global"), b"not-a-seq\n{}")])
     assert [r for r in caplog.records if "malformed" in r.getMessage()]
     await publish(frame("weekly", SEQ_BASE + 1), frame("global", SEQ_BASE + 2))
     await watcher.wait_for(1)

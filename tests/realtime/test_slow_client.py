@@ -26,7 +26,7 @@ RECEIVE_TIMEOUT = 20
 
 def frame(seq: int) -> bytes:
     body = json.dumps({"type": "leaderboard_update", "seq": seq, "pad": PAD})
-    return b"global\n%d\n" % seq + body.encode()
+    return b"%d\n" % seq + body.encode()  # as published on the global board's channel
 
 
 async def open_stalled(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -75,7 +75,7 @@ async def test_a_stalled_client_skips_to_the_newest_snapshot_and_delays_nobody(s
         try:
             async with asyncio.timeout(RECEIVE_TIMEOUT):
                 for i in range(FRAMES):
-                    await publisher.publish(board_channel(), frame(SEQ_BASE + i))
+                    await publisher.publish(board_channel("global"), frame(SEQ_BASE + i))
                     assert json.loads(await live.recv())["seq"] == SEQ_BASE + i
         finally:
             await publisher.aclose()
@@ -111,7 +111,7 @@ async def test_a_client_that_never_reads_never_grows_the_server_buffers(preframe
         box = Mailbox("global")
         box.start_push(send, raw_writer(scope[SERVER_SEND]) if preframed else None)
         for seq in range(1, NEVER_READ_FRAMES + 1):
-            box.offer(Frame(LEADERBOARD_UPDATE, seq, frame(seq).split(b"\n", 2)[2]))
+            box.offer(Frame(LEADERBOARD_UPDATE, seq, frame(seq).split(b"\n", 1)[1]))
             await asyncio.sleep(0)  # the loop runs: flow control, the slow socket's own task
             seen["buffered"].append(transport.get_write_buffer_size())
             seen["pending"].append(int(box._snapshot is not None))

@@ -182,9 +182,9 @@ def _board_frames(pubsub, seconds: float = 1.0) -> list[dict]:
     frames, deadline = [], time.monotonic() + seconds
     while time.monotonic() < deadline:
         message = pubsub.get_message(timeout=0.1)
-        if message and message["type"] == "message":
-            board, _seq, payload = message["data"].split(b"\n", 2)
-            frames.append({"board": board.decode(), **orjson.loads(payload)})
+        if message and message["type"] == "pmessage":
+            _seq, payload = message["data"].split(b"\n", 1)
+            frames.append(orjson.loads(payload))
     return frames
 
 
@@ -203,7 +203,7 @@ def test_a_repair_broadcasts_the_board_and_a_check_that_finds_nothing_does_not(
     _forget_clients()
 
     pubsub = redis_client.pubsub()
-    pubsub.subscribe(board_channel())
+    pubsub.psubscribe(board_channel() + b"*")  # every board's channel
     try:
         assert services.leaderboard_drift_check().repaired is True
         repaired = [f for f in _board_frames(pubsub) if f["board"] == "global"]
