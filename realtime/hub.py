@@ -457,12 +457,12 @@ class Hub:
 
     async def board_confirmed(self, board: str) -> None:
         """Wait (at most CHANNEL_SUBSCRIBE_WAIT_SECONDS) until Redis confirmed ``board``'s channel."""
-        if board in self._boards:
+        if self._pubsub is not None and board in self._boards:  # (embedded: no Redis, no channel names)
             await self._confirmed_wait(board_channel(board))
 
     async def player_confirmed(self, user_id: str) -> None:
         """Wait (at most CHANNEL_SUBSCRIBE_WAIT_SECONDS) until Redis confirmed ``user_id``'s channel."""
-        if user_id in self._players:
+        if self._pubsub is not None and user_id in self._players:  # (embedded: no Redis, no channel names)
             await self._confirmed_wait(player_channel(user_id))
 
     async def _confirmed_wait(self, channel: bytes) -> None:
