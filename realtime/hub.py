@@ -372,54 +372,45 @@ class Hub:
         the snapshot it reads next cannot miss a frame published after that read.
         """
         await self._ensure_running()
-        self._board_add(box.board, box)
+        self._enter(self._boards, box.board, box)
         if box.user_id:
-            self._player_add(box.user_id, box)
+            self._enter(self._players, box.user_id, box)
             await self.player_confirmed(box.user_id)
         await self.board_confirmed(box.board)
 
     def identify(self, box: Mailbox, user_id: str | None) -> None:
         """The socket authenticated (or re-authenticated) as ``user_id``."""
         if box.user_id:
-            self._player_discard(box.user_id, box)
+            self._leave(self._players, box.user_id, box)
         box.user_id = user_id
         if user_id and box in self._boards.get(box.board, ()):
-            self._player_add(user_id, box)
+            self._enter(self._players, user_id, box)
 
     def move(self, box: Mailbox, board: str) -> None:
         """The socket subscribed to another board: from now on it gets that board's frames only
         (await ``board_confirmed`` before reading that board's snapshot)."""
-        self._board_discard(box.board, box)
+        self._leave(self._boards, box.board, box)
         box.board = board
         box.drop_snapshot()
-        self._board_add(board, box)
+        self._enter(self._boards, board, box)
 
     def detach(self, box: Mailbox) -> None:
-        self._board_discard(box.board, box)
+        self._leave(self._boards, box.board, box)
         if box.user_id:
-            self._player_discard(box.user_id, box)
+            self._leave(self._players, box.user_id, box)
 
     # -- the boards' and players' channels (event loop thread) --------------------------------
-    def _board_add(self, board: str, box: Mailbox) -> None:
-        first = board not in self._boards
-        self._boards[board].add(box)
+    def _enter(self, index: dict[str, set[Mailbox]], key: str, box: Mailbox) -> None:
+        """``box`` joins ``index[key]`` (a board's or a player's sockets); the first one needs a channel."""
+        first = key not in index
+        index[key].add(box)
         if first:
             self._channels_changed()
 
-    def _board_discard(self, board: str, box: Mailbox) -> None:
-        self._discard(self._boards, board, box)
-        if board not in self._boards:
-            self._channels_changed()
-
-    def _player_add(self, user_id: str, box: Mailbox) -> None:
-        first = user_id not in self._players
-        self._players[user_id].add(box)
-        if first:
-            self._channels_changed()
-
-    def _player_discard(self, user_id: str, box: Mailbox) -> None:
-        self._discard(self._players, user_id, box)
-        if user_id not in self._players:
+    def _leave(self, index: dict[str, set[Mailbox]], key: str, box: Mailbox) -> None:
+        """``box`` leaves ``index[key]``; after the last one the channel goes."""
+        self._discard(index, key, box)
+        if key not in index:
             self._channels_changed()
 
     def _wanted(self) -> set[bytes]:

@@ -6,6 +6,8 @@ A missing service is a failure, never a skip: CI must not go green without them.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -254,3 +256,13 @@ def three_boards(db: None) -> None:
     for board_id, period in (("day", "daily"), ("week", "weekly")):
         board_services.board_create(board_id=board_id, title=board_id, period=period)
     registry.boards_cache_clear()
+
+
+async def eventually(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
+    """Poll ``condition`` until it holds (True) or ``seconds`` pass (its last value)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        await asyncio.sleep(0.02)
+    return condition()

@@ -5,12 +5,12 @@ publishes costs the other processes nothing (PostgreSQL + Redis)."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 from asgiref.sync import sync_to_async
 
 from realtime.hub import get_hub, player_channel
+from tests.conftest import eventually
 from tests.realtime.test_consumer import connected, ranked_players, receive, receive_until
 from tests.realtime.test_hub_reconnect import _kill_hub_connections
 
@@ -21,15 +21,6 @@ def subscribers(redis_client, user) -> int:
     """How many connections subscribe to ``user``'s own channel (this test's one process: 0 or 1)."""
     channel = player_channel(str(user.pk))
     return dict(redis_client.pubsub_numsub(channel)).get(channel, 0)
-
-
-async def eventually(condition, seconds: float = 5.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.02)
-    return True
 
 
 async def signed_in(user, token_for):

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
-from collections.abc import Callable
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -16,19 +14,10 @@ from django.test import override_settings
 
 from realtime import hub as hub_module
 from scoreboard import redis as scoreboard_redis
-from tests.conftest import submit
+from tests.conftest import eventually, submit
 from tests.realtime.test_consumer import connected, receive
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
-
-
-async def eventually(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        await asyncio.sleep(0.05)
-    return condition()
 
 
 def reconnect_hooks_running() -> bool:
