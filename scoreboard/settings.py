@@ -401,8 +401,8 @@ BOARDS_CACHE_SECONDS = env.float("BOARDS_CACHE_SECONDS", default=5.0)
 LEADERBOARD_MAX_LIMIT = 100
 # When true, the board (REST, WebSocket, SSE, page) needs a JWT carrying read:scores.
 LEADERBOARD_REQUIRE_AUTH = env.bool("LEADERBOARD_REQUIRE_AUTH", default=False)
-# GET /v1/leaderboard answered before Django's handler, middleware and DRF for a plain anonymous
-# read, with the same answer (scoreboard/fastpath.py); off: every request goes through Django.
+# A plain anonymous board read and a usual score update answered before Django's handler, middleware
+# and DRF, with the same answer (scoreboard/fastpath.py); off: every request goes through Django.
 FAST_PATH = env.bool("FAST_PATH", default=True)
 # Pushed frames written pre-framed to uvicorn's transport (realtime/wire.py); off: every frame takes
 # the ASGI send (slower, same frames). The writer also turns itself off when uvicorn's internals differ.

@@ -80,18 +80,26 @@ def board(make_player: Callable[..., User], client_for: Any, mint: Any) -> list[
     return players
 
 
-def call(app: Callable[..., Iterable[bytes]], query: str = "", path: str = "/v1/leaderboard", **meta: str) -> Response:
+def call(
+    app: Callable[..., Iterable[bytes]],
+    query: str = "",
+    path: str = "/v1/leaderboard",
+    method: str = "GET",
+    body: bytes = b"",
+    **meta: Any,
+) -> Response:
     environ: dict[str, Any] = {
-        "REQUEST_METHOD": "GET",
+        "REQUEST_METHOD": method,
         "PATH_INFO": path,
         "QUERY_STRING": query,
         "SERVER_NAME": "127.0.0.1",
         "SERVER_PORT": "8000",
         "HTTP_HOST": "127.0.0.1",
         "REMOTE_ADDR": "127.0.0.1",
-        "wsgi.input": io.BytesIO(b""),
+        "wsgi.input": io.BytesIO(body),
         "wsgi.url_scheme": "http",
         "wsgi.errors": sys.stderr,
+        **({"CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(body))} if body else {}),
         **meta,
     }
     started: list[Any] = []
@@ -148,7 +156,7 @@ def test_an_unknown_board_is_djangos_404(board: list[User], fast: FastPath, djan
     ],
 )
 def test_the_usual_headers_of_a_client_are_served_fast(
-    board: list[User], fast: FastPath, django_app: Counting, meta: dict[str, str]
+    board: list[User], fast: FastPath, django_app: Counting, meta: dict[str, Any]
 ) -> None:
     answer = call(fast, **meta)
     assert django_app.calls == 0
@@ -192,7 +200,7 @@ def test_a_changed_setting_changes_the_fast_answer_too(board: list[User], fast: 
     ],
 )
 def test_anything_else_goes_to_django(
-    board: list[User], fast: FastPath, django_app: Counting, query: str, meta: dict[str, str], status: int
+    board: list[User], fast: FastPath, django_app: Counting, query: str, meta: dict[str, Any], status: int
 ) -> None:
     answer = call(fast, query, **meta)
     assert django_app.calls == 1
