@@ -20,6 +20,7 @@ import contextlib
 import functools
 import inspect
 import logging
+import math
 import os
 import threading
 from collections import defaultdict, deque
@@ -363,6 +364,10 @@ class Hub:
         self._confirmed: set[bytes] = set()
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = defaultdict(list)
         self._reconciling: asyncio.Task[None] | None = None
+        # Board frame pacing (REALTIME_BOARD_FRAME_INTERVAL_MS): when each board was last fanned out
+        # (loop time), and the newest frame of a board waiting for its next slot.
+        self._fanned_at: dict[str, float] = {}
+        self._paced: dict[str, Frame] = {}
 
     # -- registry (event loop thread) -------------------------------------------------------
     async def attach(self, box: Mailbox) -> None:
@@ -743,7 +748,38 @@ class Hub:
             except ValueError:
                 logger.warning("realtime: ignoring a malformed frame on %r", channel)
         for name, frame in newest.items():
-            self.fan_out_board(name, frame)
+            self._board_frame(name, frame)
+
+    def _board_frame(self, board: str, frame: Frame) -> None:
+        """Fan ``frame`` out now, or, with pacing on, at the board's next slot: at most one snapshot
+        of a board per ``REALTIME_BOARD_FRAME_INTERVAL_MS`` in this process. A frame arriving inside
+        the interval waits for the slot and is replaced by any newer one meanwhile (snapshots are
+        complete), so a burst of top-10 changes costs this process one fan-out per interval
+        instead of one per change, and the last change of a burst is never held longer than that."""
+        interval = settings.REALTIME_BOARD_FRAME_INTERVAL_MS / 1000
+        if interval <= 0:
+            self.fan_out_board(board, frame)
+            return
+        held = self._paced.get(board)
+        if held is not None:  # a slot is booked: the newest frame takes it
+            if frame.seq > held.seq:
+                SNAPSHOTS_REPLACED.inc()
+                self._paced[board] = frame
+            return
+        loop = asyncio.get_running_loop()
+        now, due = loop.time(), self._fanned_at.get(board, -math.inf) + interval
+        if now >= due:
+            self._fanned_at[board] = now
+            self.fan_out_board(board, frame)
+            return
+        self._paced[board] = frame
+        loop.call_at(due, self._apart, functools.partial(self._paced_fan_out, board))
+
+    def _paced_fan_out(self, board: str) -> None:
+        frame = self._paced.pop(board, None)
+        if frame is not None:
+            self._fanned_at[board] = asyncio.get_running_loop().time()
+            self.fan_out_board(board, frame)
 
     async def _resync(self) -> None:
         """After a lost subscription the sockets may have missed frames: send everyone a fresh snapshot."""

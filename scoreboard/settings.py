@@ -407,6 +407,10 @@ FAST_PATH = env.bool("FAST_PATH", default=True)
 # Pushed frames written pre-framed to uvicorn's transport (realtime/wire.py); off: every frame takes
 # the ASGI send (slower, same frames). The writer also turns itself off when uvicorn's internals differ.
 REALTIME_PREFRAMED_WRITES = env.bool("REALTIME_PREFRAMED_WRITES", default=True)
+# At most one snapshot of a board per this many milliseconds from each live-board process (0: every
+# change at once). A burst of top-10 changes then costs one fan-out per interval, the newest snapshot
+# of the interval; a lone change still goes out at once (realtime/hub.py, Hub._board_frame).
+REALTIME_BOARD_FRAME_INTERVAL_MS = env.int("REALTIME_BOARD_FRAME_INTERVAL_MS", default=0)
 # Every this many live sockets opened, an ASGI process collects the objects since the last time and
 # freezes them out of later full collections (realtime/heap.py: connect storms). 0: never.
 REALTIME_GC_FREEZE_CONNECTS = env.int("REALTIME_GC_FREEZE_CONNECTS", default=500)
