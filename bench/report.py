@@ -368,8 +368,10 @@ def markdown(result: dict[str, Any]) -> str:
         "the kernel balances, no proxy), while score updates flow through nginx; the bare `websockets` server "
         "is connected to directly and broadcasts a 1 KB frame 10 times a second, with no other load (its frames "
         'count from their published_at). The "through nginx" rows repeat each app step through nginx to the '
-        "two ASGI upstreams. Before every app step the contenders are put back in their cluster, so each step "
-        "replays the same top-10 changes. Memory: RSS growth of the server processes after connecting, per socket.",
+        "two ASGI upstreams. Before every app step the contenders are put back in their cluster; then each of "
+        "their updates moves one of them into the top 10, 10 a second (the bare server's rate), so every step "
+        "carries the same steady board changes. Memory: RSS growth of the server processes after connecting, "
+        "per socket.",
     ]
     lines += delivery_table(result)
     lines += ["", "## Update steps (open loop, latency from the scheduled send time)", ""]

@@ -64,12 +64,15 @@ MAINTENANCE_INTERVALS = (
     "JWT_PURGE_EVERY_SECONDS",
     "PERSONAL_DATA_RETENTION_EVERY_SECONDS",
 )
-CONTENDERS = 600  # players kept near the top so updates keep changing the top 10 (board broadcasts)
-CONTENDER_SPREAD = 300  # points: tight enough that most of their increments (1-1000) reorder the top
-CONTENDER_RATE = 30.0  # their updates/s during the delivery measurement
+CONTENDERS = 600  # players kept near the top; their updates are the changes of the top 10 (board frames)
+CONTENDER_SPREAD = 300  # points: the cluster they start each delivery step in
 WS_CLIENTS_PER_PROCESS = 2500
 WS_WARM_CLIENTS = 200
 WS_BASELINE_RATE = 10.0  # frames/s of the bare broadcast server
+# Contender updates/s in a delivery step, each one a change of the top 10: the board changes as often
+# as the bare server broadcasts, steadily (top_changes_file).
+TOP_CHANGES_RATE = WS_BASELINE_RATE
+TOP_CHANGE_MARGIN = 50  # at most this many points above the 10th place an entrant lands
 WS_FRAME_BYTES = 1024
 # Limits stay ON; they are raised only as far as one machine replaying thousands of players needs
 # (every request comes from 127.0.0.1, so the per-IP limit would otherwise be the whole test).
@@ -209,8 +212,8 @@ class Bench:
         self.jwt: dict[str, str] = {}
         self.active: list[str] = []
         self.contenders: list[str] = []
+        self.contender_scores: dict[str, int] = {}  # their global scores, as set_contenders left them
         self.cursor = 0
-        self.contender_cursor = 0
 
     # ----------------------------------------------------------------------------------- setup
     def environment(self) -> dict[str, str]:
@@ -273,6 +276,7 @@ class Bench:
             top = int(cursor.fetchone()[0])
             rng = random.Random(7)
             changed: list[object] = []
+            self.contender_scores = {}
             for name in names:
                 score = top + 10_000 + rng.randrange(CONTENDER_SPREAD)
                 cursor.execute(
@@ -280,7 +284,9 @@ class Bench:
                     " updated_at = now() WHERE username = %s RETURNING id",
                     [score, name],
                 )
-                changed.extend(row[0] for row in cursor.fetchall())
+                ids = [row[0] for row in cursor.fetchall()]
+                changed.extend(ids)
+                self.contender_scores.update(dict.fromkeys((str(i) for i in ids), score))
                 cursor.execute(
                     "INSERT INTO board_entries (board_id, period_key, user_id, score, sort_value, reached_at, version,"
                     " updated_at) SELECT 'global', 'all', id, %s, -%s, now(), 1, now() FROM users WHERE username = %s"
@@ -315,12 +321,12 @@ class Bench:
         log(f"issued {len(self.jwt)} player JWTs in {time.perf_counter() - started:.1f}s")
 
     # ---------------------------------------------------------------------------------- requests
-    def update_request(self, user_id: str, rng: random.Random) -> bytes:
+    def update_request(self, user_id: str, rng: random.Random, increment: int | None = None) -> bytes:
         import orjson
 
         from scores.action_tokens import mint
 
-        increment = rng.randint(1, MAX_INCREMENT)
+        increment = rng.randint(1, MAX_INCREMENT) if increment is None else increment
         token = mint(user_id=user_id, action_type=ACTION_TYPE, score_increment=increment).action_token
         body = orjson.dumps(
             {"action_token": token, "metadata": {"action_type": ACTION_TYPE, "level_id": f"level_{rng.randrange(100)}"}}
@@ -330,23 +336,50 @@ class Bench:
             b"Content-Type: application/json\r\nUser-Agent: scoreboard-bench\r\nContent-Length: %d\r\n\r\n%s"
         ) % (HOST_HEADER.encode(), self.jwt[user_id].encode(), player_address(user_id), len(body), body)
 
-    def update_file(self, name: str, count: int, contenders: bool = False) -> str:
+    def update_file(self, name: str, count: int) -> str:
         """Pre-build ``count`` update requests (unique action tokens), each player at most once per file."""
         from bench.loadgen import write_requests
 
-        pool = self.contenders if contenders else self.active
+        pool = self.active
         if count > len(pool):
             raise SystemExit(f"{count} updates in one step need more than {len(pool)} active players")
         rng = random.Random(len(name) + count)
         out = []
         for _ in range(count):
-            if contenders:
-                user_id = pool[self.contender_cursor % len(pool)]
-                self.contender_cursor += 1
-            else:
-                user_id = pool[self.cursor % len(pool)]
-                self.cursor += 1
+            user_id = pool[self.cursor % len(pool)]
+            self.cursor += 1
             out.append(self.update_request(user_id, rng))
+        path = str(self.work / f"{name}.bin")
+        write_requests(path, out)
+        return path
+
+    def top_changes_file(self, name: str, count: int) -> str:
+        """``count`` contender updates that each change the global top 10, from the scores
+        ``set_contenders`` left (``reset_contenders`` before each delivery step): each moves a
+        contender from outside the top 10 to at most TOP_CHANGE_MARGIN points above the 10th place.
+
+        Sent at TOP_CHANGES_RATE, the board then changes as steadily and as often as the bare server
+        broadcasts. (Until 2026-12-07 the contenders sent 30 random increments a second from their
+        tight cluster: nearly all of them changed the top 10 in a step's first second, few later, so
+        a step's latency samples were mostly that burst.) A random contender, not the 11th, so that
+        no player is updated more often than the per-player limit allows.
+        """
+        from bench.loadgen import write_requests
+
+        rng = random.Random(len(name) + count)
+        scores = dict(self.contender_scores)
+        top = set(sorted(scores, key=scores.__getitem__, reverse=True)[:10])
+        out = []
+        for _ in range(count):
+            tenth = min(top, key=scores.__getitem__)
+            floor = scores[tenth] + TOP_CHANGE_MARGIN - MAX_INCREMENT
+            eligible = [u for u in scores if u not in top and scores[u] >= floor]
+            user_id = rng.choice(eligible)
+            increment = scores[tenth] - scores[user_id] + rng.randint(1, TOP_CHANGE_MARGIN)
+            scores[user_id] += increment
+            top.remove(tenth)
+            top.add(user_id)
+            out.append(self.update_request(user_id, rng, increment=increment))
         path = str(self.work / f"{name}.bin")
         write_requests(path, out)
         return path
@@ -790,7 +823,7 @@ class Bench:
             duration = self.mode.ws_seconds + 1
             bg_rate = self.background_rate()
             bg = self.update_file(f"ws-bg-{k}", int(bg_rate * duration))
-            top = self.update_file(f"ws-top-{k}", int(CONTENDER_RATE * duration), contenders=True)
+            top = self.top_changes_file(f"ws-top-{k}", int(TOP_CHANGES_RATE * duration))
             spec = {
                 "host": "127.0.0.1",
                 "port": NGINX_PORT,
@@ -799,7 +832,7 @@ class Bench:
                     {"name": "update", "rate": bg_rate, "connections": 128, "requests_file": bg},
                     {
                         "name": "top",
-                        "rate": CONTENDER_RATE,
+                        "rate": TOP_CHANGES_RATE,
                         "connections": 16,
                         "requests_file": top,
                         "record_sent": True,
@@ -1015,7 +1048,6 @@ class Bench:
         """
         from django.core.management import call_command
 
-        self.contender_cursor = 0
         self.set_contenders()
         call_command("rebuild_leaderboard", verbosity=0)
 
