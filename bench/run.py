@@ -211,7 +211,6 @@ class Bench:
         self.result: dict[str, Any] = {"mode": mode.name, "players": players, "limits": BENCH_LIMITS}
         self.jwt: dict[str, str] = {}
         self.active: list[str] = []
-        self.contenders: list[str] = []
         self.contender_scores: dict[str, int] = {}  # their global scores, as set_contenders left them
         self.cursor = 0
 
@@ -315,7 +314,6 @@ class Bench:
             for user in users:
                 self.jwt[str(user.pk)] = player_tokens_issue(user=user).access
                 by_name[user.username] = str(user.pk)
-        self.contenders = [by_name[n] for n in names[:CONTENDERS]]
         self.active = [by_name[n] for n in names[CONTENDERS:]]
         random.Random(3).shuffle(self.active)
         log(f"issued {len(self.jwt)} player JWTs in {time.perf_counter() - started:.1f}s")

@@ -603,6 +603,8 @@ class Hub:
             self._loop = loop
             self._boards.clear()
             self._players.clear()
+            self._paced.clear()  # their slots were booked on the old loop: they would never come
+            self._fanned_at.clear()
             self._unsubscribed()
             self._reconciling = None
             self._listener = None

@@ -219,14 +219,8 @@ class FastPath:
         kwargs = {} if read.board_id is None else {"board_id": read.board_id}
         reads = replica.reads_mark("GET", read.url_name, kwargs, environ)  # as ReplicaReadMiddleware
         try:
-            status, body, headers = self._answer(read)
-            headers += self._headers.get(secure) or self._headers.setdefault(secure, _middleware_headers(secure=secure))
-            headers += [("Content-Length", str(len(body))), (sb_logging.REQUEST_ID_HEADER, request_id)]
-            code = None if status == 200 else _envelope_code(body)
-            refusal_log(status, code, "GET", read.path, environ)
-            request_observe("GET", read.route, status, time.perf_counter() - started, lambda: code)
-            start_response(f"{status} {HTTPStatus(status).phrase}", headers)
-            return [body]
+            target = ("GET", read.path, read.route)
+            return self._respond(environ, start_response, self._answer(read), secure, request_id, target, started)
         finally:
             replica.reads_reset(reads)
             sb_logging.reset_request_id(token)
@@ -271,6 +265,33 @@ class FastPath:
         if isinstance(exc, TooManyRequests):
             headers.append(("Retry-After", str(exc.retry_after)))
         return exc.status_code, _RENDERER.render(error_body(exc.code, str(exc.detail), exc.details)), headers
+
+    def _respond(
+        self,
+        environ: dict[str, Any],
+        start_response: Callable[..., Any],
+        answer: tuple[int, bytes, list[tuple[str, str]]],
+        secure: bool,
+        request_id: str,
+        target: tuple[str, str, str],
+        started: float,
+    ) -> Iterable[bytes]:
+        """Send the view's answer as Django's middleware would finish it: Content-Length when it has
+        none (CommonMiddleware), the security and clickjacking headers it has not set, the request
+        id; then the refusal's security line and the metrics (``target``: method, path, route)."""
+        status, body, headers = answer
+        present = {name for name, _ in headers}
+        if "Content-Length" not in present:
+            headers.append(("Content-Length", str(len(body))))
+        security = self._headers.get(secure) or self._headers.setdefault(secure, _middleware_headers(secure=secure))
+        headers += [(name, value) for name, value in security if name not in present]
+        headers.append((sb_logging.REQUEST_ID_HEADER, request_id))
+        method, path, route = target
+        code = None if status == 200 else _envelope_code(body)
+        refusal_log(status, code, method, path, environ)
+        request_observe(method, route, status, time.perf_counter() - started, lambda: code)
+        start_response(f"{status} {HTTPStatus(status).phrase}", headers)
+        return [body]
 
     # ------------------------------------------------------------------------------ score updates
     def _update(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -347,17 +368,8 @@ class FastPath:
             else:
                 status, body = 200, ok_body(result.as_dict())
                 headers = [("Content-Type", "application/json"), *_update_view_headers()]
-            if not any(name == "Content-Length" for name, _ in headers):
-                headers.append(("Content-Length", str(len(body))))  # as CommonMiddleware
-            present = {name for name, _ in headers}
-            security = self._headers.get(secure) or self._headers.setdefault(secure, _middleware_headers(secure=secure))
-            headers += [(name, value) for name, value in security if name not in present]
-            headers.append((sb_logging.REQUEST_ID_HEADER, request_id))
-            code = None if status == 200 else _envelope_code(body)
-            refusal_log(status, code, "POST", SCORE_UPDATE_PATH, environ)
-            request_observe("POST", _update_route(), status, time.perf_counter() - started, lambda: code)
-            start_response(f"{status} {HTTPStatus(status).phrase}", headers)
-            return [body]
+            target = ("POST", SCORE_UPDATE_PATH, _update_route())
+            return self._respond(environ, start_response, (status, body, headers), secure, request_id, target, started)
         finally:
             sb_logging.reset_request_id(token)
             close_old_connections()  # as Django's request_finished signal
