@@ -17,7 +17,8 @@ Variants:
 - ``reuseportN``: straight to the BENCH_ASGI_REUSEPORT group of N uvicorn processes that share one
   SO_REUSEPORT port (deploy/reuseport.py): the kernel balances, no proxy reads or writes a frame.
   ``reuseportN@NAME=VALUE`` is the group started with that setting (``BENCH_ASGI_REUSEPORT=4,4@X=0``;
-  ``@nice=10``: under ``nice -n 10``), beside the plain one.
+  ``@nice=10``: below the score updates, ``nice -n 10`` and their sessions' autogroup nice;
+  ``@sessions=1``: all N in one session, one scheduling group), beside the plain one.
 - ``bare``: the bare server (otherwise measured after every client count's variants).
 - any variant with ``+niceN``: its client processes run at ``nice N`` (BENCH_CLIENT_NICE) for that step;
   ``+readN``: they read N bytes a ``recvmsg`` (BENCH_WS_READ_SIZE, bench/wsclients.py); ``+stormN``: N more

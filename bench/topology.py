@@ -106,12 +106,14 @@ def nginx_conf(run_dir: Path, asgi: list[str], own_app: bool) -> str:
 def reuseport_spec(spec: str) -> tuple[int, dict[str, str], int]:
     """``N[@NAME=VALUE...]`` -> (N processes, their extra environment, their nice value).
 
-    ``4`` is production's group; ``4@REALTIME_GC_FREEZE_CONNECTS=0`` the same with a setting changed;
-    ``4@nice=10`` started under ``nice -n 10`` (bench/delivery_ab.py compares such groups side by side).
+    ``4`` is production's group (at production's REALTIME_NICE); ``4@REALTIME_GC_FREEZE_CONNECTS=0`` the
+    same with a setting changed; ``4@nice=10`` below the score updates (``nice -n 10`` and the sessions'
+    autogroup nice, deploy/serve.py's ``nice_session``); ``4@sessions=1`` the four forked by one
+    launcher, one session, so one scheduling group (bench/delivery_ab.py compares such groups side by side).
     """
     count, *extras = spec.split("@")
     env = dict(extra.split("=", 1) for extra in extras)
-    nice = int(env.pop("nice", "0"))
+    nice = int(env.pop("nice", str(_serve_module().Plan.realtime_nice)))
     return int(count), env, nice
 
 
@@ -338,17 +340,20 @@ class Topology:
         serve = _serve_module()
         for spec, port in self.reuseport_ports().items():
             count, env, nice = reuseport_spec(spec)
-            for i in range(count):
-                self._spawn(
+            # sessions=1: one launcher forks the group (reuseport.py --processes): one scheduling group.
+            launchers, each = (1, count) if env.pop("sessions", "") == "1" else (count, 1)
+            for i in range(launchers):
+                proc = self._spawn(
                     f"uvicornR{spec}-{i}",
                     [
-                        *(["nice", "-n", str(nice)] if nice else []),
+                        *serve.niced([], nice),
                         sys.executable,
                         str(REUSEPORT_SCRIPT),
                         "--host",
                         "127.0.0.1",
                         "--port",
                         str(port),
+                        *(["--processes", str(each)] if each > 1 else []),
                         "--",
                         str(VENV_BIN / "uvicorn"),
                         "scoreboard.asgi:application",
@@ -357,6 +362,7 @@ class Topology:
                     ],
                     dict(self.env, **serve.REALTIME_DIRECT_ENV, **env),
                 )
+                serve.nice_session(proc.pid, nice)
         if self.celery:
             self._spawn(
                 "celery",

@@ -22,6 +22,10 @@ Everything is set by the environment (``make serve`` passes it through):
                               across the processes (REALTIME_WS_PER_ADDRESS, realtime/connection_cap.py).
                               The page tells browsers to connect there (REALTIME_PUBLIC_URL, default
                               ws://HOST:REALTIME_PORT). REALTIME_PORT=0: none (browsers use nginx on PORT).
+    REALTIME_NICE=0           > 0: the live-board processes run below the score updates (nice, and their
+                              sessions' autogroup nice): on a box the audience saturates the updates keep
+                              their cores and the fan-out skips to the newest snapshot, at the price of a
+                              slower fan-out while the box has room (docs/benchmarks.md, "Scheduling groups")
     CELERY=1                  Celery worker with embedded beat (CELERY_CONCURRENCY=1); 0 = none
     METRICS_PORT=PORT+9       /metrics on this port (python -m scoreboard.metrics_server), never on PORT; 0: none
     STATE_DIR=.state/serve-PORT   nginx config, metrics files, pids, ready marker
@@ -84,6 +88,8 @@ class Plan:
     limit_exempt: tuple[str, ...] = ()
     realtime_port: int | None = None
     realtime_processes: int = 4
+    # The live-board processes' CPU priority under the score updates' (nice_session): 0 = equal.
+    realtime_nice: int = 0
     pids: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -124,6 +130,7 @@ def plan_from_env(env: dict[str, str]) -> Plan:
         # PORT+10 unless REALTIME_PORT says; REALTIME_PORT=0 leaves only the nginx path.
         realtime_port=realtime_port if (realtime_port := int(env.get("REALTIME_PORT") or port + 10)) else None,
         realtime_processes=int(env.get("REALTIME_PROCESSES", "4")),
+        realtime_nice=int(env.get("REALTIME_NICE", "0")),
     )
 
 
@@ -311,6 +318,30 @@ UVICORN_FLAGS = (
 REALTIME_DIRECT_ENV = {"TRUSTED_PROXIES": ""}
 
 
+def niced(cmd: list[str], nice: int) -> list[str]:
+    """``cmd`` under ``nice -n NICE`` (every thread it starts inherits it); pair with ``nice_session``."""
+    return ["nice", "-n", str(nice), *cmd] if nice > 0 else cmd
+
+
+def nice_session(pid: int, nice: int) -> None:
+    """Give the session ``pid`` leads (a child started with its own session) CPU weight ``nice``.
+
+    ``nice -n`` alone does nothing against the other children on Linux with autogroup scheduling
+    (``kernel.sched_autogroup_enabled``, on by default): every session is one scheduling group, and
+    the groups share the cores equally whatever their processes' nice values, so four live-board
+    processes outweigh gunicorn's three workers 4 to 1. The session's group is niced too
+    (``/proc/PID/autogroup``); where that file is missing (no autogroup, other systems) the
+    processes' own nice is what counts. Raising a nice value needs no privilege; a failure is logged.
+    """
+    autogroup = Path(f"/proc/{pid}/autogroup")
+    if nice <= 0 or not autogroup.exists():
+        return
+    try:
+        autogroup.write_text(str(nice))
+    except OSError as exc:
+        log(f"could not lower the CPU weight of pid {pid}'s session to nice {nice}: {exc}")
+
+
 def commands(plan: Plan, nginx_conf: Path) -> list[tuple[str, list[str]]]:
     b = plan.bin_dir
     cmds: list[tuple[str, list[str]]] = [
@@ -330,10 +361,12 @@ def commands(plan: Plan, nginx_conf: Path) -> list[tuple[str, list[str]]]:
         cmds.append((f"asgi-{i}", cmd))
     if plan.realtime_port:
         for i in range(1, plan.realtime_processes + 1):
-            # Each its own SO_REUSEPORT listener on the shared port (the kernel spreads the connections).
+            # Each its own SO_REUSEPORT listener on the shared port (the kernel spreads the connections),
+            # and its own session: one scheduling group each under Linux's autogroup scheduler, which
+            # keeps the fan-out fast while the box has room (docs/benchmarks.md, "Scheduling groups").
             cmd = [plan.python, str(REUSEPORT_SCRIPT), "--host", plan.host, "--port", str(plan.realtime_port), "--"]
             cmd += [str(b / "uvicorn"), "scoreboard.asgi:application", *UVICORN_FLAGS, "--no-proxy-headers"]
-            cmds.append((f"realtime-{i}", cmd))
+            cmds.append((f"realtime-{i}", niced(cmd, plan.realtime_nice)))
     if plan.celery:
         schedule = plan.state_dir / "celerybeat-schedule"
         cmd = [str(b / "celery"), "-A", "scoreboard", "worker", "--beat", "--schedule", str(schedule)]
@@ -374,10 +407,11 @@ class Topology:
         tmp.write_text(json.dumps(data, indent=2))
         tmp.replace(self.state_file)
 
-    def spawn(self, name: str, cmd: list[str], extra_env: dict[str, str] | None = None) -> None:
+    def spawn(self, name: str, cmd: list[str], extra_env: dict[str, str] | None = None, nice: int = 0) -> None:
         env = dict(self.env, **(extra_env or {}))
         # Own session: Ctrl-C reaches only this supervisor, which then stops children in order.
         self.children[name] = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)  # noqa: S603
+        nice_session(self.children[name].pid, nice)
         log(f"started {name} (pid {self.children[name].pid}): {' '.join(cmd[:3])} ...")
 
     def run_manage(self, *args: str) -> None:
@@ -413,7 +447,7 @@ class Topology:
             if name == "metrics" and plan.metrics_port:
                 extra["METRICS_PORT"] = str(plan.metrics_port)
             if name.startswith("realtime-"):
-                self.spawn(name, cmd, REALTIME_DIRECT_ENV)
+                self.spawn(name, cmd, REALTIME_DIRECT_ENV, nice=plan.realtime_nice)
             else:
                 self.spawn(name, cmd, extra if name in ("wsgi", "metrics") else None)
         self.write_state(ready=False)
@@ -484,8 +518,11 @@ class Topology:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-            # Its live gauges (open sockets) must not outlive it in the shared metrics files.
-            for stale in glob.glob(str(self.plan.state_dir / "prometheus" / f"gauge_live*_{proc.pid}.db")):
+        # The live gauges (open sockets) of a process that is gone (a child, or a worker one of them
+        # forked, such as gunicorn's) must not outlive it in the shared metrics files.
+        for stale in glob.glob(str(self.plan.state_dir / "prometheus" / "gauge_live*_*.db")):
+            pid = stale.rsplit("_", 1)[1].removesuffix(".db")
+            if not (pid.isdigit() and pid_alive(int(pid))):
                 with contextlib.suppress(OSError):
                     os.unlink(stale)
         with contextlib.suppress(OSError):

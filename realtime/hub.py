@@ -20,9 +20,9 @@ import contextlib
 import functools
 import inspect
 import logging
-import math
 import os
 import threading
+import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any
@@ -98,6 +98,11 @@ DRAIN_MAX = 1000
 # reads its snapshot, so that no frame published after that read is missed (bounded: a slow Redis
 # must not hold the connect).
 CHANNEL_SUBSCRIBE_WAIT_SECONDS = 1.0
+# The saturation back-off (Hub._fan_out_now): a fan-out that took at least BACKOFF_MIN_SECONDS of wall
+# time, more than REALTIME_SATURATION_BACKOFF_RATIO times its CPU time, holds its board back for that
+# wall time, at most BACKOFF_MAX_SECONDS.
+BACKOFF_MIN_SECONDS = 0.005
+BACKOFF_MAX_SECONDS = 0.5
 # Names the subscription in CLIENT LIST (operators, and the reconnect test, can find it).
 HUB_CLIENT_NAME = "sb-realtime-hub"
 
@@ -113,6 +118,10 @@ SNAPSHOTS_REPLACED = Counter(
 SUBSCRIBE_ATTEMPTS = Counter(
     "scoreboard_realtime_subscribe_attempts",
     "Connections this process's hub opened for its Redis subscription (a rise means Redis trouble).",
+)
+FANOUT_BACKOFFS = Counter(
+    "scoreboard_realtime_fanout_backoffs",
+    "Board fan-outs after which this process held the board back because it was kept off the CPU (a saturated box).",
 )
 FRAMES_SKIPPED = Counter(
     "scoreboard_realtime_frames_skipped",
@@ -364,9 +373,9 @@ class Hub:
         self._confirmed: set[bytes] = set()
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = defaultdict(list)
         self._reconciling: asyncio.Task[None] | None = None
-        # Board frame pacing (REALTIME_BOARD_FRAME_INTERVAL_MS): when each board was last fanned out
-        # (loop time), and the newest frame of a board waiting for its next slot.
-        self._fanned_at: dict[str, float] = {}
+        # Board frame pacing (REALTIME_BOARD_FRAME_INTERVAL_MS, REALTIME_SATURATION_BACKOFF): the loop
+        # time before which a board is not fanned out again, and the newest frame of a board waiting for it.
+        self._next_slot: dict[str, float] = {}
         self._paced: dict[str, Frame] = {}
 
     # -- registry (event loop thread) -------------------------------------------------------
@@ -604,7 +613,7 @@ class Hub:
             self._boards.clear()
             self._players.clear()
             self._paced.clear()  # their slots were booked on the old loop: they would never come
-            self._fanned_at.clear()
+            self._next_slot.clear()
             self._unsubscribed()
             self._reconciling = None
             self._listener = None
@@ -753,15 +762,14 @@ class Hub:
             self._board_frame(name, frame)
 
     def _board_frame(self, board: str, frame: Frame) -> None:
-        """Fan ``frame`` out now, or, with pacing on, at the board's next slot: at most one snapshot
-        of a board per ``REALTIME_BOARD_FRAME_INTERVAL_MS`` in this process. A frame arriving inside
-        the interval waits for the slot and is replaced by any newer one meanwhile (snapshots are
-        complete), so a burst of top-10 changes costs this process one fan-out per interval
-        instead of one per change, and the last change of a burst is never held longer than that."""
-        interval = settings.REALTIME_BOARD_FRAME_INTERVAL_MS / 1000
-        if interval <= 0:
-            self.fan_out_board(board, frame)
-            return
+        """Fan ``frame`` out now, or at the board's next slot when one is booked.
+
+        A slot comes from pacing (``REALTIME_BOARD_FRAME_INTERVAL_MS``: at most one snapshot of a board
+        per interval in this process) or from a back-off (``REALTIME_SATURATION_BACKOFF``, see
+        ``_fan_out_now``). A frame arriving before the slot waits for it and is replaced by any newer
+        one meanwhile (snapshots are complete), so a burst of top-10 changes costs this process one
+        fan-out per slot instead of one per change, and the last change of a burst is never held
+        longer than the slot."""
         held = self._paced.get(board)
         if held is not None:  # a slot is booked: the newest frame takes it
             if frame.seq > held.seq:
@@ -769,10 +777,9 @@ class Hub:
                 self._paced[board] = frame
             return
         loop = asyncio.get_running_loop()
-        now, due = loop.time(), self._fanned_at.get(board, -math.inf) + interval
-        if now >= due:
-            self._fanned_at[board] = now
-            self.fan_out_board(board, frame)
+        due = self._next_slot.get(board)
+        if due is None or loop.time() >= due:
+            self._fan_out_now(board, frame)
             return
         self._paced[board] = frame
         loop.call_at(due, self._apart, functools.partial(self._paced_fan_out, board))
@@ -780,8 +787,33 @@ class Hub:
     def _paced_fan_out(self, board: str) -> None:
         frame = self._paced.pop(board, None)
         if frame is not None:
-            self._fanned_at[board] = asyncio.get_running_loop().time()
-            self.fan_out_board(board, frame)
+            self._fan_out_now(board, frame)
+
+    def _fan_out_now(self, board: str, frame: Frame) -> None:
+        """Fan out, then book the board's next slot if pacing or a back-off asks for one.
+
+        The back-off: a fan-out is one synchronous loop of socket writes, so the wall time it took
+        beyond its own CPU time is time this process was kept off the cores. More than
+        ``REALTIME_SATURATION_BACKOFF_RATIO`` times its CPU time means the box is saturated: the
+        process then waits that fan-out's wall time (at most ``BACKOFF_MAX_SECONDS``) before the
+        board's next one, spending at most half its time fanning out. The score updates keep cores
+        to run on instead of queueing behind the fan-out, and the sockets get the newest snapshot
+        when the slot comes. While the box has room (wall close to CPU) nothing is held.
+        """
+        loop = asyncio.get_running_loop()
+        started, cpu = loop.time(), time.thread_time()
+        self.fan_out_board(board, frame)
+        ended = loop.time()
+        wall, used = ended - started, time.thread_time() - cpu
+        slot = started + settings.REALTIME_BOARD_FRAME_INTERVAL_MS / 1000
+        ratio = settings.REALTIME_SATURATION_BACKOFF_RATIO
+        if settings.REALTIME_SATURATION_BACKOFF and wall >= BACKOFF_MIN_SECONDS and wall > ratio * used:
+            FANOUT_BACKOFFS.inc()
+            slot = max(slot, ended + min(wall, BACKOFF_MAX_SECONDS))
+        if slot > ended:
+            self._next_slot[board] = slot
+        else:
+            self._next_slot.pop(board, None)
 
     async def _resync(self) -> None:
         """After a lost subscription the sockets may have missed frames: send everyone a fresh snapshot."""

@@ -122,6 +122,12 @@ def test_compose_has_every_role_with_health_checks_and_restarts() -> None:
     assert "/readyz" in str(services["realtime"]["healthcheck"]["test"])
 
 
+def test_compose_live_path_cpu_weight_is_a_knob_defaulting_to_the_apis() -> None:
+    services = _compose()["services"]
+    assert services["live"]["cpu_shares"] == "${LIVE_CPU_SHARES:-1024}"
+    assert "cpu_shares" not in services["api"]  # Docker's default weight, 1024
+
+
 def test_compose_nginx_has_room_for_ten_thousand_websockets() -> None:
     """Each proxied WebSocket holds two nginx connections; the image's default (1,024 per worker) is
     far too low, so compose mounts its own main config."""

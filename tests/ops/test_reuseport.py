@@ -85,6 +85,37 @@ def test_realtime_port_starts_kernel_balanced_processes_that_trust_no_forwarded_
     assert "REALTIME_PUBLIC_URL" not in serve.child_env(off, {})
 
 
+def test_realtime_nice_puts_the_live_board_processes_below_the_score_updates(tmp_path: Path) -> None:
+    def realtime(env: dict[str, str]) -> list[list[str]]:
+        plan = serve.plan_from_env({"PORT": "8490", "STATE_DIR": str(tmp_path), **env})
+        return [cmd for name, cmd in serve.commands(plan, tmp_path / "nginx.conf") if name.startswith("realtime-")]
+
+    assert serve.Plan.realtime_nice == 0  # the default: equal weight (docs/benchmarks.md, "Scheduling groups")
+    assert all(cmd[:2] == [serve.sys.executable, str(serve.REUSEPORT_SCRIPT)] for cmd in realtime({}))
+    niced = realtime({"REALTIME_NICE": "10"})
+    assert len(niced) == 4 and all(cmd[:4] == ["nice", "-n", "10", serve.sys.executable] for cmd in niced)
+    plan = serve.plan_from_env({"PORT": "8490", "STATE_DIR": str(tmp_path), "REALTIME_NICE": "10"})
+    others = [cmd for name, cmd in serve.commands(plan, tmp_path / "nginx.conf") if not name.startswith("realtime-")]
+    assert others and not [cmd for cmd in others if cmd[0] == "nice"]  # gunicorn, Celery, nginx: as they were
+
+
+@pytest.mark.skipif(not Path("/proc/self/autogroup").exists(), reason="a kernel without autogroup scheduling")
+def test_nice_session_lowers_the_weight_of_the_childs_whole_session_only() -> None:
+    """With autogroup scheduling a process's nice counts only inside its session: the session is niced."""
+    mine = Path("/proc/self/autogroup").read_text()
+    child = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        serve.nice_session(child.pid, 7)
+        assert Path(f"/proc/{child.pid}/autogroup").read_text().split()[-2:] == ["nice", "7"]
+        assert Path("/proc/self/autogroup").read_text() == mine  # the supervisor's own group is untouched
+        serve.nice_session(child.pid, 0)  # 0: leave it as it is
+        assert Path(f"/proc/{child.pid}/autogroup").read_text().split()[-2:] == ["nice", "7"]
+    finally:
+        child.kill()
+        child.wait()
+    serve.nice_session(child.pid, 5)  # gone meanwhile: nothing to do, nothing raised
+
+
 def test_processes_n_supervises_n_servers_and_stops_them_together() -> None:
     """A container's one command: ``--processes 2`` runs two servers on the port and stops with them."""
     port = 8477

@@ -4,6 +4,7 @@ keeps up; a socket whose write has to wait gets a task of its own and skips to t
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -30,6 +31,8 @@ class Socket:
         self.gate: asyncio.Future[None] | None = None
         self.cancelled = 0
         self.error: Exception | None = None
+        # Seconds each write holds the thread without using the CPU: a process kept off the cores.
+        self.stall = 0.0
 
     def block(self) -> None:
         self.gate = asyncio.get_running_loop().create_future()
@@ -43,6 +46,8 @@ class Socket:
         assert message["type"] == "websocket.send"
         if self.error is not None:
             raise self.error
+        if self.stall:
+            time.sleep(self.stall)
         if self.gate is not None:
             try:
                 await self.gate
@@ -269,6 +274,7 @@ async def test_snapshots_that_arrived_together_fan_out_only_the_newest(settings)
     from realtime.hub import board_channel, player_channel
 
     settings.REDIS_URL = "redis://127.0.0.1:6379/9"  # only names the pub/sub channels here
+    settings.REALTIME_SATURATION_BACKOFF = False  # depends on the box's load; tested below
     hub = Hub()
     sock, player = Socket(), Socket()
     await pushing(sock, hub)
@@ -292,6 +298,7 @@ async def test_paced_board_frames_go_out_at_most_once_an_interval_and_the_newest
 
     settings.REDIS_URL = "redis://127.0.0.1:6379/9"  # only names the pub/sub channels here
     settings.REALTIME_BOARD_FRAME_INTERVAL_MS = 100
+    settings.REALTIME_SATURATION_BACKOFF = False  # depends on the box's load; tested below
     hub = Hub()
     sock = Socket()
     await pushing(sock, hub)
@@ -321,9 +328,55 @@ async def test_without_pacing_every_change_goes_out_at_once(settings):
 
     settings.REDIS_URL = "redis://127.0.0.1:6379/9"
     settings.REALTIME_BOARD_FRAME_INTERVAL_MS = 0
+    settings.REALTIME_SATURATION_BACKOFF = False  # depends on the box's load; tested below
     hub = Hub()
     sock = Socket()
     await pushing(sock, hub)
     for seq in (1, 2, 3):
         hub._on_messages([(board_channel("global"), b"%d\n" % seq + b'{"seq":%d}' % seq)])
+    assert sock.sent == ['{"seq":1}', '{"seq":2}', '{"seq":3}']
+
+
+def publish_to(hub: Hub, seq: int) -> None:
+    from realtime.hub import board_channel
+
+    hub._on_messages([(board_channel("global"), b"%d\n" % seq + b'{"seq":%d}' % seq)])
+
+
+async def test_a_fan_out_kept_off_the_cpu_holds_its_board_back_as_long_with_the_backoff_on(settings):
+    settings.REDIS_URL = "redis://127.0.0.1:6379/9"  # only names the pub/sub channels here
+    settings.REALTIME_BOARD_FRAME_INTERVAL_MS = 0
+    settings.REALTIME_SATURATION_BACKOFF = True
+    hub = Hub()
+    sock = Socket()
+    await pushing(sock, hub)
+    loop = asyncio.get_running_loop()
+    sock.stall = 0.04  # the fan-out takes 40 ms of wall time and almost no CPU: the box is saturated
+    publish_to(hub, 1)
+    first_done = loop.time()
+    assert sock.sent == ['{"seq":1}']  # the change itself goes out at once
+    sock.stall = 0.0
+    publish_to(hub, 2)
+    publish_to(hub, 3)
+    assert sock.sent == ['{"seq":1}']  # held back: the process leaves the cores to the others
+    while len(sock.sent) < 2 and loop.time() - first_done < 2:
+        await asyncio.sleep(0.005)
+    assert sock.sent == ['{"seq":1}', '{"seq":3}']  # then the newest snapshot, once
+    assert loop.time() - first_done >= 0.04 * 0.9
+    # That fan-out used its CPU as fast as the wall clock: nothing is held any more.
+    publish_to(hub, 4)
+    publish_to(hub, 5)
+    assert sock.sent == ['{"seq":1}', '{"seq":3}', '{"seq":4}', '{"seq":5}']
+
+
+async def test_without_the_backoff_a_stalled_fan_out_holds_nothing_back(settings):
+    settings.REDIS_URL = "redis://127.0.0.1:6379/9"
+    settings.REALTIME_BOARD_FRAME_INTERVAL_MS = 0
+    settings.REALTIME_SATURATION_BACKOFF = False
+    hub = Hub()
+    sock = Socket()
+    await pushing(sock, hub)
+    sock.stall = 0.02
+    for seq in (1, 2, 3):
+        publish_to(hub, seq)
     assert sock.sent == ['{"seq":1}', '{"seq":2}', '{"seq":3}']
