@@ -99,8 +99,8 @@ DRAIN_MAX = 1000
 # must not hold the connect).
 CHANNEL_SUBSCRIBE_WAIT_SECONDS = 1.0
 # The saturation back-off (Hub._fan_out_now): a fan-out that took at least BACKOFF_MIN_SECONDS of wall
-# time, more than REALTIME_SATURATION_BACKOFF_RATIO times its CPU time, holds its board back for that
-# wall time, at most BACKOFF_MAX_SECONDS.
+# time, more than REALTIME_SATURATION_BACKOFF_RATIO times its CPU time, holds its board back for
+# REALTIME_SATURATION_BACKOFF_HOLD times that wall time, at most BACKOFF_MAX_SECONDS.
 BACKOFF_MIN_SECONDS = 0.005
 BACKOFF_MAX_SECONDS = 0.5
 # Names the subscription in CLIENT LIST (operators, and the reconnect test, can find it).
@@ -795,8 +795,9 @@ class Hub:
         The back-off: a fan-out is one synchronous loop of socket writes, so the wall time it took
         beyond its own CPU time is time this process was kept off the cores. More than
         ``REALTIME_SATURATION_BACKOFF_RATIO`` times its CPU time means the box is saturated: the
-        process then waits that fan-out's wall time (at most ``BACKOFF_MAX_SECONDS``) before the
-        board's next one, spending at most half its time fanning out. The score updates keep cores
+        process then waits ``REALTIME_SATURATION_BACKOFF_HOLD`` (2) times that fan-out's wall time (at
+        most ``BACKOFF_MAX_SECONDS``) before the board's next one, spending at most a third of its
+        time fanning out. The score updates keep cores
         to run on instead of queueing behind the fan-out, and the sockets get the newest snapshot
         when the slot comes. While the box has room (wall close to CPU) nothing is held.
         """
@@ -809,7 +810,7 @@ class Hub:
         ratio = settings.REALTIME_SATURATION_BACKOFF_RATIO
         if settings.REALTIME_SATURATION_BACKOFF and wall >= BACKOFF_MIN_SECONDS and wall > ratio * used:
             FANOUT_BACKOFFS.inc()
-            slot = max(slot, ended + min(wall, BACKOFF_MAX_SECONDS))
+            slot = max(slot, ended + min(wall * settings.REALTIME_SATURATION_BACKOFF_HOLD, BACKOFF_MAX_SECONDS))
         if slot > ended:
             self._next_slot[board] = slot
         else:

@@ -412,12 +412,14 @@ REALTIME_PREFRAMED_WRITES = env.bool("REALTIME_PREFRAMED_WRITES", default=True)
 # of the interval; a lone change still goes out at once (realtime/hub.py, Hub._board_frame).
 REALTIME_BOARD_FRAME_INTERVAL_MS = env.int("REALTIME_BOARD_FRAME_INTERVAL_MS", default=0)
 # A live-board process that was kept off the CPU during a fan-out (its wall time more than RATIO times
-# its CPU time: the box is saturated) holds that board back for as long as the fan-out took, so the
-# score updates keep cores to run on; its sockets then get the newest snapshot (Hub._fan_out_now).
-# On the bench box at 10,000 sockets it took delivery p95 from 2.6 s to 0.35-0.61 s and the score
-# updates' p95 from 11 s to 0.19 s, and changed nothing at 2,000 (docs/benchmarks.md, 2026-12-08).
+# its CPU time: the box is saturated) holds that board back for HOLD times as long as the fan-out took
+# (at most 0.5 s), so the score updates keep cores to run on; its sockets then get the newest snapshot
+# (Hub._fan_out_now). On the bench box at 10,000 sockets: delivery p95 2.3-2.6 s off, 1.3-1.4 s at
+# HOLD 1, 0.49-0.77 s at HOLD 2, the score updates' p95 10 s / 3 s / 0.2-0.5 s; no change at 2,000
+# sockets in three of four rounds (docs/benchmarks.md, 2026-12-08).
 REALTIME_SATURATION_BACKOFF = env.bool("REALTIME_SATURATION_BACKOFF", default=True)
 REALTIME_SATURATION_BACKOFF_RATIO = env.float("REALTIME_SATURATION_BACKOFF_RATIO", default=2.0)
+REALTIME_SATURATION_BACKOFF_HOLD = env.float("REALTIME_SATURATION_BACKOFF_HOLD", default=2.0)
 # Every this many live sockets opened, an ASGI process collects the objects since the last time and
 # freezes them out of later full collections (realtime/heap.py: connect storms). 0: never.
 REALTIME_GC_FREEZE_CONNECTS = env.int("REALTIME_GC_FREEZE_CONNECTS", default=500)
