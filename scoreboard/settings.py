@@ -415,8 +415,8 @@ REALTIME_BOARD_FRAME_INTERVAL_MS = env.int("REALTIME_BOARD_FRAME_INTERVAL_MS", d
 # its CPU time: the box is saturated) holds that board back for HOLD times as long as the fan-out took
 # (at most 0.5 s), so the score updates keep cores to run on; its sockets then get the newest snapshot
 # (Hub._fan_out_now). On the bench box at 10,000 sockets: delivery p95 2.3-2.6 s off, 1.3-1.4 s at
-# HOLD 1, 0.49-0.77 s at HOLD 2, the score updates' p95 10 s / 3 s / 0.2-0.5 s; no change at 2,000
-# sockets in three of four rounds (docs/benchmarks.md, 2026-12-08).
+# HOLD 1, 0.49-0.77 s at HOLD 2, the score updates' p95 10 s / 3 s / 0.2-0.5 s; at 2,000 sockets
+# 29.3 and 76.4 ms at HOLD 2 against 28.4-32.0 in two rounds (docs/benchmarks.md, 2026-12-08).
 REALTIME_SATURATION_BACKOFF = env.bool("REALTIME_SATURATION_BACKOFF", default=True)
 REALTIME_SATURATION_BACKOFF_RATIO = env.float("REALTIME_SATURATION_BACKOFF_RATIO", default=2.0)
 REALTIME_SATURATION_BACKOFF_HOLD = env.float("REALTIME_SATURATION_BACKOFF_HOLD", default=2.0)
