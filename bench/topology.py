@@ -70,8 +70,10 @@ http {{
 """
 
 
+@functools.cache
 def _serve_module() -> Any:
-    """deploy/serve.py (a script, not a package): the production nginx settings and site template."""
+    """deploy/serve.py (a script, not a package): the production nginx settings and site template,
+    the live-board flags and priority. Loaded once."""
     spec = importlib.util.spec_from_file_location("scoreboard_deploy_serve", SERVE_SCRIPT)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -270,6 +270,12 @@ async def test_stop_push_drops_the_pre_framed_writer():
     assert raw.wire == [] and sock.sent == []
 
 
+def publish_to(hub: Hub, seq: int) -> None:
+    from realtime.hub import board_channel
+
+    hub._on_messages([(board_channel("global"), b"%d\n" % seq + b'{"seq":%d}' % seq)])
+
+
 async def test_snapshots_that_arrived_together_fan_out_only_the_newest(settings):
     from realtime.hub import board_channel, player_channel
 
@@ -294,8 +300,6 @@ async def test_snapshots_that_arrived_together_fan_out_only_the_newest(settings)
 
 
 async def test_paced_board_frames_go_out_at_most_once_an_interval_and_the_newest_wins(settings):
-    from realtime.hub import board_channel
-
     settings.REDIS_URL = "redis://127.0.0.1:6379/9"  # only names the pub/sub channels here
     settings.REALTIME_BOARD_FRAME_INTERVAL_MS = 100
     settings.REALTIME_SATURATION_BACKOFF = False  # depends on the box's load; tested below
@@ -303,29 +307,23 @@ async def test_paced_board_frames_go_out_at_most_once_an_interval_and_the_newest
     sock = Socket()
     await pushing(sock, hub)
     loop = asyncio.get_running_loop()
-
-    def publish(seq: int) -> None:
-        hub._on_messages([(board_channel("global"), b"%d\n" % seq + b'{"seq":%d}' % seq)])
-
     started = loop.time()
-    publish(1)
+    publish_to(hub, 1)
     assert sock.sent == ['{"seq":1}']  # the first change of a quiet board goes out at once
-    publish(2)
-    publish(4)
-    publish(3)  # older than 4: never sent
+    publish_to(hub, 2)
+    publish_to(hub, 4)
+    publish_to(hub, 3)  # older than 4: never sent
     assert sock.sent == ['{"seq":1}']  # inside the interval: held for the board's next slot
     while len(sock.sent) < 2 and loop.time() - started < 2:
         await asyncio.sleep(0.01)
     assert sock.sent == ['{"seq":1}', '{"seq":4}']  # one fan-out for the burst, its newest snapshot
     assert loop.time() - started >= 0.1
     await asyncio.sleep(0.15)
-    publish(5)  # a change after a quiet interval: at once again
+    publish_to(hub, 5)  # a change after a quiet interval: at once again
     assert sock.sent == ['{"seq":1}', '{"seq":4}', '{"seq":5}']
 
 
 async def test_without_pacing_every_change_goes_out_at_once(settings):
-    from realtime.hub import board_channel
-
     settings.REDIS_URL = "redis://127.0.0.1:6379/9"
     settings.REALTIME_BOARD_FRAME_INTERVAL_MS = 0
     settings.REALTIME_SATURATION_BACKOFF = False  # depends on the box's load; tested below
@@ -333,14 +331,8 @@ async def test_without_pacing_every_change_goes_out_at_once(settings):
     sock = Socket()
     await pushing(sock, hub)
     for seq in (1, 2, 3):
-        hub._on_messages([(board_channel("global"), b"%d\n" % seq + b'{"seq":%d}' % seq)])
+        publish_to(hub, seq)
     assert sock.sent == ['{"seq":1}', '{"seq":2}', '{"seq":3}']
-
-
-def publish_to(hub: Hub, seq: int) -> None:
-    from realtime.hub import board_channel
-
-    hub._on_messages([(board_channel("global"), b"%d\n" % seq + b'{"seq":%d}' % seq)])
 
 
 async def test_a_fan_out_kept_off_the_cpu_holds_its_board_back_with_the_backoff_on(settings):
