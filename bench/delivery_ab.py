@@ -21,7 +21,8 @@ Variants:
   ``@sessions=1``: all N in one session, one scheduling group), beside the plain one.
 - ``bare``: the bare server (otherwise measured after every client count's variants).
 - any variant with ``+niceN``: its client processes run at ``nice N`` (BENCH_CLIENT_NICE) for that step;
-  ``+readN``: they read N bytes a ``recvmsg`` (BENCH_WS_READ_SIZE, bench/wsclients.py); ``+stormN``: N more
+  ``+readN``: they read N bytes a ``recvmsg`` (BENCH_WS_READ_SIZE, bench/wsclients.py); ``+pyclient``: they
+  read with the Python engine instead of the C one (BENCH_WS_CLIENT=python); ``+stormN``: N more
   sockets (not measured) connect to the same servers at the start of the window, a reconnect storm.
 - ``alt:NAME``: through a second nginx started from ``--alt NAME=PATH[@N or @A-B]``: PATH is a
   complete nginx.conf with ``{run}``, ``{port}`` and ``{asgi_servers}`` placeholders (the uvicorn
@@ -45,10 +46,14 @@ from typing import Any
 
 from bench.run import MODES, RESULTS, Bench, ensure_database, log
 from bench.topology import NGINX_PORT, PORT_BASE, WS_BASELINE_PORT, Topology, raise_nofile
+from bench.wsclients import prepare as prepare_ws_clients
 
 ALT_PORTS = tuple(PORT_BASE + n for n in (10, 11, 12, 13))
 # A variant's "+niceN" / "+readN": its client processes at nice N / reading N bytes a recvmsg.
 CLIENT_KNOBS = {"nice": "BENCH_CLIENT_NICE", "read": "BENCH_WS_READ_SIZE"}
+# "+pyclient" / "+cclient": the client processes' engine (bench/wsclients.py; native C by default).
+CLIENT_ENGINES = {"pyclient": "python", "cclient": "native"}
+CLIENT_ENV = (*CLIENT_KNOBS.values(), "BENCH_WS_CLIENT")
 
 
 def main() -> None:
@@ -86,6 +91,7 @@ def main() -> None:
         env = bench.environment()
         os.environ.update(env)
         bench.prepare_data()
+        prepare_ws_clients()
         topo = bench.topology = Topology(run_dir=work / "run", env=env)
         topo.start_app()
         bench.warm_up()
@@ -122,7 +128,7 @@ def main() -> None:
                 steps = order if explicit_bare or args.no_bare else [*order, "bare"]
                 for name in steps:
                     variant, client_env, storm = parse_variant(name)
-                    for knob in CLIENT_KNOBS.values():
+                    for knob in CLIENT_ENV:
                         os.environ.pop(knob, None)
                     os.environ.update(client_env)
                     if variant == "bare":
@@ -146,7 +152,7 @@ def main() -> None:
                     bench.reset_contenders()
                     step = bench.ws_step(port, k, f"{variant}-r{rnd}", pids, True, connect=connect, storm=storm)
                     results.append({"round": rnd, "variant": name, **step})
-                for knob in CLIENT_KNOBS.values():
+                for knob in CLIENT_ENV:
                     os.environ.pop(knob, None)
                 out.write_text(json.dumps(results, indent=1))
     finally:
@@ -178,9 +184,14 @@ def parse_variant(name: str) -> tuple[str, dict[str, str], int]:
         if option.startswith("storm"):
             storm = int(option.removeprefix("storm"))
             continue
+        if option in CLIENT_ENGINES:
+            env["BENCH_WS_CLIENT"] = CLIENT_ENGINES[option]
+            continue
         prefix = next((p for p in CLIENT_KNOBS if option.startswith(p)), None)
         if prefix is None:
-            raise SystemExit(f"unknown variant option +{option} (known: storm, {', '.join(CLIENT_KNOBS)})")
+            raise SystemExit(
+                f"unknown variant option +{option} (known: storm, {', '.join([*CLIENT_KNOBS, *CLIENT_ENGINES])})"
+            )
         env[CLIENT_KNOBS[prefix]] = str(int(option.removeprefix(prefix)))
     return variant, env, storm
 

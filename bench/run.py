@@ -46,6 +46,8 @@ from bench.topology import (
     raise_nofile,
     rss_kb,
 )
+from bench.wsclients import client_engine
+from bench.wsclients import prepare as prepare_ws_clients
 from scoreboard.progress import progress, say
 
 RESULTS = ROOT / "bench" / "results"
@@ -936,6 +938,8 @@ class Bench:
             "updates_during": updates,
             # POST sent -> frame received (kernel arrival) with updates running; else from published_at.
             "measured_from": "post_sent" if load is not None else "published_at",
+            # Which engine read the client sockets (bench/wsclients.py: native C, or Python).
+            "client_engine": client_engine(),
             **percentiles(latencies),
             "samples": len(latencies),
             "per_frame": per_frame,
@@ -1097,8 +1101,13 @@ class Bench:
         # Production's live-board processes, started beside the nginx upstreams (bench/topology.py).
         os.environ.setdefault("BENCH_ASGI_REUSEPORT", os.environ.get("BENCH_REALTIME_PROCESSES", "4"))
         self.result["started_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        self.result["machine"] = {"cpus": os.cpu_count(), "load_avg_at_start": os.getloadavg()}
+        self.result["machine"] = {
+            "cpus": os.cpu_count(),
+            "load_avg_at_start": os.getloadavg(),
+            "ws_client_engine": client_engine(),
+        }
         self.prepare_data()
+        prepare_ws_clients()
         self.topology = Topology(run_dir=self.work / "run", env=env)
         self.topology.start_app()
         log(

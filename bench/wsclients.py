@@ -51,6 +51,7 @@ from typing import Any
 
 from bench.topology import raise_nofile
 
+ENGINES = ("native", "python")
 SEQ = b'"seq":'
 PUBLISHED = b'"published_at":'
 CONNECT_CONCURRENCY = 200
@@ -64,6 +65,21 @@ READ_SIZE = int(os.environ.get("BENCH_WS_READ_SIZE", str(1 << 16)))
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; SCM_TIMESTAMPNS has the same value
 TIMESPEC = struct.Struct("qq")
 ANCILLARY = socket.CMSG_SPACE(TIMESPEC.size)
+
+
+def client_engine() -> str:
+    """The engine the client processes use: ``BENCH_WS_CLIENT`` (native, the default, or python)."""
+    engine = os.environ.get("BENCH_WS_CLIENT", "native")
+    if engine not in ENGINES:
+        raise SystemExit(f"BENCH_WS_CLIENT={engine}: one of {', '.join(ENGINES)}")
+    return engine
+
+
+def prepare() -> None:
+    """Build the C engine once, before client processes start (each would otherwise compile it)."""
+    from bench import native
+
+    native.build()
 
 
 class Stats:
@@ -371,6 +387,68 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         for client in clients
         if client.upgraded  # (closed sockets keep what they had recorded)
     ]
+    return finish(in_window, stats.bodies, stats.lag, stats.user_clock, connected, alive, command, go_ms, until_ms)
+
+
+def run_native(args: argparse.Namespace) -> dict[str, object]:
+    """The same as ``run``, the sockets read by the C engine (bench/wsclient_native.c)."""
+    from bench.native import Clients
+
+    raise_nofile()
+    clients = Clients()
+    targets = args.connect or [f"{args.host}:{args.port}"]
+    host = args.host if args.connect else targets[0]
+    started = time.perf_counter()
+    connected = clients.open(
+        targets,
+        host,
+        args.path,
+        args.count,
+        args.wait_first_frame,
+        OPEN_TIMEOUT,
+        CONNECT_CONCURRENCY,
+        READ_SIZE,
+        args.batch_us,
+    )
+    print(f"ready {connected} {time.perf_counter() - started:.2f}", flush=True)
+    clients.read_until_line()  # "go"
+    go_ms = time.time() * 1000.0
+    clients.clear()  # frames before "go" (connect snapshots) are not deliveries
+    clients.recording(True)
+    clients.read_for(args.duration)
+    clients.recording(False)
+    until_ms = go_ms + args.duration * 1000.0
+    # Still reading (late frames of updates sent in the window, the final board) until told to stop.
+    command = clients.read_until_line().split()
+    alive = connected - clients.closed
+    clients.close_all()
+    result = finish(
+        clients.sockets(),
+        clients.bodies(),
+        clients.lag(),
+        clients.user_clock,
+        connected,
+        alive,
+        command,
+        go_ms,
+        until_ms,
+    )
+    result["polls"], result["polled_ready"] = clients.polls
+    return result
+
+
+def finish(
+    in_window: list[tuple[array[int], array[float]]],
+    bodies: dict[int, bytes],
+    lag: array[float],
+    user_clock: int,
+    connected: int,
+    alive: int,
+    command: list[str],
+    go_ms: float,
+    until_ms: float,
+) -> dict[str, object]:
+    """One process's result from what its sockets recorded (per socket its seqs and arrival ms)."""
     recorded = [
         (
             array("q", (s for s, a in zip(seqs, arr, strict=True) if a < until_ms)),
@@ -383,7 +461,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     for seqs, arrivals in recorded:
         frames += len(seqs)
         for seq, at in zip(seqs, arrivals, strict=True):
-            sent = published_at(stats.bodies[seq])
+            sent = published_at(bodies[seq])
             if sent is not None:
                 published.append(at - sent)
     per_seq: dict[int, list[float]] = {}
@@ -393,17 +471,15 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     per_frame = []  # seq, published_at, then first / median / last arrival (epoch ms), sockets
     for seq in sorted(per_seq):
         times = sorted(per_seq[seq])
-        per_frame.append(
-            [seq, published_at(stats.bodies[seq]), times[0], times[len(times) // 2], times[-1], len(times)]
-        )
+        per_frame.append([seq, published_at(bodies[seq]), times[0], times[len(times) // 2], times[-1], len(times)])
     result: dict[str, object] = {
         "per_frame": per_frame,
         "connected": connected,
         "alive_at_end": alive,
         "frames": frames,
         "published_ms": published,
-        "client_lag_ms": list(stats.lag),
-        "user_clock_reads": stats.user_clock,
+        "client_lag_ms": list(lag),
+        "user_clock_reads": user_clock,
         # Each socket's last snapshot (its seq), counted: all should be at the newest.
         "last_seqs": dict(Counter(str(seqs[-1]) for seqs, _ in in_window if seqs)),
         "sockets_without_frames": sum(1 for seqs, _ in in_window if not seqs),
@@ -411,7 +487,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     if command[:1] == ["match"]:
         posts = [(float(sent), str(user), int(score)) for sent, user, score in json.loads(Path(command[1]).read_text())]
         # Arrivals after the window count too (a POST sent at its end is delivered just after it).
-        result.update(match(in_window, stats.bodies, posts, go_ms, until_ms))
+        result.update(match(in_window, bodies, posts, go_ms, until_ms))
     else:
         result["latencies_ms"] = published
     return result
@@ -433,6 +509,18 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--wait-first-frame", action="store_true", help="ready only once each socket had a frame")
     parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=client_engine(),
+        help="native: the sockets are read in C (bench/wsclient_native.c), python: by this module's asyncio loop",
+    )
+    parser.add_argument(
+        "--batch-us",
+        type=int,
+        default=int(os.environ.get("BENCH_WS_BATCH_US", "1000")),
+        help="native engine: microseconds between polls that found few sockets ready (0: none)",
+    )
+    parser.add_argument(
         "--nice",
         type=int,
         default=0,
@@ -444,7 +532,7 @@ def main() -> None:
     import uvloop
 
     stamps = kernel_stamps_on()  # open until the process ends: the kernel keeps stamping
-    result = uvloop.run(run(args))
+    result = run_native(args) if args.engine == "native" else uvloop.run(run(args))
     if stamps is not None:
         stamps.close()
     Path(args.out).write_text(json.dumps(result))

@@ -12,6 +12,7 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 from array import array
 from pathlib import Path
@@ -148,7 +149,8 @@ def test_a_post_is_matched_with_the_first_frame_showing_its_update_at_each_socke
     assert sorted(got["post_to_publish_ms"]) == [4.0, 6.0]
 
 
-def test_the_client_process_measures_a_bare_broadcast_with_kernel_stamps(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ["native", "python"])
+def test_the_client_process_measures_a_bare_broadcast_with_kernel_stamps(tmp_path: Path, engine: str) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -177,6 +179,8 @@ def test_the_client_process_measures_a_bare_broadcast_with_kernel_stamps(tmp_pat
                 "1.0",
                 "--out",
                 str(out),
+                "--engine",
+                engine,
             ],
             cwd=ROOT,
             stdin=subprocess.PIPE,
@@ -251,3 +255,78 @@ def test_more_than_one_read_s_worth_queued_is_read_by_the_next_callbacks() -> No
         left.close()
         right.close()
         loop.close()
+
+
+def test_the_c_engine_parses_split_frames_keeps_each_body_once_answers_pings_and_matches_posts(
+    tmp_path: Path,
+) -> None:
+    # The C engine (bench/wsclient_native.c) against a scripted server: frames split across writes, a
+    # 16-bit length, a seq sent twice with different rows (the first body is the one kept), a ping.
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(20)
+    port = listener.getsockname()[1]
+    go = threading.Event()
+    pong: list[bytes] = []
+    sent_at: list[float] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += conn.recv(4096)
+            assert request.startswith(b"GET /v1/realtime HTTP/1.1\r\n")
+            assert b"Sec-WebSocket-Version: 13" in request
+            conn.sendall(HANDSHAKE + text_frame(board(0, [("u0", 1)])))  # the connect snapshot
+            go.wait(20)
+            sent_at.append(time.time() * 1000.0)
+            wire = text_frame(board(1, [("u1", 5)])) + text_frame(board(2, [("u1", 9)]))
+            big = text_frame(board(3, [("u7", 70)] + [(f"user-{i}", i) for i in range(20)]))  # > 125 bytes
+            for chunk in (wire[:5], wire[5:] + big[:3], big[3:], text_frame(board(3, [("u8", 80)]))):
+                conn.sendall(chunk)
+                time.sleep(0.05)
+            conn.sendall(bytes([0x89, 2]) + b"hi")
+            conn.settimeout(5)
+            pong.append(conn.recv(64))
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    out = tmp_path / "out.json"
+    clients = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "bench.wsclients", "--engine", "native", "--port", str(port)),
+            *("--count", "1", "--duration", "1.0", "--out", str(out), "--wait-first-frame"),
+        ],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert clients.stdout is not None and clients.stdin is not None
+        assert clients.stdout.readline().split()[:2] == ["ready", "1"]
+        clients.stdin.write("go\n")
+        clients.stdin.flush()
+        time.sleep(0.1)  # "go" is read before the frames below are sent: they fall in the window
+        go.set()
+        server.join(10)
+        posts = tmp_path / "posts.json"
+        posts.write_text(json.dumps([[sent_at[0], "u7", 70], [sent_at[0], "u8", 80]]))
+        time.sleep(1.2)
+        clients.stdin.write(f"match {posts}\n")
+        clients.stdin.flush()
+        assert clients.wait(timeout=30) == 0
+    finally:
+        clients.kill()
+        listener.close()
+    assert pong == [bytes([0x8A, 0x82]) + b"\0\0\0\0hi"]  # the masked pong
+    result = json.loads(out.read_text())
+    assert result["connected"] == 1
+    assert result["frames"] == 4  # 1, 2, 3, 3 (the connect snapshot came before "go")
+    assert [row[0] for row in result["per_frame"]] == [1, 2, 3]
+    assert [row[5] for row in result["per_frame"]] == [1, 1, 2]  # sockets per seq: 3 arrived twice
+    # u7's update is in the first body of seq 3 (kept); u8's only in the second copy (not kept).
+    assert len(result["latencies_ms"]) == 1
+    assert 0 <= result["latencies_ms"][0] < 1000
+    assert result["updates_in_window"] == 2
+    assert result["unseen_updates"] == 1
