@@ -99,8 +99,9 @@ DRAIN_MAX = 1000
 # must not hold the connect).
 CHANNEL_SUBSCRIBE_WAIT_SECONDS = 1.0
 # The saturation back-off (Hub._fan_out_now): a fan-out that took at least BACKOFF_MIN_SECONDS of wall
-# time, more than REALTIME_SATURATION_BACKOFF_RATIO times its CPU time, holds its board back for
-# REALTIME_SATURATION_BACKOFF_HOLD times that wall time, at most BACKOFF_MAX_SECONDS.
+# time, more than REALTIME_SATURATION_BACKOFF_RATIO times its CPU time, holds its board back until the
+# process's fan-outs have used at most REALTIME_SATURATION_CPU_SHARE of a core (or, with the share at 0,
+# for REALTIME_SATURATION_BACKOFF_HOLD times that wall time), at most BACKOFF_MAX_SECONDS.
 BACKOFF_MIN_SECONDS = 0.005
 BACKOFF_MAX_SECONDS = 0.5
 # Names the subscription in CLIENT LIST (operators, and the reconnect test, can find it).
@@ -377,6 +378,9 @@ class Hub:
         # time before which a board is not fanned out again, and the newest frame of a board waiting for it.
         self._next_slot: dict[str, float] = {}
         self._paced: dict[str, Frame] = {}
+        # The back-off's CPU clock (REALTIME_SATURATION_CPU_SHARE): the loop time by which this process's
+        # saturated fan-outs, of every board, will have used no more than the share of a core.
+        self._cpu_clock = 0.0
 
     # -- registry (event loop thread) -------------------------------------------------------
     async def attach(self, box: Mailbox) -> None:
@@ -795,11 +799,15 @@ class Hub:
         The back-off: a fan-out is one synchronous loop of socket writes, so the wall time it took
         beyond its own CPU time is time this process was kept off the cores. More than
         ``REALTIME_SATURATION_BACKOFF_RATIO`` times its CPU time means the box is saturated: the
-        process then waits ``REALTIME_SATURATION_BACKOFF_HOLD`` (2) times that fan-out's wall time (at
-        most ``BACKOFF_MAX_SECONDS``) before the board's next one, spending at most a third of its
-        time fanning out. The score updates keep cores
-        to run on instead of queueing behind the fan-out, and the sockets get the newest snapshot
-        when the slot comes. While the box has room (wall close to CPU) nothing is held.
+        board then waits until this process's fan-outs (of every board) have used at most
+        ``REALTIME_SATURATION_CPU_SHARE`` of a core (0.15: a fan-out that used 20 ms of CPU is
+        followed by the board's next no sooner than 133 ms after it started), at most
+        ``BACKOFF_MAX_SECONDS`` after it ended. That bounds the live board's CPU while the box is
+        saturated, whatever its wall time was: the score updates keep cores to run on instead of
+        queueing behind the fan-out, and the sockets get the newest snapshot when the slot comes. A
+        fan-out that used little CPU holds nothing even then, and while the box has room (wall close
+        to CPU) nothing is held at all. With the share at 0 the hold is
+        ``REALTIME_SATURATION_BACKOFF_HOLD`` times the fan-out's wall time (the earlier rule).
         """
         loop = asyncio.get_running_loop()
         started, cpu = loop.time(), time.thread_time()
@@ -810,7 +818,14 @@ class Hub:
         ratio = settings.REALTIME_SATURATION_BACKOFF_RATIO
         if settings.REALTIME_SATURATION_BACKOFF and wall >= BACKOFF_MIN_SECONDS and wall > ratio * used:
             FANOUT_BACKOFFS.inc()
-            slot = max(slot, ended + min(wall * settings.REALTIME_SATURATION_BACKOFF_HOLD, BACKOFF_MAX_SECONDS))
+            share = settings.REALTIME_SATURATION_CPU_SHARE
+            latest = ended + BACKOFF_MAX_SECONDS
+            if share > 0:
+                # Saturated fan-outs of every board add up (a fan-out while the box had room owes nothing).
+                self._cpu_clock = held = min(max(self._cpu_clock, started) + used / share, latest)
+            else:
+                held = ended + wall * settings.REALTIME_SATURATION_BACKOFF_HOLD
+            slot = max(slot, min(held, latest))
         if slot > ended:
             self._next_slot[board] = slot
         else:

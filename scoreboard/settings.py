@@ -420,6 +420,11 @@ REALTIME_BOARD_FRAME_INTERVAL_MS = env.int("REALTIME_BOARD_FRAME_INTERVAL_MS", d
 REALTIME_SATURATION_BACKOFF = env.bool("REALTIME_SATURATION_BACKOFF", default=True)
 REALTIME_SATURATION_BACKOFF_RATIO = env.float("REALTIME_SATURATION_BACKOFF_RATIO", default=2.0)
 REALTIME_SATURATION_BACKOFF_HOLD = env.float("REALTIME_SATURATION_BACKOFF_HOLD", default=2.0)
+# While the back-off is triggered, a board waits until this process's fan-outs have used at most this
+# share of one core (realtime/hub.py, Hub._fan_out_now); 0: it waits REALTIME_SATURATION_BACKOFF_HOLD
+# times the fan-out's wall time instead. 0.15 measured best on the 2-core bench box with four live-board
+# processes (docs/benchmarks.md, 2026-12-08 morning).
+REALTIME_SATURATION_CPU_SHARE = env.float("REALTIME_SATURATION_CPU_SHARE", default=0.15)
 # Every this many live sockets opened, an ASGI process collects the objects since the last time and
 # freezes them out of later full collections (realtime/heap.py: connect storms). 0: never.
 REALTIME_GC_FREEZE_CONNECTS = env.int("REALTIME_GC_FREEZE_CONNECTS", default=500)

@@ -33,6 +33,8 @@ class Socket:
         self.error: Exception | None = None
         # Seconds each write holds the thread without using the CPU: a process kept off the cores.
         self.stall = 0.0
+        # Seconds of CPU each write spends (spinning).
+        self.burn = 0.0
 
     def block(self) -> None:
         self.gate = asyncio.get_running_loop().create_future()
@@ -46,6 +48,10 @@ class Socket:
         assert message["type"] == "websocket.send"
         if self.error is not None:
             raise self.error
+        if self.burn:
+            until = time.thread_time() + self.burn
+            while time.thread_time() < until:
+                pass
         if self.stall:
             time.sleep(self.stall)
         if self.gate is not None:
@@ -62,8 +68,10 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-async def pushing(sock: Socket, hub: Hub | None = None, user_id: str | None = None) -> Mailbox:
-    box = Mailbox("global")
+async def pushing(
+    sock: Socket, hub: Hub | None = None, user_id: str | None = None, board_name: str = "global"
+) -> Mailbox:
+    box = Mailbox(board_name)
     box.user_id = user_id
     if hub is not None:
         await hub.attach(box)
@@ -270,10 +278,10 @@ async def test_stop_push_drops_the_pre_framed_writer():
     assert raw.wire == [] and sock.sent == []
 
 
-def publish_to(hub: Hub, seq: int) -> None:
+def publish_to(hub: Hub, seq: int, board_name: str = "global") -> None:
     from realtime.hub import board_channel
 
-    hub._on_messages([(board_channel("global"), b"%d\n" % seq + b'{"seq":%d}' % seq)])
+    hub._on_messages([(board_channel(board_name), b"%d\n" % seq + b'{"seq":%d}' % seq)])
 
 
 async def test_snapshots_that_arrived_together_fan_out_only_the_newest(settings):
@@ -339,6 +347,7 @@ async def test_a_fan_out_kept_off_the_cpu_holds_its_board_back_with_the_backoff_
     settings.REDIS_URL = "redis://127.0.0.1:6379/9"  # only names the pub/sub channels here
     settings.REALTIME_BOARD_FRAME_INTERVAL_MS = 0
     settings.REALTIME_SATURATION_BACKOFF = True
+    settings.REALTIME_SATURATION_CPU_SHARE = 0  # the wall-time hold (the share's tests are below)
     settings.REALTIME_SATURATION_BACKOFF_HOLD = 2.0
     hub = Hub()
     sock = Socket()
@@ -360,6 +369,71 @@ async def test_a_fan_out_kept_off_the_cpu_holds_its_board_back_with_the_backoff_
     publish_to(hub, 4)
     publish_to(hub, 5)
     assert sock.sent == ['{"seq":1}', '{"seq":3}', '{"seq":4}', '{"seq":5}']
+
+
+async def test_with_a_cpu_share_a_saturated_board_waits_until_its_fan_outs_used_at_most_that_share(settings):
+    settings.REDIS_URL = "redis://127.0.0.1:6379/9"
+    settings.REALTIME_BOARD_FRAME_INTERVAL_MS = 0
+    settings.REALTIME_SATURATION_BACKOFF = True
+    settings.REALTIME_SATURATION_CPU_SHARE = 0.05
+    hub = Hub()
+    sock = Socket()
+    await pushing(sock, hub)
+    loop = asyncio.get_running_loop()
+    sock.burn, sock.stall = 0.01, 0.04  # 10 ms of CPU in 50 ms of wall time: saturated
+    started = loop.time()
+    publish_to(hub, 1)
+    assert sock.sent == ['{"seq":1}']
+    sock.burn = sock.stall = 0.0
+    publish_to(hub, 2)
+    assert sock.sent == ['{"seq":1}']
+    while len(sock.sent) < 2 and loop.time() - started < 2:
+        await asyncio.sleep(0.005)
+    assert sock.sent == ['{"seq":1}', '{"seq":2}']
+    # 10 ms of CPU at a share of 0.05: the next fan-out starts 200 ms after this one started (the
+    # wall-time hold, 2 x 50 ms after its end, would have been 150 ms).
+    assert loop.time() - started >= 0.2 * 0.95
+
+
+async def test_with_a_cpu_share_the_saturated_fan_outs_of_every_board_add_up(settings):
+    settings.REDIS_URL = "redis://127.0.0.1:6379/9"
+    settings.REALTIME_BOARD_FRAME_INTERVAL_MS = 0
+    settings.REALTIME_SATURATION_BACKOFF = True
+    settings.REALTIME_SATURATION_CPU_SHARE = 0.05
+    hub = Hub()
+    one, other = Socket(), Socket()
+    await pushing(one, hub)
+    await pushing(other, hub, board_name="weekly")
+    loop = asyncio.get_running_loop()
+    one.burn = other.burn = 0.01
+    one.stall = other.stall = 0.04
+    started = loop.time()
+    publish_to(hub, 1)  # global: 10 ms of CPU, saturated
+    publish_to(hub, 1, board_name="weekly")  # weekly: 10 ms more, right after
+    assert one.sent == ['{"seq":1}'] and other.sent == ['{"seq":1}']
+    other.burn = other.stall = 0.0
+    publish_to(hub, 2, board_name="weekly")
+    while len(other.sent) < 2 and loop.time() - started < 3:
+        await asyncio.sleep(0.005)
+    # 20 ms of this process's CPU at a share of 0.05: weekly's next fan-out waits 400 ms from the first
+    # start (its own 10 ms alone would have allowed it at about 250 ms).
+    assert other.sent == ['{"seq":1}', '{"seq":2}']
+    assert loop.time() - started >= 0.4 * 0.95
+
+
+async def test_with_a_cpu_share_a_saturated_fan_out_that_used_little_cpu_holds_nothing(settings):
+    settings.REDIS_URL = "redis://127.0.0.1:6379/9"
+    settings.REALTIME_BOARD_FRAME_INTERVAL_MS = 0
+    settings.REALTIME_SATURATION_BACKOFF = True
+    settings.REALTIME_SATURATION_CPU_SHARE = 0.5
+    hub = Hub()
+    sock = Socket()
+    await pushing(sock, hub)
+    sock.stall = 0.03  # off the cores for 30 ms, but well under half a core of CPU: nothing to give back
+    publish_to(hub, 1)
+    sock.stall = 0.0
+    publish_to(hub, 2)
+    assert sock.sent == ['{"seq":1}', '{"seq":2}']
 
 
 async def test_without_the_backoff_a_stalled_fan_out_holds_nothing_back(settings):
