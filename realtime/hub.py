@@ -618,6 +618,7 @@ class Hub:
             self._players.clear()
             self._paced.clear()  # their slots were booked on the old loop: they would never come
             self._next_slot.clear()
+            self._cpu_clock = 0.0  # a time on the old loop's clock
             self._unsubscribed()
             self._reconciling = None
             self._listener = None
