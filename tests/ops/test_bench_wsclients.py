@@ -330,3 +330,22 @@ def test_the_c_engine_parses_split_frames_keeps_each_body_once_answers_pings_and
     assert 0 <= result["latencies_ms"][0] < 1000
     assert result["updates_in_window"] == 2
     assert result["unseen_updates"] == 1
+
+
+def test_the_c_engine_is_built_once_per_source_and_a_missing_compiler_says_what_to_do(tmp_path, monkeypatch):
+    from bench import native
+
+    monkeypatch.setattr(native, "BUILD", tmp_path / "build")
+    (tmp_path / "build").mkdir()
+    stale = tmp_path / "build" / "wsclient-000000000000.so"
+    stale.write_bytes(b"an earlier source's build")
+    built = native.build()
+    assert built.exists() and built.name == native.library_path().name
+    assert not stale.exists()  # builds of earlier sources are removed
+    stamp = built.stat().st_mtime_ns
+    assert native.build() == built and built.stat().st_mtime_ns == stamp  # not rebuilt
+    built.unlink()
+    monkeypatch.setenv("CC", "no-such-compiler")
+    monkeypatch.setattr(native.shutil, "which", lambda name: None)
+    with pytest.raises(RuntimeError, match="BENCH_WS_CLIENT=python"):
+        native.build()
