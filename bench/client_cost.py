@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.topology import port_open, wait_for
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -45,13 +47,7 @@ def measure(engine: str, sockets: int, processes: int, seconds: float, work: Pat
     )
     clients: list[subprocess.Popen[str]] = []
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+        wait_for(lambda: port_open(port), f"the bare server on :{port}", timeout=20)
         outs = [work / f"{engine}-{i}.json" for i in range(processes)]
         for i, out in enumerate(outs):
             count = sockets // processes + (1 if i < sockets % processes else 0)

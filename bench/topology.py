@@ -347,21 +347,16 @@ class Topology:
             for i in range(launchers):
                 proc = self._spawn(
                     f"uvicornR{spec}-{i}",
-                    [
-                        *serve.niced([], nice),
-                        sys.executable,
-                        str(REUSEPORT_SCRIPT),
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        str(port),
-                        *(["--processes", str(each)] if each > 1 else []),
-                        "--",
-                        str(VENV_BIN / "uvicorn"),
-                        "scoreboard.asgi:application",
-                        *uvicorn_flags,
-                        "--no-proxy-headers",
-                    ],
+                    serve.niced(
+                        [
+                            *(sys.executable, str(REUSEPORT_SCRIPT), "--host", "127.0.0.1", "--port", str(port)),
+                            *(["--processes", str(each)] if each > 1 else []),
+                            *("--", str(VENV_BIN / "uvicorn"), "scoreboard.asgi:application"),
+                            *uvicorn_flags,
+                            "--no-proxy-headers",
+                        ],
+                        nice,
+                    ),
                     dict(self.env, **serve.REALTIME_DIRECT_ENV, **env),
                 )
                 serve.nice_session(proc.pid, nice)

@@ -825,8 +825,8 @@ class Hub:
                 # Saturated fan-outs of every board add up (a fan-out while the box had room owes nothing).
                 self._cpu_clock = held = min(max(self._cpu_clock, started) + used / share, latest)
             else:
-                held = ended + wall * settings.REALTIME_SATURATION_BACKOFF_HOLD
-            slot = max(slot, min(held, latest))
+                held = min(ended + wall * settings.REALTIME_SATURATION_BACKOFF_HOLD, latest)
+            slot = max(slot, held)
         if slot > ended:
             self._next_slot[board] = slot
         else:
